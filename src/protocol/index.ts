@@ -1,0 +1,6 @@
+export * from './constants.js';
+export * from './decoder.js';
+export * from './errors.js';
+export { allowedExtrasLengths } from './extras-sizes.js';
+export * from './frame.js';
+export * from './messages/index.js';

@@ -1,0 +1,86 @@
+import { isResponseMagic, Magic, opcodeName } from '../constants.js';
+import { ProtocolError } from '../errors.js';
+import type { Frame } from '../frame.js';
+
+// Helpers shared by the per-message codecs: envelope types, checks that a frame is the message asked
+// for, and field validation with errors that name the message.
+
+/** Fields every request carries in its header. */
+export interface RequestEnvelope {
+  opaque: number;
+  vbucket: number;
+}
+
+/** Fields every response carries in its header. */
+export interface ResponseEnvelope {
+  opaque: number;
+  status: number;
+}
+
+export const EMPTY = Buffer.alloc(0);
+
+/** Throws unless `frame` is a request (0x80/0x08) with this opcode. */
+export function expectRequest(frame: Frame, opcode: number): void {
+  if (frame.opcode !== opcode || isResponseMagic(frame.magic) || frame.magic === Magic.ServerRequest) {
+    throw wrongMessage(frame, opcode, 'request');
+  }
+}
+
+/** Throws unless `frame` is a response (0x81/0x18) with this opcode. */
+export function expectResponse(frame: Frame, opcode: number): void {
+  if (frame.opcode !== opcode || !isResponseMagic(frame.magic) || frame.magic === Magic.ServerResponse) {
+    throw wrongMessage(frame, opcode, 'response');
+  }
+}
+
+function wrongMessage(frame: Frame, opcode: number, kind: string): ProtocolError {
+  return new ProtocolError(
+    'DCPX_ERR_WRONG_MESSAGE',
+    `expected a ${opcodeName(opcode)} ${kind}, got magic 0x${frame.magic.toString(16)} ${opcodeName(frame.opcode)}`,
+    { header: frame.header() },
+  );
+}
+
+/** Throws unless the extras length is one of `sizes` (the decoder checks this too, for known opcodes). */
+export function expectExtras(frame: Frame, ...sizes: number[]): void {
+  if (!sizes.includes(frame.extrasLength)) {
+    throw new ProtocolError(
+      'DCPX_ERR_BAD_EXTRAS',
+      `${frame.extrasLength} bytes of extras, expected ${sizes.join(' or ')}`,
+      { header: frame.header() },
+    );
+  }
+}
+
+export function badValue(frame: Frame, detail: string): ProtocolError {
+  return new ProtocolError('DCPX_ERR_BAD_VALUE', detail, { header: frame.header() });
+}
+
+export function badField(opcode: number, detail: string): ProtocolError {
+  return new ProtocolError('DCPX_ERR_BAD_FIELD', detail, { opcode });
+}
+
+/** Range checks for values we are asked to encode (a wrong field is a bug in the caller; say which). */
+export function checkU8(opcode: number, name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 0 || value > 0xff) throw badField(opcode, `${name}=${value} is not a u8`);
+  return value;
+}
+export function checkU16(opcode: number, name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 0 || value > 0xffff) throw badField(opcode, `${name}=${value} is not a u16`);
+  return value;
+}
+export function checkU32(opcode: number, name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 0 || value > 0xffff_ffff) {
+    throw badField(opcode, `${name}=${value} is not a u32`);
+  }
+  return value;
+}
+export function checkU64(opcode: number, name: string, value: bigint): bigint {
+  if (value < 0n || value > 0xffff_ffff_ffff_ffffn) throw badField(opcode, `${name}=${value} is not a u64`);
+  return value;
+}
+
+/** Key argument as bytes (keys travel as bytes; strings are UTF-8). */
+export function keyBytes(key: Buffer | string): Buffer {
+  return typeof key === 'string' ? Buffer.from(key) : key;
+}

@@ -1,0 +1,103 @@
+import { Opcode } from '../constants.js';
+import type { Frame } from '../frame.js';
+import { encodeFrame, writeHeader } from '../frame.js';
+import { checkU8, checkU16, checkU32, checkU64, EMPTY, expectExtras, expectRequest, keyBytes, type RequestEnvelope } from './codec.js';
+
+// DCP_MUTATION (0x57), dcp-spec §4.8. Extras (31):
+// | off | size | field                    |
+// |   0 |    8 | by_seqno                 |
+// |   8 |    8 | rev_seqno                |
+// |  16 |    4 | flags (document flags)   |
+// |  20 |    4 | expiration               |
+// |  24 |    4 | lock_time                |
+// |  28 |    2 | nmeta (legacy, 0)        |
+// |  30 |    1 | nru                      |
+// Key = document key, value = document, CAS in the header, datatype describes the value as sent.
+
+export interface Mutation extends RequestEnvelope {
+  cas: bigint;
+  datatype: number;
+  bySeqno: bigint;
+  revSeqno: bigint;
+  flags: number;
+  expiration: number;
+  lockTime: number;
+  nmeta?: number;
+  nru: number;
+  key: Buffer;
+  value: Buffer;
+}
+
+export const MUTATION_EXTRAS = 31;
+
+function writeMutationExtras(target: Buffer, at: number, m: Mutation): void {
+  const op = Opcode.DCP_MUTATION;
+  target.writeBigUInt64BE(checkU64(op, 'bySeqno', m.bySeqno), at);
+  target.writeBigUInt64BE(checkU64(op, 'revSeqno', m.revSeqno), at + 8);
+  target.writeUInt32BE(checkU32(op, 'flags', m.flags), at + 16);
+  target.writeUInt32BE(checkU32(op, 'expiration', m.expiration), at + 20);
+  target.writeUInt32BE(checkU32(op, 'lockTime', m.lockTime), at + 24);
+  target.writeUInt16BE(checkU16(op, 'nmeta', m.nmeta ?? 0), at + 28);
+  target[at + 30] = checkU8(op, 'nru', m.nru);
+}
+
+export function encodeMutation(m: Mutation): Buffer {
+  const extras = Buffer.allocUnsafe(MUTATION_EXTRAS);
+  writeMutationExtras(extras, 0, m);
+  return encodeFrame({
+    opcode: Opcode.DCP_MUTATION,
+    vbucket: checkU16(Opcode.DCP_MUTATION, 'vbucket', m.vbucket),
+    opaque: m.opaque,
+    cas: m.cas,
+    datatype: m.datatype,
+    extras,
+    key: keyBytes(m.key),
+    value: m.value ?? EMPTY,
+  });
+}
+
+/**
+ * The header, extras and key of a mutation in one buffer, without the value: a sender writes this and
+ * the value as two pieces (writev), so a large value is never copied just to prepend 55 bytes.
+ */
+export function encodeMutationHead(m: Mutation): Buffer {
+  const key = keyBytes(m.key);
+  const head = Buffer.allocUnsafe(24 + MUTATION_EXTRAS + key.length);
+  writeHeader(
+    head,
+    0,
+    0x80,
+    Opcode.DCP_MUTATION,
+    key.length,
+    MUTATION_EXTRAS,
+    checkU8(Opcode.DCP_MUTATION, 'datatype', m.datatype),
+    checkU16(Opcode.DCP_MUTATION, 'vbucket', m.vbucket),
+    MUTATION_EXTRAS + key.length + m.value.length,
+    m.opaque,
+    m.cas,
+  );
+  writeMutationExtras(head, 24, m);
+  key.copy(head, 24 + MUTATION_EXTRAS);
+  return head;
+}
+
+export function decodeMutation(frame: Frame): Mutation {
+  expectRequest(frame, Opcode.DCP_MUTATION);
+  expectExtras(frame, MUTATION_EXTRAS);
+  const e = frame.extras;
+  return {
+    opaque: frame.opaque,
+    vbucket: frame.vbucket,
+    cas: frame.cas,
+    datatype: frame.datatype,
+    bySeqno: e.readBigUInt64BE(0),
+    revSeqno: e.readBigUInt64BE(8),
+    flags: e.readUInt32BE(16),
+    expiration: e.readUInt32BE(20),
+    lockTime: e.readUInt32BE(24),
+    nmeta: e.readUInt16BE(28),
+    nru: e[30]!,
+    key: frame.key,
+    value: frame.value,
+  };
+}
