@@ -1,0 +1,12 @@
+import { Command } from 'commander';
+import { VERSION } from '../version.js';
+
+/** The `dcpx` command. Each subcommand lives in its own module. */
+export async function main(argv: string[]): Promise<void> {
+  const program = new Command();
+  program
+    .name('dcpx')
+    .description('DCP replication: storage node, producer/consumer endpoints, replication proxy, benchmarks')
+    .version(VERSION);
+  await program.parseAsync(argv);
+}
