@@ -1,0 +1,16 @@
+import { DcpxError } from '../protocol/index.js';
+
+export type StoreErrorCode =
+  | 'DCPX_ERR_STORE_SEQNO'
+  | 'DCPX_ERR_STORE_BAD_ITEM'
+  | 'DCPX_ERR_STORE_NO_VBUCKET'
+  | 'DCPX_ERR_STORE_CORRUPT'
+  | 'DCPX_ERR_STORE_WRITE'
+  | 'DCPX_ERR_STORE_CLOSED';
+
+export class StoreError extends DcpxError {
+  declare readonly code: StoreErrorCode;
+  constructor(code: StoreErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+}

@@ -1,0 +1,83 @@
+import { crc32 } from 'node:zlib';
+import { Packr } from 'msgpackr';
+import { StoreError } from './errors.js';
+import type { Item } from './types.js';
+
+// On-disk records of a vBucket log file: | u32 payload length | u32 crc32 of payload | msgpack payload |.
+// The payload is an array, in this order (compact and schema-stable):
+// [key, value, cas, flags, expiry, revSeqno, bySeqno, datatype, deleted, expired, deleteTime]
+
+export const packr = new Packr({ useRecords: false, int64AsType: 'bigint', mapsAsObjects: true });
+const RECORD_HEADER = 8;
+
+export function encodeRecord(item: Item): Buffer {
+  const payload = packr.pack([
+    item.key,
+    item.value,
+    item.cas,
+    item.flags,
+    item.expiry,
+    item.revSeqno,
+    item.bySeqno,
+    item.datatype,
+    item.deleted ? 1 : 0,
+    item.expired ? 1 : 0,
+    item.deleteTime ?? 0,
+  ]);
+  const out = Buffer.allocUnsafe(RECORD_HEADER + payload.length);
+  out.writeUInt32BE(payload.length, 0);
+  out.writeUInt32BE(crc32(payload), 4);
+  payload.copy(out, RECORD_HEADER);
+  return out;
+}
+
+function big(value: unknown): bigint {
+  return typeof value === 'bigint' ? value : BigInt(value as number);
+}
+
+function decodePayload(payload: Buffer, file: string, offset: number): Item {
+  const fields = packr.unpack(payload) as unknown[];
+  if (!Array.isArray(fields) || fields.length !== 11) {
+    throw new StoreError('DCPX_ERR_STORE_CORRUPT', `${file}: record at ${offset} is not an item`);
+  }
+  const [key, value, cas, flags, expiry, revSeqno, bySeqno, datatype, deleted, expired, deleteTime] = fields;
+  const item: Item = {
+    key: Buffer.from(key as Uint8Array),
+    value: Buffer.from(value as Uint8Array),
+    cas: big(cas),
+    flags: Number(flags),
+    expiry: Number(expiry),
+    revSeqno: big(revSeqno),
+    bySeqno: big(bySeqno),
+    datatype: Number(datatype),
+    deleted: deleted === 1,
+    ...(expired === 1 ? { expired: true } : {}),
+    ...(deleted === 1 ? { deleteTime: Number(deleteTime) } : {}),
+  };
+  return item;
+}
+
+export interface DecodedRecords {
+  items: Item[];
+  /** Bytes of whole, valid records; anything after is a torn or corrupt tail. */
+  validLength: number;
+}
+
+/**
+ * Decodes the records of a log file. A torn tail (short record or bad checksum, as an unclean stop
+ * leaves) ends the valid part; the caller truncates the file there.
+ */
+export function decodeRecords(data: Buffer, file: string): DecodedRecords {
+  const items: Item[] = [];
+  let at = 0;
+  while (data.length - at >= RECORD_HEADER) {
+    const length = data.readUInt32BE(at);
+    const end = at + RECORD_HEADER + length;
+    if (end > data.length) break;
+    const payload = data.subarray(at + RECORD_HEADER, end);
+    if (crc32(payload) !== data.readUInt32BE(at + 4)) break;
+    items.push(decodePayload(payload, file, at));
+    at = end;
+  }
+  return { items, validLength: at };
+}

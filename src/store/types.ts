@@ -1,0 +1,76 @@
+import type { FailoverEntry, VBucketState } from '../protocol/index.js';
+
+/** One version of a document in a vBucket's seqno-ordered log. */
+export interface Item {
+  /** Document key, as bytes (keys are binary on the wire). */
+  readonly key: Buffer;
+  readonly value: Buffer;
+  readonly cas: bigint;
+  /** User flags (opaque to the store). */
+  readonly flags: number;
+  /** Absolute expiry in unix seconds; 0 = never. */
+  readonly expiry: number;
+  readonly revSeqno: bigint;
+  readonly bySeqno: bigint;
+  readonly datatype: number;
+  /** A tombstone: the document was deleted (or expired) at this seqno. */
+  readonly deleted: boolean;
+  /** The tombstone came from expiry (DCP sends EXPIRATION when negotiated). */
+  readonly expired?: boolean;
+  /** Unix seconds of the deletion (tombstones only). */
+  readonly deleteTime?: number;
+}
+
+/** A replicated item, applied with the producer's seqno, CAS and revseqno (dcp-spec §4.8–4.10). */
+export type ReplicatedItem = Item;
+
+/** Persistent per-vBucket metadata. */
+export interface VBucketMeta {
+  state: VBucketState;
+  failoverLog: FailoverEntry[];
+  purgeSeqno: bigint;
+  /** Superseded versions at or below it may be gone (rollback below it goes to 0). */
+  compactedSeqno?: bigint;
+}
+
+/** The outcome of a KV command, in memcached's terms. */
+export type KvStatus = 'ok' | 'not_found' | 'exists' | 'not_stored' | 'too_big' | 'bad_delta' | 'not_my_vbucket';
+
+export interface KvResult {
+  status: KvStatus;
+  item?: Item;
+}
+
+export type StoreOp = 'set' | 'add' | 'replace' | 'append' | 'prepend';
+
+export interface MutateRequest {
+  op: StoreOp;
+  key: Buffer;
+  value: Buffer;
+  flags?: number;
+  /** memcached expiration: 0 never, ≤ 30 days relative seconds, else absolute unix seconds. */
+  expiration?: number;
+  /** Non-zero: compare-and-swap against the current CAS. */
+  cas?: bigint;
+  datatype?: number;
+}
+
+export interface ArithmeticRequest {
+  key: Buffer;
+  delta: bigint;
+  initial: bigint;
+  /** 0xffffffff: do not create when missing (memcached semantics). */
+  expiration: number;
+  incr: boolean;
+  cas?: bigint;
+}
+
+/** Time and randomness come in through here, so tests are deterministic (STYLE.md). */
+export interface StoreClock {
+  /** Milliseconds since the epoch. */
+  now(): number;
+}
+export interface StoreRandom {
+  /** A new random 64-bit vbuuid (never 0). */
+  vbuuid(): bigint;
+}

@@ -1,0 +1,437 @@
+import { type FailoverEntry, VBucketState, vbucketStateName } from '../protocol/index.js';
+import { CasClock } from './cas.js';
+import { StoreError } from './errors.js';
+import type {
+  ArithmeticRequest,
+  Item,
+  KvResult,
+  MutateRequest,
+  StoreClock,
+  StoreRandom,
+  VBucketMeta,
+} from './types.js';
+
+/** Most entries a failover log keeps (kv_engine's default). */
+export const MAX_FAILOVER_ENTRIES = 25;
+/** memcached: expirations up to 30 days are relative seconds, larger ones absolute unix time. */
+const RELATIVE_EXPIRY_LIMIT = 60 * 60 * 24 * 30;
+/** memcached: an arithmetic expiration of 0xffffffff means "do not create". */
+const NO_CREATE = 0xffff_ffff;
+
+/** Where a vBucket reports what must be made durable (the durable store implements it). */
+export interface VBucketSink {
+  appended(vb: VBucket, item: Item): void;
+  /** The log changed other than by appends (rollback, compaction): rewrite it whole. */
+  rewritten(vb: VBucket): void;
+  metaChanged(vb: VBucket): void;
+}
+
+/** One version in the log, with its link to the key's previous version (for rollback). */
+interface Version {
+  readonly item: Item;
+  readonly prev: Version | undefined;
+  /** Seqno of the version that replaced this one; 0n while it is the latest. */
+  supersededBy: bigint;
+}
+
+export type ItemListener = (item: Item) => void;
+export type StateListener = (state: VBucketState, previous: VBucketState) => void;
+
+/**
+ * One vBucket: state, seqno-ordered log of versions, a key index of the latest version of each key
+ * (tombstones included), failover log and purge seqno. Synchronous and in memory; durability is the
+ * sink's job.
+ */
+export class VBucket {
+  private log: Version[] = [];
+  private readonly index = new Map<string, Version>();
+  private high = 0n;
+  private stateValue: VBucketState;
+  private failover: FailoverEntry[];
+  private purge = 0n;
+  /** Superseded versions at or below this seqno may have been dropped: rollback below it goes to 0. */
+  private compacted = 0n;
+  private readonly itemListeners = new Set<ItemListener>();
+  private readonly stateListeners = new Set<StateListener>();
+  sink: VBucketSink | undefined;
+
+  constructor(
+    readonly id: number,
+    meta: Partial<VBucketMeta> = {},
+    private readonly clock: StoreClock = { now: Date.now },
+    private readonly random: StoreRandom = defaultRandom,
+    private readonly cas: CasClock = new CasClock(() => clock.now()),
+  ) {
+    this.stateValue = meta.state ?? VBucketState.Dead;
+    this.failover = meta.failoverLog ? [...meta.failoverLog] : [{ vbuuid: random.vbuuid(), seqno: 0n }];
+    this.purge = meta.purgeSeqno ?? 0n;
+    this.compacted = meta.compactedSeqno ?? this.purge;
+  }
+
+  get state(): VBucketState {
+    return this.stateValue;
+  }
+  get highSeqno(): bigint {
+    return this.high;
+  }
+  get purgeSeqno(): bigint {
+    return this.purge;
+  }
+  /** Newest first (dcp-spec §7). */
+  get failoverLog(): readonly FailoverEntry[] {
+    return this.failover;
+  }
+  get uuid(): bigint {
+    return this.failover[0]!.vbuuid;
+  }
+  /** Number of live (not deleted) documents. */
+  get liveCount(): number {
+    let n = 0;
+    for (const v of this.index.values()) if (!v.item.deleted) n++;
+    return n;
+  }
+  /** Number of versions held in the log. */
+  get logLength(): number {
+    return this.log.length;
+  }
+  meta(): VBucketMeta {
+    return {
+      state: this.stateValue,
+      failoverLog: [...this.failover],
+      purgeSeqno: this.purge,
+      compactedSeqno: this.compacted,
+    };
+  }
+
+  onItem(listener: ItemListener): () => void {
+    this.itemListeners.add(listener);
+    return () => this.itemListeners.delete(listener);
+  }
+  onState(listener: StateListener): () => void {
+    this.stateListeners.add(listener);
+    return () => this.stateListeners.delete(listener);
+  }
+
+  /**
+   * Changes the state. Becoming active (from anything else) starts a new history branch: a new random
+   * vbuuid at the current high seqno heads the failover log (dcp-spec §7).
+   */
+  setState(state: VBucketState): void {
+    const previous = this.stateValue;
+    if (state === previous) return;
+    if (state === VBucketState.Active) this.addFailoverEntry();
+    this.stateValue = state;
+    this.sink?.metaChanged(this);
+    for (const listener of this.stateListeners) listener(state, previous);
+  }
+
+  /** A new failover entry at the high seqno (on becoming active, or after an unclean restart). */
+  addFailoverEntry(): void {
+    let vbuuid = this.random.vbuuid();
+    while (this.failover.some((e) => e.vbuuid === vbuuid)) vbuuid = this.random.vbuuid();
+    this.failover.unshift({ vbuuid, seqno: this.high });
+    if (this.failover.length > MAX_FAILOVER_ENTRIES) this.failover.length = MAX_FAILOVER_ENTRIES;
+    this.sink?.metaChanged(this);
+  }
+
+  /** Replaces the failover log with the producer's (a consumer does this on stream-req success, §7). */
+  adoptFailoverLog(entries: readonly FailoverEntry[]): void {
+    if (entries.length === 0) throw new StoreError('DCPX_ERR_STORE_BAD_ITEM', `vb ${this.id}: empty failover log`);
+    this.failover = entries.slice(0, MAX_FAILOVER_ENTRIES).map((e) => ({ ...e }));
+    this.sink?.metaChanged(this);
+  }
+
+  /** The latest live version of `key`, or undefined (missing, deleted or expired). */
+  get(key: Buffer): Item | undefined {
+    const version = this.index.get(key.toString('latin1'));
+    if (!version || version.item.deleted) return undefined;
+    if (this.isExpired(version.item)) {
+      if (this.stateValue === VBucketState.Active) this.expire(version);
+      return undefined;
+    }
+    return version.item;
+  }
+
+  /** The latest version of `key`, tombstones included (for conflict checks and tests). */
+  getVersion(key: Buffer): Item | undefined {
+    return this.index.get(key.toString('latin1'))?.item;
+  }
+
+  /** set / add / replace / append / prepend with memcached's semantics and CAS check. */
+  mutate(request: MutateRequest): KvResult {
+    const current = this.get(request.key);
+    const cas = request.cas ?? 0n;
+    switch (request.op) {
+      case 'add':
+        if (current) return { status: 'exists' };
+        break;
+      case 'replace':
+      case 'append':
+      case 'prepend':
+        if (!current) return { status: 'not_found' };
+        break;
+      case 'set':
+        break;
+    }
+    if (cas !== 0n) {
+      if (!current) return { status: 'not_found' };
+      if (current.cas !== cas) return { status: 'exists' };
+    }
+    let value = request.value;
+    let flags = request.flags ?? 0;
+    let expiry = this.absoluteExpiry(request.expiration ?? 0);
+    let datatype = request.datatype ?? 0;
+    if (request.op === 'append' || request.op === 'prepend') {
+      value = request.op === 'append' ? Buffer.concat([current!.value, value]) : Buffer.concat([value, current!.value]);
+      flags = current!.flags;
+      expiry = current!.expiry;
+      datatype = current!.datatype;
+    }
+    return { status: 'ok', item: this.write(request.key, value, flags, expiry, datatype, false) };
+  }
+
+  /** incr / decr with memcached's semantics (decr stops at 0, incr wraps at 2^64). */
+  arithmetic(request: ArithmeticRequest): KvResult {
+    const current = this.get(request.key);
+    if (request.cas && request.cas !== 0n) {
+      if (!current) return { status: 'not_found' };
+      if (current.cas !== request.cas) return { status: 'exists' };
+    }
+    let next: bigint;
+    let flags = 0;
+    let expiry: number;
+    if (!current) {
+      if (request.expiration === NO_CREATE) return { status: 'not_found' };
+      next = request.initial;
+      expiry = this.absoluteExpiry(request.expiration);
+    } else {
+      const text = current.value.toString('latin1');
+      if (!/^\d{1,20}$/.test(text) || BigInt(text) > 0xffff_ffff_ffff_ffffn) return { status: 'bad_delta' };
+      const old = BigInt(text);
+      next = request.incr
+        ? (old + request.delta) & 0xffff_ffff_ffff_ffffn
+        : old > request.delta
+          ? old - request.delta
+          : 0n;
+      flags = current.flags;
+      expiry = current.expiry;
+    }
+    const item = this.write(request.key, Buffer.from(next.toString(), 'latin1'), flags, expiry, 0, false);
+    return { status: 'ok', item };
+  }
+
+  /** Deletes `key` (a tombstone joins the log). */
+  remove(key: Buffer, cas = 0n): KvResult {
+    const current = this.get(key);
+    if (!current) return { status: 'not_found' };
+    if (cas !== 0n && current.cas !== cas) return { status: 'exists' };
+    return { status: 'ok', item: this.write(key, EMPTY, 0, 0, 0, true) };
+  }
+
+  /** Deletes every live document (memcached FLUSH), as tombstones so replicas follow. */
+  flush(): number {
+    let n = 0;
+    for (const version of [...this.index.values()]) {
+      if (version.item.deleted) continue;
+      this.write(version.item.key, EMPTY, 0, 0, 0, true);
+      n++;
+    }
+    return n;
+  }
+
+  /**
+   * Applies an item received by replication, keeping the producer's seqno, CAS and revseqno.
+   * Its seqno must be above the high seqno (DCP streams are strictly increasing).
+   */
+  apply(item: Item): void {
+    if (item.bySeqno <= this.high) {
+      throw new StoreError(
+        'DCPX_ERR_STORE_SEQNO',
+        `vb ${this.id}: replicated seqno ${item.bySeqno} does not increase past ${this.high}`,
+      );
+    }
+    this.cas.observe(item.cas);
+    this.append(item);
+  }
+
+  /**
+   * Versions with seqno in (after, upTo], in seqno order. With `latestOnly`, versions superseded at or
+   * below `upTo` are left out: what a disk backfill of a snapshot ending at `upTo` sends.
+   */
+  *range(after: bigint, upTo: bigint, latestOnly = false): Generator<Item> {
+    for (let i = this.firstAfter(after); i < this.log.length; i++) {
+      const version = this.log[i]!;
+      if (version.item.bySeqno > upTo) return;
+      if (latestOnly && version.supersededBy !== 0n && version.supersededBy <= upTo) continue;
+      yield version.item;
+    }
+  }
+
+  /** How many versions a `range(after, upTo, latestOnly)` would yield (no allocation per item). */
+  countRange(after: bigint, upTo: bigint, latestOnly = false): number {
+    let n = 0;
+    for (let i = this.firstAfter(after); i < this.log.length; i++) {
+      const version = this.log[i]!;
+      if (version.item.bySeqno > upTo) break;
+      if (latestOnly && version.supersededBy !== 0n && version.supersededBy <= upTo) continue;
+      n++;
+    }
+    return n;
+  }
+
+  /**
+   * Rolls back to `seqno`: exactly the versions at or below it remain, and each key's latest version is
+   * the one it had at that seqno. Below the compaction or purge point history is gone: roll back to 0.
+   * Returns the seqno rolled back to.
+   */
+  rollback(seqno: bigint): bigint {
+    const target = seqno < this.compacted ? 0n : seqno;
+    if (target >= this.high) return this.high;
+    if (target === 0n) {
+      this.log = [];
+      this.index.clear();
+      this.purge = 0n;
+      this.compacted = 0n;
+    } else {
+      while (this.log.length > 0 && this.log[this.log.length - 1]!.item.bySeqno > target) {
+        const version = this.log.pop()!;
+        const key = version.item.key.toString('latin1');
+        if (this.index.get(key) === version) {
+          if (version.prev) {
+            version.prev.supersededBy = 0n;
+            this.index.set(key, version.prev);
+          } else {
+            this.index.delete(key);
+          }
+        }
+      }
+    }
+    this.high = target;
+    this.sink?.rewritten(this);
+    this.sink?.metaChanged(this);
+    return target;
+  }
+
+  /**
+   * Drops versions superseded at or below `throughSeqno`, and tombstones at or below it (raising the
+   * purge seqno). Returns how many versions were dropped.
+   */
+  compact(throughSeqno: bigint, purgeTombstones = true): number {
+    const keep: Version[] = [];
+    let dropped = 0;
+    for (const version of this.log) {
+      const superseded = version.supersededBy !== 0n && version.supersededBy <= throughSeqno;
+      const purgeable = purgeTombstones && version.item.deleted && version.item.bySeqno <= throughSeqno;
+      if (superseded || purgeable) {
+        dropped++;
+        if (purgeable && !superseded) {
+          this.index.delete(version.item.key.toString('latin1'));
+          if (version.item.bySeqno > this.purge) this.purge = version.item.bySeqno;
+        }
+        continue;
+      }
+      keep.push(version);
+    }
+    if (dropped > 0) {
+      this.log = keep;
+      if (throughSeqno > this.compacted) this.compacted = throughSeqno;
+      this.sink?.rewritten(this);
+      this.sink?.metaChanged(this);
+    }
+    return dropped;
+  }
+
+  /** Restores an item read back from durable storage (no listeners, no sink). */
+  restore(item: Item): void {
+    this.cas.observe(item.cas);
+    this.append(item, true);
+  }
+
+  describe(): string {
+    return `vb ${this.id} ${vbucketStateName(this.stateValue)} high=${this.high} uuid=${this.uuid}`;
+  }
+
+  private write(key: Buffer, value: Buffer, flags: number, expiry: number, datatype: number, deleted: boolean): Item {
+    const previous = this.index.get(key.toString('latin1'));
+    const nowSeconds = Math.floor(this.clock.now() / 1000);
+    const item: Item = {
+      key: Buffer.from(key),
+      value: Buffer.from(value),
+      cas: this.cas.next(),
+      flags,
+      expiry,
+      revSeqno: previous ? previous.item.revSeqno + 1n : 1n,
+      bySeqno: this.high + 1n,
+      datatype,
+      deleted,
+      ...(deleted ? { deleteTime: nowSeconds } : {}),
+    };
+    this.append(item);
+    return item;
+  }
+
+  private expire(version: Version): void {
+    const nowSeconds = Math.floor(this.clock.now() / 1000);
+    this.append({
+      key: version.item.key,
+      value: EMPTY,
+      cas: this.cas.next(),
+      flags: 0,
+      expiry: 0,
+      revSeqno: version.item.revSeqno + 1n,
+      bySeqno: this.high + 1n,
+      datatype: 0,
+      deleted: true,
+      expired: true,
+      deleteTime: nowSeconds,
+    });
+  }
+
+  private append(item: Item, restoring = false): void {
+    const key = item.key.toString('latin1');
+    const previous = this.index.get(key);
+    if (previous) previous.supersededBy = item.bySeqno;
+    const version: Version = { item, prev: previous, supersededBy: 0n };
+    this.log.push(version);
+    this.index.set(key, version);
+    this.high = item.bySeqno;
+    if (restoring) return;
+    this.sink?.appended(this, item);
+    for (const listener of this.itemListeners) listener(item);
+  }
+
+  private isExpired(item: Item): boolean {
+    return item.expiry !== 0 && item.expiry <= Math.floor(this.clock.now() / 1000);
+  }
+
+  private absoluteExpiry(expiration: number): number {
+    if (expiration === 0) return 0;
+    if (expiration <= RELATIVE_EXPIRY_LIMIT) return Math.floor(this.clock.now() / 1000) + expiration;
+    return expiration;
+  }
+
+  /** Index of the first version with seqno > `after` (binary search; the log is seqno-ordered). */
+  private firstAfter(after: bigint): number {
+    let lo = 0;
+    let hi = this.log.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.log[mid]!.item.bySeqno <= after) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+export const defaultRandom: StoreRandom = {
+  vbuuid(): bigint {
+    const bytes = new BigUint64Array(1);
+    do {
+      globalThis.crypto.getRandomValues(bytes);
+    } while (bytes[0] === 0n);
+    // Keep vbuuids positive when read as signed 64-bit (some tools print them that way).
+    return bytes[0]! & 0x7fff_ffff_ffff_ffffn || 1n;
+  },
+};
