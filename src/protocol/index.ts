@@ -3,4 +3,5 @@ export * from './decoder.js';
 export * from './errors.js';
 export { allowedExtrasLengths } from './extras-sizes.js';
 export * from './frame.js';
+export * from './logger.js';
 export * from './messages/index.js';

@@ -267,6 +267,24 @@ export class VBucket {
     }
   }
 
+  /**
+   * Appends to `out` up to `max` versions with seqno in (after, upTo] (one binary search per batch; the
+   * producer's hot path). With `latestOnly`, versions superseded at or below `upTo` are skipped.
+   * Returns the last seqno examined (≥ after), so a caller can move past skipped versions.
+   */
+  readBatch(after: bigint, upTo: bigint, latestOnly: boolean, max: number, out: Item[]): bigint {
+    let last = after;
+    for (let i = this.firstAfter(after); i < this.log.length && max > 0; i++) {
+      const version = this.log[i]!;
+      if (version.item.bySeqno > upTo) break;
+      last = version.item.bySeqno;
+      if (latestOnly && version.supersededBy !== 0n && version.supersededBy <= upTo) continue;
+      out.push(version.item);
+      max--;
+    }
+    return last;
+  }
+
   /** How many versions a `range(after, upTo, latestOnly)` would yield (no allocation per item). */
   countRange(after: bigint, upTo: bigint, latestOnly = false): number {
     let n = 0;

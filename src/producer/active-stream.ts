@@ -1,0 +1,282 @@
+import {
+  Datatype,
+  encodeDeletion,
+  encodeExpiration,
+  encodeMutationHead,
+  encodeSetVBucketState,
+  encodeSnapshotMarker,
+  encodeStreamEnd,
+  SnapshotFlag,
+  StreamEndReason,
+  VBucketState,
+} from '../protocol/index.js';
+import type { Item, VBucket } from '../store/index.js';
+
+// One producer-side stream (kv_engine's ActiveStream), a cursor over its vBucket's log:
+// backfill (one disk snapshot of the latest versions) → in-memory (memory snapshots of every version)
+// → end; or, for takeover, backfill → takeover-send → takeover-wait → takeover-send → takeover-wait →
+// end (dcp-spec §9). It reads the log directly, so nothing is queued per stream.
+
+export type StreamState = 'backfilling' | 'in-memory' | 'takeover-send' | 'takeover-wait' | 'dead';
+
+/** Legal moves of the stream state machine (dcp-spec §9 table, with Pending folded into creation). */
+const TRANSITIONS: Record<StreamState, readonly StreamState[]> = {
+  backfilling: ['in-memory', 'takeover-send', 'dead'],
+  'in-memory': ['dead'],
+  'takeover-send': ['takeover-wait', 'dead'],
+  'takeover-wait': ['takeover-send', 'dead'],
+  dead: [],
+};
+
+export interface StreamOptions {
+  vb: VBucket;
+  opaque: number;
+  flags: number;
+  startSeqno: bigint;
+  /** Last seqno to send (inclusive); SEQNO_INFINITY for an endless stream. */
+  endSeqno: bigint;
+  takeover: boolean;
+  /** How items are rendered (open flags and controls of the connection). */
+  render: RenderOptions;
+}
+
+export interface RenderOptions {
+  /** OPEN flag IncludeDeleteTimes: deletions in the v2 format. */
+  deleteTimes: boolean;
+  /** CONTROL enable_expiry_opcode: expirations as 0x59 instead of deletions. */
+  expiryOpcode: boolean;
+  /** OPEN flag NoValue (and whether to keep the datatype). */
+  noValue: boolean;
+  noValueKeepDatatype: boolean;
+  /** CONTROL max_marker_version ≥ 2.2: disk markers as v2.2 (with the purge seqno). */
+  markerV22: boolean;
+}
+
+const BATCH_ITEMS = 64;
+
+export class ActiveStream {
+  readonly vb: VBucket;
+  readonly opaque: number;
+  readonly flags: number;
+  readonly takeover: boolean;
+  readonly endSeqno: bigint;
+  private stateValue: StreamState = 'backfilling';
+  /** Seqno of the last item sent (or skipped as superseded). */
+  private lastSent: bigint;
+  /** End of the snapshot being sent; equal to lastSent between snapshots. */
+  private snapEnd: bigint;
+  private diskSnapshot = false;
+  private firstMarker = true;
+  private readonly startSeqno: bigint;
+  /** Takeover: whether the pending set-state was acknowledged (the vBucket is then dead here). */
+  private pendingAcked = false;
+  private endReason: number | undefined;
+  private readonly render: RenderOptions;
+  private readonly batch: Item[] = [];
+  itemsSent = 0;
+
+  constructor(options: StreamOptions) {
+    this.vb = options.vb;
+    this.opaque = options.opaque;
+    this.flags = options.flags;
+    this.takeover = options.takeover;
+    this.endSeqno = options.endSeqno;
+    this.lastSent = options.startSeqno;
+    this.snapEnd = options.startSeqno;
+    this.startSeqno = options.startSeqno;
+    this.render = options.render;
+    const high = this.vb.highSeqno;
+    const end = high < this.endSeqno ? high : this.endSeqno;
+    if (end > this.lastSent) {
+      // dcp-spec §4.7: the first marker uses the requested start; a disk snapshot of the latest versions
+      this.snapEnd = end;
+      this.diskSnapshot = true;
+    }
+  }
+
+  get state(): StreamState {
+    return this.stateValue;
+  }
+  get lastSentSeqno(): bigint {
+    return this.lastSent;
+  }
+  get isDead(): boolean {
+    return this.stateValue === 'dead';
+  }
+  /** Items of the vBucket not yet sent (ns_server's takeover "estimate"). */
+  get remaining(): bigint {
+    const high = this.vb.highSeqno < this.endSeqno ? this.vb.highSeqno : this.endSeqno;
+    return high > this.lastSent ? high - this.lastSent : 0n;
+  }
+
+  private transition(to: StreamState): void {
+    if (!TRANSITIONS[this.stateValue].includes(to)) {
+      throw new Error(`vb ${this.vb.id} stream ${this.opaque}: illegal transition ${this.stateValue} → ${to}`);
+    }
+    this.stateValue = to;
+  }
+
+  /** Ends the stream with `reason` at the next opportunity (sent before anything else). */
+  end(reason: number): void {
+    if (this.stateValue === 'dead' || this.endReason !== undefined) return;
+    this.endReason = reason;
+  }
+
+  /** Ends the stream at once without a STREAM_END (connection gone, or a close without stream-end). */
+  kill(): void {
+    if (this.stateValue !== 'dead') this.transition('dead');
+  }
+
+  /** Has something to send now. */
+  get ready(): boolean {
+    if (this.stateValue === 'dead') return false;
+    if (this.endReason !== undefined) return true;
+    if (this.stateValue === 'takeover-wait') return false;
+    if (this.snapEnd > this.lastSent) return true;
+    if (this.lastSent >= this.endSeqno) return true;
+    if (this.vb.highSeqno > this.lastSent) return true;
+    return this.takeover; // caught up: the next set-state is due
+  }
+
+  /**
+   * Appends the next frames (as write pieces) to `out`, up to about `budget` bytes; returns the bytes
+   * added. The caller counts them against the flow-control window.
+   */
+  produce(out: Buffer[], budget: number): number {
+    let bytes = 0;
+    while (bytes < budget && this.stateValue !== 'dead') {
+      if (this.endReason !== undefined) return bytes + this.pushEnd(out, this.endReason);
+      if (this.snapEnd > this.lastSent) {
+        bytes += this.produceItems(out, budget - bytes);
+        continue;
+      }
+      // between snapshots
+      if (this.stateValue === 'backfilling') {
+        this.transition(this.takeover ? 'takeover-send' : 'in-memory');
+        continue;
+      }
+      if (this.lastSent >= this.endSeqno) return bytes + this.pushEnd(out, StreamEndReason.OK);
+      const high = this.vb.highSeqno < this.endSeqno ? this.vb.highSeqno : this.endSeqno;
+      if (high > this.lastSent) {
+        this.snapEnd = high;
+        this.diskSnapshot = false;
+        continue;
+      }
+      if (this.stateValue === 'takeover-send') {
+        // dcp-spec §9 steps 3 and 6: caught up, ask the consumer to take the next state
+        const state = this.pendingAcked ? VBucketState.Active : VBucketState.Pending;
+        const frame = encodeSetVBucketState({ opaque: this.opaque, vbucket: this.vb.id, state });
+        out.push(frame);
+        this.transition('takeover-wait');
+        return bytes + frame.length;
+      }
+      return bytes;
+    }
+    return bytes;
+  }
+
+  /**
+   * The consumer answered a SET_VBUCKET_STATE with Success. Returns what happened, for the caller to
+   * log; a reply while not in takeover-wait changes nothing (kv_engine only warns).
+   */
+  setStateAcked(): 'marked-dead' | 'completed' | 'unexpected' {
+    if (this.stateValue !== 'takeover-wait') return 'unexpected';
+    if (!this.pendingAcked) {
+      this.pendingAcked = true;
+      // dcp-spec §9 step 5: the old copy is dead before the new one is told to become active
+      this.vb.setState(VBucketState.Dead);
+      this.transition('takeover-send');
+      return 'marked-dead';
+    }
+    this.end(StreamEndReason.OK);
+    return 'completed';
+  }
+
+  private pushEnd(out: Buffer[], reason: number): number {
+    const frame = encodeStreamEnd({ opaque: this.opaque, vbucket: this.vb.id, reason });
+    out.push(frame);
+    this.endReason = reason;
+    this.transition('dead');
+    return frame.length;
+  }
+
+  /** Sends the marker (if the snapshot starts here) and a batch of the snapshot's items. */
+  private produceItems(out: Buffer[], budget: number): number {
+    const items = this.batch;
+    items.length = 0;
+    const examined = this.vb.readBatch(this.lastSent, this.snapEnd, this.diskSnapshot, BATCH_ITEMS, items);
+    let bytes = 0;
+    if (this.markerSentFor !== this.snapEnd) {
+      // dcp-spec §4.7: the first marker starts at the requested start, later ones at their first item
+      const start = this.firstMarker ? this.startSeqno : (items[0]?.bySeqno ?? this.lastSent + 1n);
+      bytes += this.pushMarker(out, start);
+    }
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i]!;
+      bytes += this.pushItem(out, item);
+      this.lastSent = item.bySeqno;
+      this.itemsSent++;
+      if (bytes >= budget && i < items.length - 1) return bytes;
+    }
+    // a short batch reached the snapshot's end (versions skipped as superseded count as passed)
+    this.lastSent = items.length < BATCH_ITEMS ? this.snapEnd : examined;
+    return bytes;
+  }
+
+  /** The snapshot end a marker was last sent for. */
+  private markerSentFor = -1n;
+
+  private pushMarker(out: Buffer[], start: bigint): number {
+    this.markerSentFor = this.snapEnd;
+    const flags = this.diskSnapshot ? SnapshotFlag.Disk | SnapshotFlag.Checkpoint : SnapshotFlag.Memory;
+    const common = { opaque: this.opaque, vbucket: this.vb.id, startSeqno: start, endSeqno: this.snapEnd, flags };
+    this.firstMarker = false;
+    const frame =
+      this.diskSnapshot && this.render.markerV22
+        ? encodeSnapshotMarker({
+            ...common,
+            version: '2.2',
+            maxVisibleSeqno: this.snapEnd,
+            highCompletedSeqno: 0n,
+            purgeSeqno: this.vb.purgeSeqno,
+            highPreparedSeqno: 0n,
+          })
+        : encodeSnapshotMarker({ ...common, version: '1' });
+    out.push(frame);
+    return frame.length;
+  }
+
+  private pushItem(out: Buffer[], item: Item): number {
+    const base = { opaque: this.opaque, vbucket: this.vb.id, cas: item.cas, bySeqno: item.bySeqno, revSeqno: item.revSeqno };
+    let frame: Buffer;
+    if (!item.deleted) {
+      const noValue = this.render.noValue;
+      const value = noValue ? EMPTY : item.value;
+      const datatype = noValue && !this.render.noValueKeepDatatype ? Datatype.Raw : item.datatype;
+      const head = encodeMutationHead({
+        ...base,
+        datatype,
+        flags: item.flags,
+        expiration: item.expiry,
+        lockTime: 0,
+        nru: 0,
+        key: item.key,
+        value,
+      });
+      out.push(head);
+      if (value.length > 0) out.push(value);
+      return head.length + value.length;
+    }
+    if (item.expired && this.render.expiryOpcode) {
+      frame = encodeExpiration({ ...base, datatype: 0, deleteTime: item.deleteTime ?? 0, key: item.key });
+    } else if (this.render.deleteTimes) {
+      frame = encodeDeletion({ ...base, version: 2, datatype: 0, deleteTime: item.deleteTime ?? 0, key: item.key, value: EMPTY });
+    } else {
+      frame = encodeDeletion({ ...base, version: 1, datatype: 0, key: item.key, value: EMPTY });
+    }
+    out.push(frame);
+    return frame.length;
+  }
+}
+
+const EMPTY = Buffer.alloc(0);

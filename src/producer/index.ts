@@ -1,0 +1,3 @@
+export * from './active-stream.js';
+export * from './producer.js';
+export * from './rollback.js';
