@@ -81,6 +81,7 @@ export class DurableStorage implements VBucketSink {
         failoverLog: meta.failoverLog.map((e) => ({ vbuuid: BigInt(e.vbuuid), seqno: BigInt(e.seqno) })),
         purgeSeqno: BigInt(meta.purgeSeqno),
         compactedSeqno: BigInt(meta.compactedSeqno ?? meta.purgeSeqno),
+        ...(meta.snapshot ? { snapshot: { start: BigInt(meta.snapshot.start), end: BigInt(meta.snapshot.end) } } : {}),
       });
     }
     return { clean: content.clean, metas };

@@ -31,6 +31,13 @@ export interface VBucketMeta {
   purgeSeqno: bigint;
   /** Superseded versions at or below it may be gone (rollback below it goes to 0). */
   compactedSeqno?: bigint;
+  /** The last snapshot a replica received (its range goes into the next STREAM_REQ, dcp-spec §4.4). */
+  snapshot?: SnapshotRange;
+}
+
+export interface SnapshotRange {
+  start: bigint;
+  end: bigint;
 }
 
 /** The outcome of a KV command, in memcached's terms. */

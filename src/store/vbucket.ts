@@ -8,6 +8,7 @@ import type {
   MutateRequest,
   StoreClock,
   StoreRandom,
+  SnapshotRange,
   VBucketMeta,
 } from './types.js';
 
@@ -51,6 +52,7 @@ export class VBucket {
   private purge = 0n;
   /** Superseded versions at or below this seqno may have been dropped: rollback below it goes to 0. */
   private compacted = 0n;
+  private snapshotRange: SnapshotRange | undefined;
   private readonly itemListeners = new Set<ItemListener>();
   private readonly stateListeners = new Set<StateListener>();
   sink: VBucketSink | undefined;
@@ -66,6 +68,7 @@ export class VBucket {
     this.failover = meta.failoverLog ? [...meta.failoverLog] : [{ vbuuid: random.vbuuid(), seqno: 0n }];
     this.purge = meta.purgeSeqno ?? 0n;
     this.compacted = meta.compactedSeqno ?? this.purge;
+    this.snapshotRange = meta.snapshot;
   }
 
   get state(): VBucketState {
@@ -100,6 +103,7 @@ export class VBucket {
       failoverLog: [...this.failover],
       purgeSeqno: this.purge,
       compactedSeqno: this.compacted,
+      ...(this.snapshotRange ? { snapshot: { ...this.snapshotRange } } : {}),
     };
   }
 
@@ -138,6 +142,20 @@ export class VBucket {
   adoptFailoverLog(entries: readonly FailoverEntry[]): void {
     if (entries.length === 0) throw new StoreError('DCPX_ERR_STORE_BAD_ITEM', `vb ${this.id}: empty failover log`);
     this.failover = entries.slice(0, MAX_FAILOVER_ENTRIES).map((e) => ({ ...e }));
+    this.sink?.metaChanged(this);
+  }
+
+  /**
+   * The snapshot the vBucket's data belongs to: the last one a replica received, or [high, high] when
+   * its data is its own (dcp-spec §4.4: the snapshot range of a STREAM_REQ).
+   */
+  get snapshot(): SnapshotRange {
+    return this.snapshotRange ? { ...this.snapshotRange } : { start: this.high, end: this.high };
+  }
+
+  /** A replica received a snapshot marker. */
+  setSnapshot(range: SnapshotRange): void {
+    this.snapshotRange = { ...range };
     this.sink?.metaChanged(this);
   }
 
@@ -325,6 +343,7 @@ export class VBucket {
       }
     }
     this.high = target;
+    this.snapshotRange = undefined;
     this.sink?.rewritten(this);
     this.sink?.metaChanged(this);
     return target;
@@ -370,6 +389,10 @@ export class VBucket {
   }
 
   private write(key: Buffer, value: Buffer, flags: number, expiry: number, datatype: number, deleted: boolean): Item {
+    if (this.snapshotRange) {
+      this.snapshotRange = undefined;
+      this.sink?.metaChanged(this);
+    }
     const previous = this.index.get(key.toString('latin1'));
     const nowSeconds = Math.floor(this.clock.now() / 1000);
     const item: Item = {

@@ -1,0 +1,420 @@
+import type { FrameSink } from '../producer/index.js';
+import {
+  childLogger,
+  DcpxError,
+  decodeAddStream,
+  decodeCloseStream,
+  decodeDeletion,
+  decodeExpiration,
+  decodeMutation,
+  decodeSeqnoAdvanced,
+  decodeSetVBucketState,
+  decodeSnapshotMarker,
+  decodeStreamEnd,
+  decodeStreamReqResponse,
+  encodeAddStreamResponse,
+  encodeBufferAck,
+  encodeControl,
+  encodeStatusResponse,
+  encodeStreamReq,
+  type Frame,
+  type Logger,
+  Opcode,
+  opcodeName,
+  SnapshotFlag,
+  silentLogger,
+  Status,
+  StreamFlag,
+  statusName,
+  streamEndReasonName,
+  VBucketState,
+  vbucketStateName,
+} from '../protocol/index.js';
+import { StoreError, type Store, type VBucket } from '../store/index.js';
+import { BufferAcker } from './buffer-acker.js';
+import { PassiveStream, StreamError } from './passive-stream.js';
+import { branchAt, positionAfterRollback, type StreamPosition } from './position.js';
+
+/**
+ * The embedding hook of the takeover retry ask (DESIGN.md): may this vBucket take `state` now?
+ * `false` makes the consumer retire the takeover stream and answer ETMPFAIL.
+ */
+export type TakeStateCheck = (vb: number, state: VBucketState) => boolean;
+
+export interface ConsumerOptions {
+  name: string;
+  store: Store;
+  sink: FrameSink;
+  logger?: Logger;
+  /** Flow-control window announced to the producer (CONTROL connection_buffer_size); 0 disables. */
+  bufferSize?: number;
+  /** NOOP interval asked of the producer; a producer silent for twice this long is dropped. */
+  noopIntervalMs?: number;
+  /** Ack freed bytes after this long even below the ratio. */
+  ackIdleMs?: number;
+  canTakeState?: TakeStateCheck;
+}
+
+interface ConsumerStream {
+  stream: PassiveStream;
+  /** The ADD_STREAM's own opaque (the proxy's), answered once the producer accepts. */
+  addOpaque: number;
+  answered: boolean;
+  takeover: boolean;
+}
+
+export interface ConsumerStats {
+  streams: number;
+  itemsApplied: number;
+  staleFramesDropped: number;
+  rollbacks: number;
+  retryAsks: number;
+  acksSent: number;
+  bytesAcked: number;
+}
+
+/**
+ * The consuming end of one DCP connection on a node (DCP_OPEN without the Producer flag): accepts
+ * streams into its vBuckets (ADD_STREAM → STREAM_REQ over the same connection), applies them, acks,
+ * rolls back, accepts takeover, and asks for a takeover retry when it cannot complete one.
+ */
+export class DcpConsumer {
+  readonly name: string;
+  private readonly store: Store;
+  private readonly sink: FrameSink;
+  private readonly log: Logger;
+  private readonly byVb = new Map<number, ConsumerStream>();
+  private readonly acker: BufferAcker;
+  private readonly noopIntervalMs: number;
+  private livenessTimer: NodeJS.Timeout | undefined;
+  private lastReceived = Date.now();
+  /** Stream opaques come from this counter and are never reused on the connection. */
+  private opaqueCounter = 0;
+  private controlOpaque = 0x8000_0000;
+  private closed = false;
+  stats = { itemsApplied: 0, staleFramesDropped: 0, rollbacks: 0, retryAsks: 0 };
+
+  constructor(private readonly options: ConsumerOptions) {
+    this.name = options.name;
+    this.store = options.store;
+    this.sink = options.sink;
+    this.log = childLogger(options.logger ?? silentLogger, { conn: options.name, role: 'consumer' });
+    this.noopIntervalMs = options.noopIntervalMs ?? 1_000;
+    this.acker = new BufferAcker({
+      windowBytes: options.bufferSize ?? 4 * 1024 * 1024,
+      idleMs: options.ackIdleMs,
+      sendAck: (bytes) => this.write(encodeBufferAck({ opaque: ++this.controlOpaque >>> 0, vbucket: 0, bytes })),
+    });
+  }
+
+  /** Sends the controls a consumer negotiates right after DCP_OPEN (they cross the proxy to the producer). */
+  start(): void {
+    const controls: [string, string][] = [
+      ['enable_noop', 'true'],
+      ['set_noop_interval', String(this.noopIntervalMs / 1000)],
+      ['send_stream_end_on_client_close_stream', 'true'],
+      ['enable_expiry_opcode', 'true'],
+    ];
+    if (this.acker.enabled) controls.push(['connection_buffer_size', String(this.options.bufferSize ?? 4 * 1024 * 1024)]);
+    for (const [key, value] of controls) this.write(encodeControl({ opaque: ++this.controlOpaque >>> 0, key, value }));
+    this.livenessTimer = setInterval(() => this.checkLiveness(), this.noopIntervalMs);
+    this.livenessTimer.unref();
+  }
+
+  getStats(): ConsumerStats {
+    return { ...this.stats, streams: this.byVb.size, acksSent: this.acker.acksSent, bytesAcked: this.acker.bytesAcked };
+  }
+
+  /** The current stream opaque of `vb` (undefined when none). */
+  streamOpaque(vb: number): number | undefined {
+    return this.byVb.get(vb)?.stream.opaque;
+  }
+
+  connectionClosed(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.livenessTimer);
+    this.acker.stop();
+    this.byVb.clear();
+  }
+
+  drained(): void {
+    // the consumer writes only small replies and acks; nothing waits on drain
+  }
+
+  handleFrame(frame: Frame): void {
+    if (this.closed) return;
+    this.lastReceived = Date.now();
+    if (frame.isResponse) return this.handleResponse(frame);
+    // flow control counts every DCP message from the producer but NOOP (dcp-spec §6)
+    const counted = frame.opcode >= Opcode.DCP_STREAM_END && frame.opcode !== Opcode.DCP_NOOP && frame.opcode !== Opcode.DCP_BUFFER_ACK;
+    try {
+      this.dispatch(frame);
+    } finally {
+      if (counted) this.acker.freed(frame.length);
+    }
+  }
+
+  private dispatch(frame: Frame): void {
+    switch (frame.opcode) {
+      case Opcode.DCP_ADD_STREAM:
+        return this.addStream(frame);
+      case Opcode.DCP_CLOSE_STREAM:
+        return this.closeStream(frame);
+      case Opcode.DCP_NOOP:
+        return this.reply(frame, Status.Success);
+      case Opcode.DCP_SNAPSHOT_MARKER:
+      case Opcode.DCP_MUTATION:
+      case Opcode.DCP_DELETION:
+      case Opcode.DCP_EXPIRATION:
+      case Opcode.DCP_SEQNO_ADVANCED:
+        return this.data(frame);
+      case Opcode.DCP_SET_VBUCKET_STATE:
+        return this.setVBucketState(frame);
+      case Opcode.DCP_STREAM_END:
+        return this.streamEnd(frame);
+      case Opcode.DCP_SYSTEM_EVENT:
+      case Opcode.DCP_OSO_SNAPSHOT:
+        return; // no collections or OSO here: nothing to apply
+      default:
+        this.reply(frame, Status.UnknownCommand);
+    }
+  }
+
+  private write(bytes: Buffer): void {
+    this.sink.write([bytes]);
+  }
+
+  private reply(frame: Frame, status: number, opaque = frame.opaque): void {
+    this.write(encodeStatusResponse({ opcode: frame.opcode, opaque, status }));
+  }
+
+  private current(frame: Frame): ConsumerStream | undefined {
+    const entry = this.byVb.get(frame.vbucket);
+    if (entry && entry.stream.opaque === frame.opaque && entry.stream.state !== 'dead') return entry;
+    // invariant 3: a frame of a dead stream is dropped, never applied, never allowed to end the live one
+    this.stats.staleFramesDropped++;
+    this.log.debug({ vb: frame.vbucket, opaque: frame.opaque, op: opcodeName(frame.opcode) }, 'stale frame dropped');
+    return undefined;
+  }
+
+  /** ADD_STREAM (dcp-spec §4.2): a new stream opaque, then STREAM_REQ from our own position. */
+  private addStream(frame: Frame): void {
+    const { vbucket, flags, opaque } = decodeAddStream(frame);
+    if (vbucket >= this.store.size) return this.answerAdd(opaque, Status.NotMyVbucket);
+    const vb = this.store.vbucket(vbucket);
+    if (vb.state === VBucketState.Active) return this.answerAdd(opaque, Status.NotMyVbucket);
+    if (this.byVb.has(vbucket)) return this.answerAdd(opaque, Status.KeyEexists);
+    this.opaqueCounter = (this.opaqueCounter + 1) >>> 0;
+    const stream = new PassiveStream(vbucket, this.opaqueCounter, flags & ~StreamFlag.NoValue, this.positionOf(vb));
+    this.byVb.set(vbucket, { stream, addOpaque: opaque, answered: false, takeover: (flags & StreamFlag.TakeOver) !== 0 });
+    this.log.debug({ vb: vbucket, streamOpaque: stream.opaque, takeover: (flags & StreamFlag.TakeOver) !== 0 }, 'add stream');
+    this.write(encodeStreamReq(stream.request()));
+  }
+
+  private answerAdd(opaque: number, status: number, streamOpaque?: number): void {
+    this.write(encodeAddStreamResponse({ opaque, status, ...(streamOpaque === undefined ? {} : { streamOpaque }) }));
+  }
+
+  private positionOf(vb: VBucket): StreamPosition {
+    const snapshot = vb.snapshot;
+    const seqno = vb.highSeqno;
+    return {
+      vbuuid: seqno === 0n && vb.failoverLog.length === 1 ? vb.uuid : branchAt(vb.failoverLog, seqno),
+      seqno,
+      snapshotStart: snapshot.start,
+      snapshotEnd: snapshot.end,
+    };
+  }
+
+  private closeStream(frame: Frame): void {
+    const { vbucket } = decodeCloseStream(frame);
+    const entry = this.byVb.get(vbucket);
+    if (!entry) return this.reply(frame, Status.KeyEnoent);
+    this.retire(vbucket, 'closed');
+    this.reply(frame, Status.Success);
+  }
+
+  /** Retires the stream of `vb`: its opaque is dead from now on. */
+  private retire(vb: number, why: string): void {
+    const entry = this.byVb.get(vb);
+    if (!entry) return;
+    entry.stream.state = 'dead';
+    this.byVb.delete(vb);
+    this.log.debug({ vb, streamOpaque: entry.stream.opaque, why }, 'stream retired');
+  }
+
+  private handleResponse(frame: Frame): void {
+    switch (frame.opcode) {
+      case Opcode.DCP_STREAM_REQ:
+        return this.streamReqResponse(frame);
+      case Opcode.DCP_CONTROL:
+        if (frame.status !== Status.Success) {
+          this.log.warn({ opaque: frame.opaque, status: statusName(frame.status) }, 'producer refused a control');
+        }
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** The producer's answer to our STREAM_REQ: accept, roll back and ask again, or fail the ADD_STREAM. */
+  private streamReqResponse(frame: Frame): void {
+    const entry = [...this.byVb.values()].find((e) => e.stream.opaque === frame.opaque);
+    if (!entry) {
+      this.stats.staleFramesDropped++;
+      return;
+    }
+    const { stream } = entry;
+    const vb = this.store.vbucket(stream.vbucket);
+    const response = decodeStreamReqResponse(frame);
+    if (response.status === Status.Success) {
+      vb.adoptFailoverLog(response.failoverLog!);
+      stream.accepted(response.failoverLog![0]!.vbuuid);
+      if (!entry.answered) {
+        entry.answered = true;
+        this.answerAdd(entry.addOpaque, Status.Success, stream.opaque);
+      }
+      return;
+    }
+    if (response.status === Status.Rollback) {
+      this.stats.rollbacks++;
+      const to = response.rollbackSeqno!;
+      const { position, previousVbuuidRetry } = positionAfterRollback(stream.position, to, vb.failoverLog);
+      if (!previousVbuuidRetry) {
+        const reached = vb.rollback(position.seqno);
+        position.seqno = reached;
+        position.snapshotStart = reached;
+        position.snapshotEnd = reached;
+        position.vbuuid = reached === 0n ? 0n : branchAt(vb.failoverLog, reached);
+      }
+      this.log.info({ vb: stream.vbucket, to, at: position.seqno, previousVbuuidRetry }, 'rollback');
+      stream.reposition(position);
+      this.write(encodeStreamReq(stream.request())); // same stream opaque (dcp-spec §5.4)
+      return;
+    }
+    this.log.info({ vb: stream.vbucket, status: statusName(response.status) }, 'stream request refused');
+    this.retire(stream.vbucket, 'refused');
+    if (!entry.answered) this.answerAdd(entry.addOpaque, response.status);
+  }
+
+  private data(frame: Frame): void {
+    const entry = this.current(frame);
+    if (!entry) return;
+    const { stream } = entry;
+    const vb = this.store.vbucket(stream.vbucket);
+    try {
+      switch (frame.opcode) {
+        case Opcode.DCP_SNAPSHOT_MARKER: {
+          const marker = decodeSnapshotMarker(frame);
+          stream.marker(marker);
+          vb.setSnapshot({ start: marker.startSeqno, end: marker.endSeqno });
+          if (marker.flags & SnapshotFlag.Ack) this.reply(frame, Status.Success);
+          return;
+        }
+        case Opcode.DCP_MUTATION: {
+          const m = decodeMutation(frame);
+          stream.item(m.bySeqno);
+          vb.apply({
+            key: Buffer.from(m.key),
+            value: Buffer.from(m.value),
+            cas: m.cas,
+            flags: m.flags,
+            expiry: m.expiration,
+            revSeqno: m.revSeqno,
+            bySeqno: m.bySeqno,
+            datatype: m.datatype,
+            deleted: false,
+          });
+          break;
+        }
+        case Opcode.DCP_DELETION: {
+          const d = decodeDeletion(frame);
+          stream.item(d.bySeqno);
+          vb.apply(tombstone(d.key, d.cas, d.revSeqno, d.bySeqno, d.version === 2 ? d.deleteTime : 0, false));
+          break;
+        }
+        case Opcode.DCP_EXPIRATION: {
+          const x = decodeExpiration(frame);
+          stream.item(x.bySeqno);
+          vb.apply(tombstone(x.key, x.cas, x.revSeqno, x.bySeqno, x.deleteTime, true));
+          break;
+        }
+        case Opcode.DCP_SEQNO_ADVANCED:
+          stream.advance(decodeSeqnoAdvanced(frame).bySeqno);
+          return;
+      }
+      this.stats.itemsApplied++;
+    } catch (error) {
+      if (!(error instanceof StreamError || error instanceof StoreError)) throw error;
+      // dcp-spec §2: ERANGE for a seqno that does not increase; the producer drops the connection on it
+      this.log.warn({ vb: stream.vbucket, err: error.message }, 'stream broke ordering rules');
+      this.retire(stream.vbucket, error.message);
+      this.reply(frame, Status.Erange);
+    }
+  }
+
+  /**
+   * Takeover acceptance (dcp-spec §9 steps 4 and 7) and the retry ask (DESIGN.md): when the vBucket
+   * cannot take the state now, retire the stream first, then answer ETMPFAIL.
+   */
+  private setVBucketState(frame: Frame): void {
+    const entry = this.current(frame);
+    if (!entry) return;
+    const { state } = decodeSetVBucketState(frame);
+    const vbucket = entry.stream.vbucket;
+    if (state !== VBucketState.Pending && state !== VBucketState.Active) {
+      return this.reply(frame, Status.Einval);
+    }
+    if (this.options.canTakeState && !this.options.canTakeState(vbucket, state)) {
+      this.stats.retryAsks++;
+      this.log.info({ vb: vbucket, state: vbucketStateName(state) }, 'cannot take the state now: asking for a retry');
+      this.retire(vbucket, 'retry ask');
+      return this.reply(frame, Status.Etmpfail);
+    }
+    this.store.vbucket(vbucket).setState(state);
+    this.log.info({ vb: vbucket, state: vbucketStateName(state) }, 'takeover state taken');
+    this.reply(frame, Status.Success);
+  }
+
+  /** STREAM_END: ends the current stream; a stale one is answered Success and ignored (MB-34951). */
+  private streamEnd(frame: Frame): void {
+    const { vbucket, reason } = decodeStreamEnd(frame);
+    const entry = this.byVb.get(vbucket);
+    if (entry && entry.stream.opaque === frame.opaque) {
+      this.log.debug({ vb: vbucket, reason: streamEndReasonName(reason) }, 'stream end');
+      this.retire(vbucket, `stream end ${streamEndReasonName(reason)}`);
+      return;
+    }
+    this.stats.staleFramesDropped++;
+    this.log.debug({ vb: vbucket, opaque: frame.opaque }, 'stale stream end ignored');
+    this.reply(frame, Status.Success);
+  }
+
+  /** A producer silent for twice the noop interval, while streams are open, is gone (dcp-spec §4.12). */
+  private checkLiveness(): void {
+    if (this.closed || this.byVb.size === 0) return;
+    const silent = Date.now() - this.lastReceived;
+    if (silent > 2 * this.noopIntervalMs) {
+      this.log.warn({ silentMs: silent }, 'producer silent: closing');
+      this.connectionClosed();
+      this.sink.close(new DcpxError('DCPX_ERR_PEER_SILENT', `${this.name}: producer silent for ${silent} ms`));
+    }
+  }
+}
+
+function tombstone(key: Buffer, cas: bigint, revSeqno: bigint, bySeqno: bigint, deleteTime: number, expired: boolean) {
+  return {
+    key: Buffer.from(key),
+    value: Buffer.alloc(0),
+    cas,
+    flags: 0,
+    expiry: 0,
+    revSeqno,
+    bySeqno,
+    datatype: 0,
+    deleted: true,
+    deleteTime,
+    ...(expired ? { expired: true } : {}),
+  };
+}
