@@ -5,3 +5,4 @@ export { allowedExtrasLengths } from './extras-sizes.js';
 export * from './frame.js';
 export * from './logger.js';
 export * from './messages/index.js';
+export * from './auth/index.js';
