@@ -6,7 +6,10 @@ import { type BenchRow, compare, spread } from './lib.js';
 
 const CHUNK = 64 * 1024;
 
-function mutationStream(valueSize: number, totalBytes: number): { chunks: Buffer[]; frames: number; bytes: number } {
+function mutationStream(
+  valueSize: number,
+  totalBytes: number,
+): { chunks: Buffer[]; frames: number; bytes: number } {
   const frames: Buffer[] = [];
   let bytes = 0;
   for (let seqno = 1n; bytes < totalBytes; seqno++) {
@@ -95,14 +98,26 @@ export async function benchDecode(): Promise<BenchRow[]> {
       target: target === 'frames' ? '≥ 3 M' : undefined,
       met: target === 'frames' ? framesPerSecond >= 3e6 : undefined,
     });
-    rows.push({ scenario: `decode ${label}`, metric: 'decode', value: decode!.median / 1e6, unit: 'MB/s', spread: spread(decode!) });
+    rows.push({
+      scenario: `decode ${label}`,
+      metric: 'decode',
+      value: decode!.median / 1e6,
+      unit: 'MB/s',
+      spread: spread(decode!),
+    });
     rows.push({
       scenario: `decode ${label}`,
       metric: 'frames/s with key+value views',
       value: (decodeViews!.median / bytes) * frames,
       unit: '',
     });
-    rows.push({ scenario: `decode ${label}`, metric: 'copy baseline', value: copy!.median / 1e6, unit: 'MB/s', spread: spread(copy!) });
+    rows.push({
+      scenario: `decode ${label}`,
+      metric: 'copy baseline',
+      value: copy!.median / 1e6,
+      unit: 'MB/s',
+      spread: spread(copy!),
+    });
     rows.push({
       scenario: `decode ${label}`,
       metric: 'decode / copy',

@@ -13,7 +13,8 @@ async function run(): Promise<void> {
   const names = args.filter((a) => !a.startsWith('--'));
   const chosen = names.length > 0 ? names : Object.keys(SCENARIOS);
   const unknown = chosen.filter((n) => !(n in SCENARIOS));
-  if (unknown.length > 0) throw new Error(`unknown scenario ${unknown.join(', ')}; known: ${Object.keys(SCENARIOS).join(', ')}`);
+  if (unknown.length > 0)
+    throw new Error(`unknown scenario ${unknown.join(', ')}; known: ${Object.keys(SCENARIOS).join(', ')}`);
   const rows: BenchRow[] = [];
   for (const name of chosen) rows.push(...(await SCENARIOS[name]!()));
   printRows(rows, json);

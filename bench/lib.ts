@@ -32,7 +32,13 @@ export async function measure(
     rates.push(units / seconds);
   }
   rates.sort((a, b) => a - b);
-  return { name, unit, median: rates[Math.floor(rates.length / 2)]!, min: rates[0]!, max: rates[rates.length - 1]! };
+  return {
+    name,
+    unit,
+    median: rates[Math.floor(rates.length / 2)]!,
+    min: rates[0]!,
+    max: rates[rates.length - 1]!,
+  };
 }
 
 /** Interleaves rounds of several contenders so machine noise hits them alike; returns one Measurement each. */
@@ -88,7 +94,12 @@ export function printRows(rows: BenchRow[], json: boolean): void {
   const table = rows.map((r) => ({
     scenario: r.scenario,
     metric: r.metric,
-    value: r.unit === 'ratio' ? r.value.toFixed(3) : r.unit === '' ? formatRate(r.value) : `${r.value.toFixed(1)} ${r.unit}`,
+    value:
+      r.unit === 'ratio'
+        ? r.value.toFixed(3)
+        : r.unit === ''
+          ? formatRate(r.value)
+          : `${r.value.toFixed(1)} ${r.unit}`,
     spread: r.spread ?? '',
     target: r.target ? `${r.target} ${r.met ? 'met' : 'MISSED'}` : '',
   }));

@@ -22,15 +22,15 @@ import {
   Opcode,
   opcodeName,
   SnapshotFlag,
-  silentLogger,
   Status,
   StreamFlag,
+  silentLogger,
   statusName,
   streamEndReasonName,
   VBucketState,
   vbucketStateName,
 } from '../protocol/index.js';
-import { StoreError, type Store, type VBucket } from '../store/index.js';
+import { type Store, StoreError, type VBucket } from '../store/index.js';
 import { BufferAcker } from './buffer-acker.js';
 import { PassiveStream, StreamError } from './passive-stream.js';
 import { branchAt, positionAfterRollback, type StreamPosition } from './position.js';
@@ -103,7 +103,8 @@ export class DcpConsumer {
     this.acker = new BufferAcker({
       windowBytes: options.bufferSize ?? 4 * 1024 * 1024,
       idleMs: options.ackIdleMs,
-      sendAck: (bytes) => this.write(encodeBufferAck({ opaque: ++this.controlOpaque >>> 0, vbucket: 0, bytes })),
+      sendAck: (bytes) =>
+        this.write(encodeBufferAck({ opaque: ++this.controlOpaque >>> 0, vbucket: 0, bytes })),
     });
   }
 
@@ -115,14 +116,21 @@ export class DcpConsumer {
       ['send_stream_end_on_client_close_stream', 'true'],
       ['enable_expiry_opcode', 'true'],
     ];
-    if (this.acker.enabled) controls.push(['connection_buffer_size', String(this.options.bufferSize ?? 4 * 1024 * 1024)]);
-    for (const [key, value] of controls) this.write(encodeControl({ opaque: ++this.controlOpaque >>> 0, key, value }));
+    if (this.acker.enabled)
+      controls.push(['connection_buffer_size', String(this.options.bufferSize ?? 4 * 1024 * 1024)]);
+    for (const [key, value] of controls)
+      this.write(encodeControl({ opaque: ++this.controlOpaque >>> 0, key, value }));
     this.livenessTimer = setInterval(() => this.checkLiveness(), this.noopIntervalMs);
     this.livenessTimer.unref();
   }
 
   getStats(): ConsumerStats {
-    return { ...this.stats, streams: this.byVb.size, acksSent: this.acker.acksSent, bytesAcked: this.acker.bytesAcked };
+    return {
+      ...this.stats,
+      streams: this.byVb.size,
+      acksSent: this.acker.acksSent,
+      bytesAcked: this.acker.bytesAcked,
+    };
   }
 
   /** The current stream opaque of `vb` (undefined when none). */
@@ -147,7 +155,10 @@ export class DcpConsumer {
     this.lastReceived = Date.now();
     if (frame.isResponse) return this.handleResponse(frame);
     // flow control counts every DCP message from the producer but NOOP (dcp-spec §6)
-    const counted = frame.opcode >= Opcode.DCP_STREAM_END && frame.opcode !== Opcode.DCP_NOOP && frame.opcode !== Opcode.DCP_BUFFER_ACK;
+    const counted =
+      frame.opcode >= Opcode.DCP_STREAM_END &&
+      frame.opcode !== Opcode.DCP_NOOP &&
+      frame.opcode !== Opcode.DCP_BUFFER_ACK;
     try {
       this.dispatch(frame);
     } finally {
@@ -194,7 +205,10 @@ export class DcpConsumer {
     if (entry && entry.stream.opaque === frame.opaque && entry.stream.state !== 'dead') return entry;
     // invariant 3: a frame of a dead stream is dropped, never applied, never allowed to end the live one
     this.stats.staleFramesDropped++;
-    this.log.debug({ vb: frame.vbucket, opaque: frame.opaque, op: opcodeName(frame.opcode) }, 'stale frame dropped');
+    this.log.debug(
+      { vb: frame.vbucket, opaque: frame.opaque, op: opcodeName(frame.opcode) },
+      'stale frame dropped',
+    );
     return undefined;
   }
 
@@ -206,14 +220,29 @@ export class DcpConsumer {
     if (vb.state === VBucketState.Active) return this.answerAdd(opaque, Status.NotMyVbucket);
     if (this.byVb.has(vbucket)) return this.answerAdd(opaque, Status.KeyEexists);
     this.opaqueCounter = (this.opaqueCounter + 1) >>> 0;
-    const stream = new PassiveStream(vbucket, this.opaqueCounter, flags & ~StreamFlag.NoValue, this.positionOf(vb));
-    this.byVb.set(vbucket, { stream, addOpaque: opaque, answered: false, takeover: (flags & StreamFlag.TakeOver) !== 0 });
-    this.log.debug({ vb: vbucket, streamOpaque: stream.opaque, takeover: (flags & StreamFlag.TakeOver) !== 0 }, 'add stream');
+    const stream = new PassiveStream(
+      vbucket,
+      this.opaqueCounter,
+      flags & ~StreamFlag.NoValue,
+      this.positionOf(vb),
+    );
+    this.byVb.set(vbucket, {
+      stream,
+      addOpaque: opaque,
+      answered: false,
+      takeover: (flags & StreamFlag.TakeOver) !== 0,
+    });
+    this.log.debug(
+      { vb: vbucket, streamOpaque: stream.opaque, takeover: (flags & StreamFlag.TakeOver) !== 0 },
+      'add stream',
+    );
     this.write(encodeStreamReq(stream.request()));
   }
 
   private answerAdd(opaque: number, status: number, streamOpaque?: number): void {
-    this.write(encodeAddStreamResponse({ opaque, status, ...(streamOpaque === undefined ? {} : { streamOpaque }) }));
+    this.write(
+      encodeAddStreamResponse({ opaque, status, ...(streamOpaque === undefined ? {} : { streamOpaque }) }),
+    );
   }
 
   private positionOf(vb: VBucket): StreamPosition {
@@ -250,7 +279,10 @@ export class DcpConsumer {
         return this.streamReqResponse(frame);
       case Opcode.DCP_CONTROL:
         if (frame.status !== Status.Success) {
-          this.log.warn({ opaque: frame.opaque, status: statusName(frame.status) }, 'producer refused a control');
+          this.log.warn(
+            { opaque: frame.opaque, status: statusName(frame.status) },
+            'producer refused a control',
+          );
         }
         return;
       default:
@@ -368,7 +400,10 @@ export class DcpConsumer {
     }
     if (this.options.canTakeState && !this.options.canTakeState(vbucket, state)) {
       this.stats.retryAsks++;
-      this.log.info({ vb: vbucket, state: vbucketStateName(state) }, 'cannot take the state now: asking for a retry');
+      this.log.info(
+        { vb: vbucket, state: vbucketStateName(state) },
+        'cannot take the state now: asking for a retry',
+      );
       this.retire(vbucket, 'retry ask');
       return this.reply(frame, Status.Etmpfail);
     }
@@ -398,12 +433,21 @@ export class DcpConsumer {
     if (silent > 2 * this.noopIntervalMs) {
       this.log.warn({ silentMs: silent }, 'producer silent: closing');
       this.connectionClosed();
-      this.sink.close(new DcpxError('DCPX_ERR_PEER_SILENT', `${this.name}: producer silent for ${silent} ms`));
+      this.sink.close(
+        new DcpxError('DCPX_ERR_PEER_SILENT', `${this.name}: producer silent for ${silent} ms`),
+      );
     }
   }
 }
 
-function tombstone(key: Buffer, cas: bigint, revSeqno: bigint, bySeqno: bigint, deleteTime: number, expired: boolean) {
+function tombstone(
+  key: Buffer,
+  cas: bigint,
+  revSeqno: bigint,
+  bySeqno: bigint,
+  deleteTime: number,
+  expired: boolean,
+) {
   return {
     key: Buffer.from(key),
     value: Buffer.alloc(0),

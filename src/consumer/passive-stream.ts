@@ -41,7 +41,12 @@ export class PassiveStream {
   }
 
   get position(): StreamPosition {
-    return { vbuuid: this.vbuuid, seqno: this.last, snapshotStart: this.snapStart, snapshotEnd: this.snapEnd };
+    return {
+      vbuuid: this.vbuuid,
+      seqno: this.last,
+      snapshotStart: this.snapStart,
+      snapshotEnd: this.snapEnd,
+    };
   }
 
   /** The STREAM_REQ for the current position (the same opaque on every round, dcp-spec §5.4). */
@@ -76,10 +81,16 @@ export class PassiveStream {
   /** Checks and records a snapshot marker. */
   marker(marker: SnapshotMarker): void {
     if (marker.startSeqno > marker.endSeqno) {
-      throw new StreamError(this.vbucket, `snapshot marker ${marker.startSeqno}..${marker.endSeqno} is reversed`);
+      throw new StreamError(
+        this.vbucket,
+        `snapshot marker ${marker.startSeqno}..${marker.endSeqno} is reversed`,
+      );
     }
     if (marker.endSeqno < this.last) {
-      throw new StreamError(this.vbucket, `snapshot ${marker.startSeqno}..${marker.endSeqno} ends at or before seqno ${this.last} already held`);
+      throw new StreamError(
+        this.vbucket,
+        `snapshot ${marker.startSeqno}..${marker.endSeqno} ends at or before seqno ${this.last} already held`,
+      );
     }
     this.snapStart = marker.startSeqno;
     this.snapEnd = marker.endSeqno;
@@ -88,10 +99,15 @@ export class PassiveStream {
 
   /** Checks an item's seqno (strictly increasing, inside the current snapshot) and records it. */
   item(seqno: bigint): void {
-    if (!this.inSnapshot) throw new StreamError(this.vbucket, `item ${seqno} arrived before any snapshot marker`);
-    if (seqno <= this.last) throw new StreamError(this.vbucket, `seqno ${seqno} does not increase past ${this.last}`);
+    if (!this.inSnapshot)
+      throw new StreamError(this.vbucket, `item ${seqno} arrived before any snapshot marker`);
+    if (seqno <= this.last)
+      throw new StreamError(this.vbucket, `seqno ${seqno} does not increase past ${this.last}`);
     if (seqno < this.snapStart || seqno > this.snapEnd) {
-      throw new StreamError(this.vbucket, `seqno ${seqno} lies outside its snapshot ${this.snapStart}..${this.snapEnd}`);
+      throw new StreamError(
+        this.vbucket,
+        `seqno ${seqno} lies outside its snapshot ${this.snapStart}..${this.snapEnd}`,
+      );
     }
     this.last = seqno;
     this.itemsReceived++;

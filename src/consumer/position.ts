@@ -11,7 +11,12 @@ export interface StreamPosition {
   snapshotEnd: bigint;
 }
 
-export const BEGINNING: StreamPosition = Object.freeze({ vbuuid: 0n, seqno: 0n, snapshotStart: 0n, snapshotEnd: 0n });
+export const BEGINNING: StreamPosition = Object.freeze({
+  vbuuid: 0n,
+  seqno: 0n,
+  snapshotStart: 0n,
+  snapshotEnd: 0n,
+});
 
 /**
  * The position to re-request from after a ROLLBACK to `to` (dcp-spec §7). kv_engine's optimisation:
@@ -23,15 +28,28 @@ export function positionAfterRollback(
   to: bigint,
   failoverLog: readonly FailoverEntry[],
 ): { position: StreamPosition; previousVbuuidRetry: boolean } {
-  if (to === 0n && failoverLog.length > 1 && failoverLog[0]!.seqno === current.seqno && current.seqno !== 0n) {
+  if (
+    to === 0n &&
+    failoverLog.length > 1 &&
+    failoverLog[0]!.seqno === current.seqno &&
+    current.seqno !== 0n
+  ) {
     return {
-      position: { ...current, vbuuid: failoverLog[1]!.vbuuid, snapshotStart: current.seqno, snapshotEnd: current.seqno },
+      position: {
+        ...current,
+        vbuuid: failoverLog[1]!.vbuuid,
+        snapshotStart: current.seqno,
+        snapshotEnd: current.seqno,
+      },
       previousVbuuidRetry: true,
     };
   }
   const seqno = to < current.seqno ? to : current.seqno;
   const vbuuid = seqno === 0n ? 0n : branchAt(failoverLog, seqno);
-  return { position: { vbuuid, seqno, snapshotStart: seqno, snapshotEnd: seqno }, previousVbuuidRetry: false };
+  return {
+    position: { vbuuid, seqno, snapshotStart: seqno, snapshotEnd: seqno },
+    previousVbuuidRetry: false,
+  };
 }
 
 /** The vbuuid of the failover-log branch that holds `seqno` (newest entry starting at or below it). */

@@ -111,7 +111,9 @@ export class ActiveStream {
 
   private transition(to: StreamState): void {
     if (!TRANSITIONS[this.stateValue].includes(to)) {
-      throw new Error(`vb ${this.vb.id} stream ${this.opaque}: illegal transition ${this.stateValue} → ${to}`);
+      throw new Error(
+        `vb ${this.vb.id} stream ${this.opaque}: illegal transition ${this.stateValue} → ${to}`,
+      );
     }
     this.stateValue = to;
   }
@@ -229,7 +231,13 @@ export class ActiveStream {
   private pushMarker(out: Buffer[], start: bigint): number {
     this.markerSentFor = this.snapEnd;
     const flags = this.diskSnapshot ? SnapshotFlag.Disk | SnapshotFlag.Checkpoint : SnapshotFlag.Memory;
-    const common = { opaque: this.opaque, vbucket: this.vb.id, startSeqno: start, endSeqno: this.snapEnd, flags };
+    const common = {
+      opaque: this.opaque,
+      vbucket: this.vb.id,
+      startSeqno: start,
+      endSeqno: this.snapEnd,
+      flags,
+    };
     this.firstMarker = false;
     const frame =
       this.diskSnapshot && this.render.markerV22
@@ -247,7 +255,13 @@ export class ActiveStream {
   }
 
   private pushItem(out: Buffer[], item: Item): number {
-    const base = { opaque: this.opaque, vbucket: this.vb.id, cas: item.cas, bySeqno: item.bySeqno, revSeqno: item.revSeqno };
+    const base = {
+      opaque: this.opaque,
+      vbucket: this.vb.id,
+      cas: item.cas,
+      bySeqno: item.bySeqno,
+      revSeqno: item.revSeqno,
+    };
     let frame: Buffer;
     if (!item.deleted) {
       const noValue = this.render.noValue;
@@ -270,7 +284,14 @@ export class ActiveStream {
     if (item.expired && this.render.expiryOpcode) {
       frame = encodeExpiration({ ...base, datatype: 0, deleteTime: item.deleteTime ?? 0, key: item.key });
     } else if (this.render.deleteTimes) {
-      frame = encodeDeletion({ ...base, version: 2, datatype: 0, deleteTime: item.deleteTime ?? 0, key: item.key, value: EMPTY });
+      frame = encodeDeletion({
+        ...base,
+        version: 2,
+        datatype: 0,
+        deleteTime: item.deleteTime ?? 0,
+        key: item.key,
+        value: EMPTY,
+      });
     } else {
       frame = encodeDeletion({ ...base, version: 1, datatype: 0, key: item.key, value: EMPTY });
     }

@@ -13,14 +13,14 @@ import {
   encodeStreamReqResponse,
   type Frame,
   type Logger,
-  OpenFlag,
   Opcode,
+  OpenFlag,
   opcodeName,
   SEQNO_INFINITY,
-  silentLogger,
   Status,
   StreamEndReason,
   StreamFlag,
+  silentLogger,
   statusName,
   VBucketState,
 } from '../protocol/index.js';
@@ -136,7 +136,11 @@ export class DcpProducer {
           const stream = this.streams.get(vb.id);
           if (!stream || stream.isDead) return;
           if (stream.takeover && state === VBucketState.Dead) return;
-          if (state === VBucketState.Active || (state === VBucketState.Replica && !(stream.flags & StreamFlag.ActiveVbOnly))) return;
+          if (
+            state === VBucketState.Active ||
+            (state === VBucketState.Replica && !(stream.flags & StreamFlag.ActiveVbOnly))
+          )
+            return;
           stream.end(StreamEndReason.StateChanged);
           this.enqueue(stream);
         }),
@@ -236,14 +240,16 @@ export class DcpProducer {
         return this.reply(frame, Status.Success);
       case 'set_noop_interval': {
         const seconds = Number(value);
-        if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 3600) return this.reply(frame, Status.Einval);
+        if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 3600)
+          return this.reply(frame, Status.Einval);
         this.noopIntervalMs = Math.round(seconds * 1000);
         this.restartNoop();
         return this.reply(frame, Status.Success);
       }
       case 'connection_buffer_size': {
         const size = Number(value);
-        if (!Number.isInteger(size) || size < 0 || size > 0xffff_ffff) return this.reply(frame, Status.Einval);
+        if (!Number.isInteger(size) || size < 0 || size > 0xffff_ffff)
+          return this.reply(frame, Status.Einval);
         this.windowSize = size;
         this.reply(frame, Status.Success);
         return this.schedulePump();
@@ -320,8 +326,20 @@ export class DcpProducer {
         vb,
       );
       if (decision.rollback) {
-        this.log.info({ vb: vb.id, opaque: frame.opaque, to: decision.seqno, why: decision.reason }, 'rollback');
-        this.send([encodeStreamReqResponse({ opaque: frame.opaque, status: Status.Rollback, rollbackSeqno: decision.seqno })], false);
+        this.log.info(
+          { vb: vb.id, opaque: frame.opaque, to: decision.seqno, why: decision.reason },
+          'rollback',
+        );
+        this.send(
+          [
+            encodeStreamReqResponse({
+              opaque: frame.opaque,
+              status: Status.Rollback,
+              rollbackSeqno: decision.seqno,
+            }),
+          ],
+          false,
+        );
         return;
       }
     }
@@ -336,7 +354,13 @@ export class DcpProducer {
     });
     this.streams.set(vb.id, stream);
     this.send(
-      [encodeStreamReqResponse({ opaque: frame.opaque, status: Status.Success, failoverLog: [...vb.failoverLog] })],
+      [
+        encodeStreamReqResponse({
+          opaque: frame.opaque,
+          status: Status.Success,
+          failoverLog: [...vb.failoverLog],
+        }),
+      ],
       false,
     );
     this.log.debug({ vb: vb.id, opaque: frame.opaque, start, end, takeover }, 'stream opened');
@@ -348,7 +372,13 @@ export class DcpProducer {
     const vb = this.vbucketOrReply(frame);
     if (!vb) return;
     this.send(
-      [encodeGetFailoverLogResponse({ opaque: frame.opaque, status: Status.Success, failoverLog: [...vb.failoverLog] })],
+      [
+        encodeGetFailoverLogResponse({
+          opaque: frame.opaque,
+          status: Status.Success,
+          failoverLog: [...vb.failoverLog],
+        }),
+      ],
       false,
     );
   }
@@ -411,7 +441,10 @@ export class DcpProducer {
       return;
     }
     if (frame.status !== Status.Success) {
-      this.log.info({ vb: stream.vb.id, status: statusName(frame.status) }, 'set-vbucket-state refused; waiting');
+      this.log.info(
+        { vb: stream.vb.id, status: statusName(frame.status) },
+        'set-vbucket-state refused; waiting',
+      );
       return;
     }
     const outcome = stream.setStateAcked();

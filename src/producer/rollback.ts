@@ -19,9 +19,7 @@ export interface VBucketHistory {
   purgeSeqno: bigint;
 }
 
-export type RollbackDecision =
-  | { rollback: false }
-  | { rollback: true; seqno: bigint; reason: string };
+export type RollbackDecision = { rollback: false } | { rollback: true; seqno: bigint; reason: string };
 
 export function decideRollback(request: RollbackInput, vb: VBucketHistory): RollbackDecision {
   let { snapStartSeqno: snapStart, snapEndSeqno: snapEnd } = request;
@@ -33,7 +31,11 @@ export function decideRollback(request: RollbackInput, vb: VBucketHistory): Roll
   if (start === 0n && request.vbucketUuid === 0n && !request.strictVbUuid) return { rollback: false };
   // 3. history below the purge seqno is gone
   if (!request.ignorePurgedTombstones && start !== 0n && snapStart < vb.purgeSeqno) {
-    return { rollback: true, seqno: 0n, reason: `snapshot start ${snapStart} is below the purge seqno ${vb.purgeSeqno}` };
+    return {
+      rollback: true,
+      seqno: 0n,
+      reason: `snapshot start ${snapStart} is below the purge seqno ${vb.purgeSeqno}`,
+    };
   }
   // 4. the branch must be known
   const index = vb.failoverLog.findIndex((e) => e.vbuuid === request.vbucketUuid);
@@ -45,7 +47,11 @@ export function decideRollback(request: RollbackInput, vb: VBucketHistory): Roll
   const upper = index === 0 ? vb.highSeqno : vb.failoverLog[index - 1]!.seqno;
   if (snapEnd <= upper) return { rollback: false };
   if (snapStart > upper) {
-    return { rollback: true, seqno: upper, reason: `snapshot ${snapStart}..${snapEnd} lies past the branch end ${upper}` };
+    return {
+      rollback: true,
+      seqno: upper,
+      reason: `snapshot ${snapStart}..${snapEnd} lies past the branch end ${upper}`,
+    };
   }
   return {
     rollback: true,

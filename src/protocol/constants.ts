@@ -122,11 +122,17 @@ export const STATUS_INFO: ReadonlyMap<number, StatusInfo> = new Map<number, Stat
   [Status.Einval, { name: 'Einval', message: 'invalid arguments', retriable: false }],
   [Status.NotStored, { name: 'NotStored', message: 'not stored', retriable: false }],
   [Status.DeltaBadval, { name: 'DeltaBadval', message: 'non-numeric value for incr/decr', retriable: false }],
-  [Status.NotMyVbucket, { name: 'NotMyVbucket', message: 'vbucket not here in this state', retriable: false }],
+  [
+    Status.NotMyVbucket,
+    { name: 'NotMyVbucket', message: 'vbucket not here in this state', retriable: false },
+  ],
   [Status.NoBucket, { name: 'NoBucket', message: 'no bucket selected', retriable: false }],
   [Status.Locked, { name: 'Locked', message: 'locked', retriable: true }],
   [Status.DcpStreamNotFound, { name: 'DcpStreamNotFound', message: 'no such stream', retriable: false }],
-  [Status.OpaqueNoMatch, { name: 'OpaqueNoMatch', message: 'opaque does not match the stream', retriable: false }],
+  [
+    Status.OpaqueNoMatch,
+    { name: 'OpaqueNoMatch', message: 'opaque does not match the stream', retriable: false },
+  ],
   [Status.AuthStale, { name: 'AuthStale', message: 'authentication stale', retriable: false }],
   [Status.AuthError, { name: 'AuthError', message: 'authentication failed', retriable: false }],
   [Status.AuthContinue, { name: 'AuthContinue', message: 'authentication continues', retriable: false }],
@@ -239,9 +245,7 @@ export function statusName(status: number): string {
   return STATUS_INFO.get(status)?.name ?? `UnknownStatus(${hex(status, 4)})`;
 }
 export function statusInfo(status: number): StatusInfo {
-  return (
-    STATUS_INFO.get(status) ?? { name: statusName(status), message: 'unknown status', retriable: false }
-  );
+  return STATUS_INFO.get(status) ?? { name: statusName(status), message: 'unknown status', retriable: false };
 }
 export function streamEndReasonName(reason: number): string {
   return streamEndNames.get(reason) ?? `UnknownReason(${reason})`;

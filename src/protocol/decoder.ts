@@ -116,7 +116,10 @@ export class FrameDecoder {
       fail('DCPX_ERR_BAD_MAGIC', `unknown magic 0x${frame.magic.toString(16).padStart(2, '0')}`);
     }
     if (frame.bodyLength > this.maxBodyLength) {
-      fail('DCPX_ERR_BODY_TOO_LARGE', `body of ${frame.bodyLength} bytes is over the limit of ${this.maxBodyLength}`);
+      fail(
+        'DCPX_ERR_BODY_TOO_LARGE',
+        `body of ${frame.bodyLength} bytes is over the limit of ${this.maxBodyLength}`,
+      );
     }
     const fixed = frame.framingExtrasLength + frame.extrasLength + frame.keyLength;
     if (fixed > frame.bodyLength) {
@@ -141,9 +144,13 @@ export function decodeFrames(bytes: Buffer, options?: FrameDecoderOptions): Fram
   const frames: Frame[] = [];
   decoder.push(bytes, (frame) => frames.push(frame));
   if (decoder.bufferedBytes > 0) {
-    throw new ProtocolError('DCPX_ERR_BODY_TOO_SHORT', `${decoder.bufferedBytes} trailing bytes do not make a frame`, {
-      offset: decoder.offset,
-    });
+    throw new ProtocolError(
+      'DCPX_ERR_BODY_TOO_SHORT',
+      `${decoder.bufferedBytes} trailing bytes do not make a frame`,
+      {
+        offset: decoder.offset,
+      },
+    );
   }
   return frames;
 }

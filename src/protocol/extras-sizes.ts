@@ -35,8 +35,9 @@ const requestExtras = new Map<number, readonly number[]>([
   [Opcode.SASL_LIST_MECHS, [0]],
   [Opcode.SASL_AUTH, [0]],
   [Opcode.SASL_STEP, [0]],
-  // SET_VBUCKET: 1-byte state (kv_engine) or 4-byte state (classic memcached)
-  [Opcode.SET_VBUCKET, [1, 4]],
+  // SET_VBUCKET: 1-byte state (kv_engine 6.5+), 4-byte state (before 6.5), or none with the 4-byte state
+  // in the value (ns_server before 6.5); messages/kv-vbucket.ts decodes all three.
+  [Opcode.SET_VBUCKET, [1, 4, 0]],
   [Opcode.GET_VBUCKET, [0]],
   [Opcode.DEL_VBUCKET, [0]],
   [Opcode.DCP_OPEN, [8]],
@@ -63,18 +64,43 @@ const requestExtras = new Map<number, readonly number[]>([
   [Opcode.DCP_OSO_SNAPSHOT, [4]],
 ]);
 
-// Successful responses: GET family carries 4 bytes of flags, ADD_STREAM the stream opaque.
-// Everything else we know answers without extras. Error responses carry none.
+// Successful responses: GET family carries 4 bytes of flags, ADD_STREAM the stream opaque. Mutations
+// (store, delete, incr/decr, append/prepend) carry none, or 16 bytes (vBucket UUID + seqno) once the
+// client negotiated HELLO MutationSeqno (BinaryProtocol.md; Couchbase SDKs normally do), see
+// messages/kv-common.ts. Everything else we know answers without extras. Error responses carry none.
+const MUTATION_RESPONSE: readonly number[] = [0, 16];
 const responseExtras = new Map<number, readonly number[]>([
   [Opcode.GET, [4]],
   [Opcode.GETQ, [4]],
   [Opcode.GETK, [4]],
   [Opcode.GETKQ, [4]],
+  ...[
+    Opcode.SET,
+    Opcode.SETQ,
+    Opcode.ADD,
+    Opcode.ADDQ,
+    Opcode.REPLACE,
+    Opcode.REPLACEQ,
+    Opcode.DELETE,
+    Opcode.DELETEQ,
+    Opcode.INCREMENT,
+    Opcode.INCREMENTQ,
+    Opcode.DECREMENT,
+    Opcode.DECREMENTQ,
+    Opcode.APPEND,
+    Opcode.APPENDQ,
+    Opcode.PREPEND,
+    Opcode.PREPENDQ,
+  ].map((opcode): [number, readonly number[]] => [opcode, MUTATION_RESPONSE]),
   [Opcode.DCP_ADD_STREAM, [4]],
 ]);
 
 /** The extras lengths allowed for this frame, or undefined when nothing is known to check. */
-export function allowedExtrasLengths(magic: number, opcode: number, status: number): readonly number[] | undefined {
+export function allowedExtrasLengths(
+  magic: number,
+  opcode: number,
+  status: number,
+): readonly number[] | undefined {
   if (magic === Magic.Request || magic === Magic.AltRequest) return requestExtras.get(opcode);
   if (magic === Magic.Response || magic === Magic.AltResponse) {
     if (status !== Status.Success) return undefined;

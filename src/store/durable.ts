@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { type VBucketState } from '../protocol/index.js';
+import type { VBucketState } from '../protocol/index.js';
 import { AtomicFile, type AtomicFileOps } from './atomic-file.js';
 import { StoreError } from './errors.js';
 import { decodeRecords, encodeRecord, packr } from './record-codec.js';
@@ -81,7 +81,9 @@ export class DurableStorage implements VBucketSink {
         failoverLog: meta.failoverLog.map((e) => ({ vbuuid: BigInt(e.vbuuid), seqno: BigInt(e.seqno) })),
         purgeSeqno: BigInt(meta.purgeSeqno),
         compactedSeqno: BigInt(meta.compactedSeqno ?? meta.purgeSeqno),
-        ...(meta.snapshot ? { snapshot: { start: BigInt(meta.snapshot.start), end: BigInt(meta.snapshot.end) } } : {}),
+        ...(meta.snapshot
+          ? { snapshot: { start: BigInt(meta.snapshot.start), end: BigInt(meta.snapshot.end) } }
+          : {}),
       });
     }
     return { clean: content.clean, metas };
@@ -96,7 +98,10 @@ export class DurableStorage implements VBucketSink {
     for (const item of items) vb.restore(item);
     if (validLength < data.length) {
       this.options.onError?.(
-        new StoreError('DCPX_ERR_STORE_CORRUPT', `${file}: cut a torn tail of ${data.length - validLength} bytes`),
+        new StoreError(
+          'DCPX_ERR_STORE_CORRUPT',
+          `${file}: cut a torn tail of ${data.length - validLength} bytes`,
+        ),
         'recovery',
       );
       fs.truncateSync(file, validLength);

@@ -1,7 +1,7 @@
 export * from './atomic-file.js';
 export * from './cas.js';
-export * from './errors.js';
 export { META_FILE } from './durable.js';
+export * from './errors.js';
 export * from './store.js';
 export * from './types.js';
 export * from './vbucket.js';

@@ -43,7 +43,9 @@ export class Store {
     const clock = options.clock ?? { now: Date.now };
     const random = options.random ?? defaultRandom;
     const cas = new CasClock(() => clock.now());
-    const recovered = options.dataDir ? DurableStorage.readMeta(options.dataDir) : { clean: true, metas: new Map() };
+    const recovered = options.dataDir
+      ? DurableStorage.readMeta(options.dataDir)
+      : { clean: true, metas: new Map() };
     const vbuckets: VBucket[] = [];
     for (let id = 0; id < options.vbuckets; id++) {
       const meta = recovered.metas.get(id) ?? { state: options.initialStates?.get(id) ?? VBucketState.Dead };
@@ -75,7 +77,11 @@ export class Store {
 
   vbucket(id: number): VBucket {
     const vb = this.vbuckets[id];
-    if (!vb) throw new StoreError('DCPX_ERR_STORE_NO_VBUCKET', `no vbucket ${id} (store has ${this.vbuckets.length})`);
+    if (!vb)
+      throw new StoreError(
+        'DCPX_ERR_STORE_NO_VBUCKET',
+        `no vbucket ${id} (store has ${this.vbuckets.length})`,
+      );
     return vb;
   }
 

@@ -41,7 +41,14 @@ export interface SnapshotRange {
 }
 
 /** The outcome of a KV command, in memcached's terms. */
-export type KvStatus = 'ok' | 'not_found' | 'exists' | 'not_stored' | 'too_big' | 'bad_delta' | 'not_my_vbucket';
+export type KvStatus =
+  | 'ok'
+  | 'not_found'
+  | 'exists'
+  | 'not_stored'
+  | 'too_big'
+  | 'bad_delta'
+  | 'not_my_vbucket';
 
 export interface KvResult {
   status: KvStatus;

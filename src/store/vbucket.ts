@@ -6,9 +6,9 @@ import type {
   Item,
   KvResult,
   MutateRequest,
+  SnapshotRange,
   StoreClock,
   StoreRandom,
-  SnapshotRange,
   VBucketMeta,
 } from './types.js';
 
@@ -140,7 +140,8 @@ export class VBucket {
 
   /** Replaces the failover log with the producer's (a consumer does this on stream-req success, §7). */
   adoptFailoverLog(entries: readonly FailoverEntry[]): void {
-    if (entries.length === 0) throw new StoreError('DCPX_ERR_STORE_BAD_ITEM', `vb ${this.id}: empty failover log`);
+    if (entries.length === 0)
+      throw new StoreError('DCPX_ERR_STORE_BAD_ITEM', `vb ${this.id}: empty failover log`);
     this.failover = entries.slice(0, MAX_FAILOVER_ENTRIES).map((e) => ({ ...e }));
     this.sink?.metaChanged(this);
   }
@@ -200,7 +201,10 @@ export class VBucket {
     let expiry = this.absoluteExpiry(request.expiration ?? 0);
     let datatype = request.datatype ?? 0;
     if (request.op === 'append' || request.op === 'prepend') {
-      value = request.op === 'append' ? Buffer.concat([current!.value, value]) : Buffer.concat([value, current!.value]);
+      value =
+        request.op === 'append'
+          ? Buffer.concat([current!.value, value])
+          : Buffer.concat([value, current!.value]);
       flags = current!.flags;
       expiry = current!.expiry;
       datatype = current!.datatype;
@@ -388,7 +392,14 @@ export class VBucket {
     return `vb ${this.id} ${vbucketStateName(this.stateValue)} high=${this.high} uuid=${this.uuid}`;
   }
 
-  private write(key: Buffer, value: Buffer, flags: number, expiry: number, datatype: number, deleted: boolean): Item {
+  private write(
+    key: Buffer,
+    value: Buffer,
+    flags: number,
+    expiry: number,
+    datatype: number,
+    deleted: boolean,
+  ): Item {
     if (this.snapshotRange) {
       this.snapshotRange = undefined;
       this.sink?.metaChanged(this);

@@ -7,14 +7,17 @@ const k = (s: string) => Buffer.from(s);
 describe('DcpConsumer with DcpProducer back to back', () => {
   it('replicates backfill and live writes, and answers ADD_STREAM with its new stream opaque', async () => {
     const t = await makePair();
-    for (let i = 0; i < 300; i++) t.source.vbucket(i % 4).mutate({ op: 'set', key: k(`k${i % 100}`), value: k(`v${i}`) });
+    for (let i = 0; i < 300; i++)
+      t.source.vbucket(i % 4).mutate({ op: 'set', key: k(`k${i % 100}`), value: k(`v${i}`) });
     t.source.vbucket(1).remove(k('k1'));
     for (let vb = 0; vb < 4; vb++) t.addStream(vb);
     await t.until(() => t.toProxy.length === 4);
     const answers = t.toProxy.map((f) => p.decodeAddStreamResponse(f));
     expect(answers.map((a) => a.status)).toEqual([0, 0, 0, 0]);
     expect(new Set(answers.map((a) => a.streamOpaque)).size).toBe(4);
-    await t.until(() => [0, 1, 2, 3].every((vb) => t.target.vbucket(vb).highSeqno === t.source.vbucket(vb).highSeqno));
+    await t.until(() =>
+      [0, 1, 2, 3].every((vb) => t.target.vbucket(vb).highSeqno === t.source.vbucket(vb).highSeqno),
+    );
     for (let vb = 0; vb < 4; vb++) expect(contentOf(t.target, vb)).toEqual(contentOf(t.source, vb));
     for (let i = 0; i < 50; i++) t.source.vbucket(2).mutate({ op: 'set', key: k(`live${i}`), value: k('x') });
     await t.until(() => t.target.vbucket(2).highSeqno === t.source.vbucket(2).highSeqno);
@@ -25,7 +28,8 @@ describe('DcpConsumer with DcpProducer back to back', () => {
 
   it('acknowledges the wire size of every message but NOOP so a small window never stalls', async () => {
     const t = await makePair({ bufferSize: 8 * 1024 });
-    for (let i = 0; i < 2000; i++) t.source.vbucket(0).mutate({ op: 'set', key: k(`k${i}`), value: Buffer.alloc(200) });
+    for (let i = 0; i < 2000; i++)
+      t.source.vbucket(0).mutate({ op: 'set', key: k(`k${i}`), value: Buffer.alloc(200) });
     t.addStream(0);
     await t.until(() => t.target.vbucket(0).highSeqno === 2000n, 10_000);
     expect(t.consumer.getStats().acksSent).toBeGreaterThan(10);
@@ -97,7 +101,9 @@ describe('DcpConsumer with DcpProducer back to back', () => {
       value: k('x'),
     });
     t.consumer.handleFrame(p.decodeFrame(stale));
-    t.consumer.handleFrame(p.decodeFrame(p.encodeStreamEnd({ opaque: old, vbucket: 0, reason: p.StreamEndReason.Closed })));
+    t.consumer.handleFrame(
+      p.decodeFrame(p.encodeStreamEnd({ opaque: old, vbucket: 0, reason: p.StreamEndReason.Closed })),
+    );
     await t.until(() => replies.length === 1);
     expect(t.target.vbucket(0).get(k('ghost'))).toBeUndefined();
     expect(replies[0]!.status).toBe(p.Status.Success);

@@ -13,7 +13,14 @@ export const nonEmptyBytes = (maxLength = 64) =>
 export const frameSpec: fc.Arbitrary<FrameSpec> = fc
   .record({
     response: fc.boolean(),
-    opcode: fc.constantFrom(Opcode.DCP_MUTATION, Opcode.DCP_NOOP, Opcode.DCP_STREAM_END, 0xa0, 0xf1, Opcode.GET),
+    opcode: fc.constantFrom(
+      Opcode.DCP_MUTATION,
+      Opcode.DCP_NOOP,
+      Opcode.DCP_STREAM_END,
+      0xa0,
+      0xf1,
+      Opcode.GET,
+    ),
     vbucket: u16,
     opaque: u32,
     cas: u64,

@@ -8,11 +8,19 @@ import { Store } from '../../src/store/index.js';
  * (it injects ADD_STREAM / CLOSE_STREAM / SET_VBUCKET and sees their replies). Delivery is asynchronous,
  * one setImmediate per write, as on a socket.
  */
-export async function makePair(options: { vbuckets?: number; canTakeState?: TakeStateCheck; bufferSize?: number } = {}) {
+export async function makePair(
+  options: { vbuckets?: number; canTakeState?: TakeStateCheck; bufferSize?: number } = {},
+) {
   const vbuckets = options.vbuckets ?? 4;
   const all = [...Array(vbuckets).keys()];
-  const source = await Store.open({ vbuckets, initialStates: new Map(all.map((i) => [i, p.VBucketState.Active])) });
-  const target = await Store.open({ vbuckets, initialStates: new Map(all.map((i) => [i, p.VBucketState.Replica])) });
+  const source = await Store.open({
+    vbuckets,
+    initialStates: new Map(all.map((i) => [i, p.VBucketState.Active])),
+  });
+  const target = await Store.open({
+    vbuckets,
+    initialStates: new Map(all.map((i) => [i, p.VBucketState.Replica])),
+  });
   const toProxy: p.Frame[] = [];
   const seenByConsumer: p.Frame[] = [];
   let intercept: ((frame: p.Frame, from: 'producer' | 'consumer') => boolean) | undefined;
@@ -32,11 +40,15 @@ export async function makePair(options: { vbuckets?: number; canTakeState?: Take
     store: source,
     sink: {
       write: (chunks) =>
-        deliver(chunks, (f) => {
-          seenByConsumer.push(f);
-          if (f.isResponse && f.opcode === p.Opcode.DCP_CLOSE_STREAM) toProxy.push(f);
-          else consumer.handleFrame(f);
-        }, 'producer'),
+        deliver(
+          chunks,
+          (f) => {
+            seenByConsumer.push(f);
+            if (f.isResponse && f.opcode === p.Opcode.DCP_CLOSE_STREAM) toProxy.push(f);
+            else consumer.handleFrame(f);
+          },
+          'producer',
+        ),
       close: () => consumer.connectionClosed(),
     },
   });
@@ -47,11 +59,17 @@ export async function makePair(options: { vbuckets?: number; canTakeState?: Take
     canTakeState: options.canTakeState,
     sink: {
       write: (chunks) =>
-        deliver(chunks, (f) => {
-          const own = f.isResponse && (f.opcode === p.Opcode.DCP_ADD_STREAM || f.opcode === p.Opcode.DCP_CLOSE_STREAM);
-          if (own) toProxy.push(f);
-          else producer.handleFrame(f);
-        }, 'consumer'),
+        deliver(
+          chunks,
+          (f) => {
+            const own =
+              f.isResponse &&
+              (f.opcode === p.Opcode.DCP_ADD_STREAM || f.opcode === p.Opcode.DCP_CLOSE_STREAM);
+            if (own) toProxy.push(f);
+            else producer.handleFrame(f);
+          },
+          'consumer',
+        ),
       close: () => producer.connectionClosed(),
     },
   });

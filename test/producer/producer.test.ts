@@ -10,7 +10,10 @@ async function settle(rounds = 20) {
 }
 
 async function setup(vbuckets = 4, openFlags = p.OpenFlag.Producer) {
-  const store = await Store.open({ vbuckets, initialStates: new Map([...Array(vbuckets).keys()].map((i) => [i, p.VBucketState.Active])) });
+  const store = await Store.open({
+    vbuckets,
+    initialStates: new Map([...Array(vbuckets).keys()].map((i) => [i, p.VBucketState.Active])),
+  });
   const frames: p.Frame[] = [];
   let closedWith: Error | undefined;
   let full = false;
@@ -70,14 +73,24 @@ describe('DcpProducer streams', () => {
     expect(res.status).toBe(p.Status.Success);
     expect(res.failoverLog).toEqual(vb.failoverLog);
     const marker = p.decodeSnapshotMarker(t.frames[1]!);
-    expect(marker).toMatchObject({ opaque: 77, vbucket: 1, startSeqno: 0n, endSeqno: 3n, flags: p.SnapshotFlag.Disk | p.SnapshotFlag.Checkpoint });
+    expect(marker).toMatchObject({
+      opaque: 77,
+      vbucket: 1,
+      startSeqno: 0n,
+      endSeqno: 3n,
+      flags: p.SnapshotFlag.Disk | p.SnapshotFlag.Checkpoint,
+    });
     expect(t.frames.slice(2).map((f) => p.decodeMutation(f).bySeqno)).toEqual([2n, 3n]);
     t.frames.length = 0;
     vb.mutate({ op: 'set', key: k('c'), value: k('1') });
     vb.remove(k('b'));
     await settle();
     expect(t.ops()).toEqual(['req:DCP_SNAPSHOT_MARKER', 'req:DCP_MUTATION', 'req:DCP_DELETION']);
-    expect(p.decodeSnapshotMarker(t.frames[0]!)).toMatchObject({ startSeqno: 4n, endSeqno: 5n, flags: p.SnapshotFlag.Memory });
+    expect(p.decodeSnapshotMarker(t.frames[0]!)).toMatchObject({
+      startSeqno: 4n,
+      endSeqno: 5n,
+      flags: p.SnapshotFlag.Memory,
+    });
     expect(p.decodeDeletion(t.frames[2]!)).toMatchObject({ version: 1, bySeqno: 5n, key: k('b') });
   });
 
@@ -89,7 +102,9 @@ describe('DcpProducer streams', () => {
     await settle();
     expect(t.ops().at(-1)).toBe('req:DCP_STREAM_END');
     expect(p.decodeStreamEnd(t.frames.at(-1)!).reason).toBe(p.StreamEndReason.OK);
-    expect(t.frames.filter((f) => f.opcode === p.Opcode.DCP_MUTATION).map((f) => p.decodeMutation(f).bySeqno)).toEqual([1n, 2n, 3n]);
+    expect(
+      t.frames.filter((f) => f.opcode === p.Opcode.DCP_MUTATION).map((f) => p.decodeMutation(f).bySeqno),
+    ).toEqual([1n, 2n, 3n]);
     expect(t.producer.stream(0)).toBeUndefined();
   });
 
@@ -119,10 +134,18 @@ describe('DcpProducer streams', () => {
     const vb = t.store.vbucket(0);
     for (let i = 0; i < 5; i++) vb.mutate({ op: 'set', key: k(`k${i}`), value: k('v') });
     t.streamReq(0, 9, { startSeqno: 4n, vbucketUuid: 12345n, snapStartSeqno: 4n, snapEndSeqno: 4n });
-    expect(p.decodeStreamReqResponse(t.frames[0]!)).toEqual({ opaque: 9, status: p.Status.Rollback, rollbackSeqno: 0n });
+    expect(p.decodeStreamReqResponse(t.frames[0]!)).toEqual({
+      opaque: 9,
+      status: p.Status.Rollback,
+      rollbackSeqno: 0n,
+    });
     t.frames.length = 0;
     t.streamReq(0, 9, { startSeqno: 7n, vbucketUuid: vb.uuid, snapStartSeqno: 7n, snapEndSeqno: 7n });
-    expect(p.decodeStreamReqResponse(t.frames[0]!)).toEqual({ opaque: 9, status: p.Status.Rollback, rollbackSeqno: 5n });
+    expect(p.decodeStreamReqResponse(t.frames[0]!)).toEqual({
+      opaque: 9,
+      status: p.Status.Rollback,
+      rollbackSeqno: 5n,
+    });
   });
 
   it('closes a stream with STREAM_END(Closed) when negotiated, and answers a second close with KEY_ENOENT', async () => {
@@ -134,7 +157,11 @@ describe('DcpProducer streams', () => {
     t.send(p.encodeCloseStream({ opaque: 44, vbucket: 0 }));
     t.send(p.encodeCloseStream({ opaque: 45, vbucket: 0 }));
     expect(t.ops()).toEqual(['res:DCP_CLOSE_STREAM', 'req:DCP_STREAM_END', 'res:DCP_CLOSE_STREAM']);
-    expect(p.decodeStreamEnd(t.frames[1]!)).toEqual({ opaque: 3, vbucket: 0, reason: p.StreamEndReason.Closed });
+    expect(p.decodeStreamEnd(t.frames[1]!)).toEqual({
+      opaque: 3,
+      vbucket: 0,
+      reason: p.StreamEndReason.Closed,
+    });
     expect(t.frames[2]!.status).toBe(p.Status.KeyEnoent);
   });
 
@@ -184,23 +211,40 @@ describe('DcpProducer streams', () => {
     for (let i = 0; i < 3; i++) vb.mutate({ op: 'set', key: k(`k${i}`), value: k('v') });
     t.streamReq(2, 8, { flags: p.StreamFlag.TakeOver });
     await settle();
-    expect(t.ops()).toEqual(['res:DCP_STREAM_REQ', 'req:DCP_SNAPSHOT_MARKER', 'req:DCP_MUTATION', 'req:DCP_MUTATION', 'req:DCP_MUTATION', 'req:DCP_SET_VBUCKET_STATE']);
+    expect(t.ops()).toEqual([
+      'res:DCP_STREAM_REQ',
+      'req:DCP_SNAPSHOT_MARKER',
+      'req:DCP_MUTATION',
+      'req:DCP_MUTATION',
+      'req:DCP_MUTATION',
+      'req:DCP_SET_VBUCKET_STATE',
+    ]);
     expect(p.decodeSetVBucketState(t.frames.at(-1)!).state).toBe(p.VBucketState.Pending);
     expect(t.producer.stream(2)!.state).toBe('takeover-wait');
     // a refusal is not an ack
-    t.send(p.encodeStatusResponse({ opcode: p.Opcode.DCP_SET_VBUCKET_STATE, opaque: 8, status: p.Status.Etmpfail }));
+    t.send(
+      p.encodeStatusResponse({
+        opcode: p.Opcode.DCP_SET_VBUCKET_STATE,
+        opaque: 8,
+        status: p.Status.Etmpfail,
+      }),
+    );
     await settle();
     expect(vb.state).toBe(p.VBucketState.Active);
     expect(t.producer.stream(2)!.state).toBe('takeover-wait');
     vb.mutate({ op: 'set', key: k('late'), value: k('v') });
     t.frames.length = 0;
-    t.send(p.encodeStatusResponse({ opcode: p.Opcode.DCP_SET_VBUCKET_STATE, opaque: 8, status: p.Status.Success }));
+    t.send(
+      p.encodeStatusResponse({ opcode: p.Opcode.DCP_SET_VBUCKET_STATE, opaque: 8, status: p.Status.Success }),
+    );
     expect(vb.state).toBe(p.VBucketState.Dead);
     await settle();
     expect(t.ops()).toEqual(['req:DCP_SNAPSHOT_MARKER', 'req:DCP_MUTATION', 'req:DCP_SET_VBUCKET_STATE']);
     expect(p.decodeSetVBucketState(t.frames.at(-1)!).state).toBe(p.VBucketState.Active);
     t.frames.length = 0;
-    t.send(p.encodeStatusResponse({ opcode: p.Opcode.DCP_SET_VBUCKET_STATE, opaque: 8, status: p.Status.Success }));
+    t.send(
+      p.encodeStatusResponse({ opcode: p.Opcode.DCP_SET_VBUCKET_STATE, opaque: 8, status: p.Status.Success }),
+    );
     await settle();
     expect(t.ops()).toEqual(['req:DCP_STREAM_END']);
     expect(p.decodeStreamEnd(t.frames[0]!).reason).toBe(p.StreamEndReason.OK);

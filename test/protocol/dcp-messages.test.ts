@@ -6,7 +6,12 @@ import { bytes, nonEmptyBytes, u8, u16, u32, u64 } from '../helpers/arbitraries.
 const req = { opaque: u32, vbucket: u16 };
 const failoverLog = fc.array(fc.record({ vbuuid: u64, seqno: u64 }), { minLength: 1, maxLength: 25 });
 const successStatus = fc.constant(p.Status.Success);
-const errorStatus = fc.constantFrom(p.Status.KeyEexists, p.Status.NotMyVbucket, p.Status.Erange, p.Status.Etmpfail);
+const errorStatus = fc.constantFrom(
+  p.Status.KeyEexists,
+  p.Status.NotMyVbucket,
+  p.Status.Erange,
+  p.Status.Etmpfail,
+);
 
 interface Case<T> {
   name: string;
@@ -15,19 +20,33 @@ interface Case<T> {
   decode(f: p.Frame): T;
 }
 const cases: Case<never>[] = [];
-function roundTrip<T>(name: string, arb: fc.Arbitrary<T>, encode: (m: T) => Buffer, decode: (f: p.Frame) => T): void {
+function roundTrip<T>(
+  name: string,
+  arb: fc.Arbitrary<T>,
+  encode: (m: T) => Buffer,
+  decode: (f: p.Frame) => T,
+): void {
   cases.push({ name, arb, encode, decode } as unknown as Case<never>);
 }
 
 roundTrip(
   'DCP_OPEN',
-  fc.record({ opaque: u32, seqno: u32, flags: u32, name: fc.string({ maxLength: 50 }) }, { requiredKeys: ['opaque', 'seqno', 'flags', 'name'] }),
+  fc.record(
+    { opaque: u32, seqno: u32, flags: u32, name: fc.string({ maxLength: 50 }) },
+    { requiredKeys: ['opaque', 'seqno', 'flags', 'name'] },
+  ),
   p.encodeDcpOpen,
   p.decodeDcpOpen,
 );
 roundTrip(
   'DCP_OPEN with a consumer_name JSON value',
-  fc.record({ opaque: u32, seqno: u32, flags: u32, name: fc.string({ maxLength: 50 }), value: nonEmptyBytes() }),
+  fc.record({
+    opaque: u32,
+    seqno: u32,
+    flags: u32,
+    name: fc.string({ maxLength: 50 }),
+    value: nonEmptyBytes(),
+  }),
   p.encodeDcpOpen,
   p.decodeDcpOpen,
 );
@@ -159,7 +178,15 @@ roundTrip(
   (m) => Buffer.concat([p.encodeMutationHead(m), m.value]),
   p.decodeMutation,
 );
-const deletionBase = { ...req, cas: u64, datatype: u8, bySeqno: u64, revSeqno: u64, key: bytes(), value: bytes() };
+const deletionBase = {
+  ...req,
+  cas: u64,
+  datatype: u8,
+  bySeqno: u64,
+  revSeqno: u64,
+  key: bytes(),
+  value: bytes(),
+};
 roundTrip(
   'DCP_DELETION v1',
   fc.record({ ...deletionBase, version: fc.constant(1 as const), nmeta: u16 }),
@@ -189,7 +216,11 @@ roundTrip('DCP_NOOP', fc.record({ opaque: u32 }), p.encodeDcpNoop, p.decodeDcpNo
 roundTrip('DCP_BUFFER_ACK', fc.record({ ...req, bytes: u32 }), p.encodeBufferAck, p.decodeBufferAck);
 roundTrip(
   'DCP_CONTROL',
-  fc.record({ opaque: u32, key: fc.string({ minLength: 1, maxLength: 40, unit: 'binary-ascii' }), value: fc.string({ maxLength: 40, unit: 'binary-ascii' }) }),
+  fc.record({
+    opaque: u32,
+    key: fc.string({ minLength: 1, maxLength: 40, unit: 'binary-ascii' }),
+    value: fc.string({ maxLength: 40, unit: 'binary-ascii' }),
+  }),
   p.encodeControl,
   p.decodeControl,
 );
@@ -225,14 +256,34 @@ roundTrip(
   p.encodeSeqnoAcknowledged,
   p.decodeSeqnoAcknowledged,
 );
-roundTrip('DCP_COMMIT', fc.record({ ...req, preparedSeqno: u64, commitSeqno: u64, key: bytes() }), p.encodeCommit, p.decodeCommit);
-roundTrip('DCP_ABORT', fc.record({ ...req, preparedSeqno: u64, abortSeqno: u64, key: bytes() }), p.encodeAbort, p.decodeAbort);
-roundTrip('DCP_SEQNO_ADVANCED', fc.record({ ...req, bySeqno: u64 }), p.encodeSeqnoAdvanced, p.decodeSeqnoAdvanced);
+roundTrip(
+  'DCP_COMMIT',
+  fc.record({ ...req, preparedSeqno: u64, commitSeqno: u64, key: bytes() }),
+  p.encodeCommit,
+  p.decodeCommit,
+);
+roundTrip(
+  'DCP_ABORT',
+  fc.record({ ...req, preparedSeqno: u64, abortSeqno: u64, key: bytes() }),
+  p.encodeAbort,
+  p.decodeAbort,
+);
+roundTrip(
+  'DCP_SEQNO_ADVANCED',
+  fc.record({ ...req, bySeqno: u64 }),
+  p.encodeSeqnoAdvanced,
+  p.decodeSeqnoAdvanced,
+);
 roundTrip('DCP_OSO_SNAPSHOT', fc.record({ ...req, flags: u32 }), p.encodeOsoSnapshot, p.decodeOsoSnapshot);
 roundTrip(
   'status-only response',
   fc.record({
-    opcode: fc.constantFrom(p.Opcode.DCP_OPEN, p.Opcode.DCP_CLOSE_STREAM, p.Opcode.DCP_SET_VBUCKET_STATE, p.Opcode.DCP_NOOP),
+    opcode: fc.constantFrom(
+      p.Opcode.DCP_OPEN,
+      p.Opcode.DCP_CLOSE_STREAM,
+      p.Opcode.DCP_SET_VBUCKET_STATE,
+      p.Opcode.DCP_NOOP,
+    ),
     opaque: u32,
     status: u16,
     cas: u64,
@@ -286,14 +337,28 @@ describe('DCP message codecs reject what is not theirs', () => {
   });
 
   it('refuses a rollback response whose value is not exactly 8 bytes', () => {
-    const bad = p.encodeFrame({ opcode: p.Opcode.DCP_STREAM_REQ, status: p.Status.Rollback, value: Buffer.alloc(4) });
+    const bad = p.encodeFrame({
+      opcode: p.Opcode.DCP_STREAM_REQ,
+      status: p.Status.Rollback,
+      value: Buffer.alloc(4),
+    });
     expect(() => p.decodeStreamReqResponse(p.decodeFrame(bad))).toThrow(/expected exactly 8/);
   });
 
   it('refuses a v2 snapshot marker with an unknown version byte or a short value', () => {
-    const unknown = p.encodeFrame({ opcode: p.Opcode.DCP_SNAPSHOT_MARKER, extras: Buffer.from([1]), value: Buffer.alloc(36) });
-    expect(() => p.decodeSnapshotMarker(p.decodeFrame(unknown))).toThrow(/unknown snapshot marker version byte 1/);
-    const short = p.encodeFrame({ opcode: p.Opcode.DCP_SNAPSHOT_MARKER, extras: Buffer.from([2]), value: Buffer.alloc(36) });
+    const unknown = p.encodeFrame({
+      opcode: p.Opcode.DCP_SNAPSHOT_MARKER,
+      extras: Buffer.from([1]),
+      value: Buffer.alloc(36),
+    });
+    expect(() => p.decodeSnapshotMarker(p.decodeFrame(unknown))).toThrow(
+      /unknown snapshot marker version byte 1/,
+    );
+    const short = p.encodeFrame({
+      opcode: p.Opcode.DCP_SNAPSHOT_MARKER,
+      extras: Buffer.from([2]),
+      value: Buffer.alloc(36),
+    });
     expect(() => p.decodeSnapshotMarker(p.decodeFrame(short))).toThrow(/36 bytes, expected 52/);
   });
 
@@ -303,7 +368,9 @@ describe('DCP message codecs reject what is not theirs', () => {
   });
 
   it('refuses to encode a field out of its range, naming the field', () => {
-    expect(() => p.encodeStreamEnd({ opaque: 1, vbucket: 70_000, reason: 0 })).toThrow(/vbucket=70000 is not a u16/);
+    expect(() => p.encodeStreamEnd({ opaque: 1, vbucket: 70_000, reason: 0 })).toThrow(
+      /vbucket=70000 is not a u16/,
+    );
     expect(() =>
       p.encodeStreamReq({
         opaque: 1,

@@ -36,11 +36,15 @@ function cut(bytes: Buffer, cuts: number[]): Buffer[] {
 describe('FrameDecoder', () => {
   it('yields the same frames whatever the chunking', () => {
     fc.assert(
-      fc.property(fc.array(frameBytes, { maxLength: 30 }), fc.array(fc.nat(), { maxLength: 40 }), (frames, cuts) => {
-        const stream = Buffer.concat(frames);
-        const decoded = decodeChunks(cut(stream, cuts));
-        expect(decoded.map((b) => b.toString('hex'))).toEqual(frames.map((b) => b.toString('hex')));
-      }),
+      fc.property(
+        fc.array(frameBytes, { maxLength: 30 }),
+        fc.array(fc.nat(), { maxLength: 40 }),
+        (frames, cuts) => {
+          const stream = Buffer.concat(frames);
+          const decoded = decodeChunks(cut(stream, cuts));
+          expect(decoded.map((b) => b.toString('hex'))).toEqual(frames.map((b) => b.toString('hex')));
+        },
+      ),
       { numRuns: 300 },
     );
   });
@@ -80,10 +84,16 @@ describe('FrameDecoder', () => {
   });
 
   it('copies a frame that spans chunks exactly once into a buffer of its own size', () => {
-    const big = encodeFrame({ opcode: Opcode.SET, extras: Buffer.alloc(8), key: 'k', value: Buffer.alloc(100_000, 1) });
+    const big = encodeFrame({
+      opcode: Opcode.SET,
+      extras: Buffer.alloc(8),
+      key: 'k',
+      value: Buffer.alloc(100_000, 1),
+    });
     const frames: Frame[] = [];
     const decoder = new FrameDecoder();
-    for (let at = 0; at < big.length; at += 1000) decoder.push(big.subarray(at, at + 1000), (f) => frames.push(f));
+    for (let at = 0; at < big.length; at += 1000)
+      decoder.push(big.subarray(at, at + 1000), (f) => frames.push(f));
     expect(frames).toHaveLength(1);
     expect(frames[0]!.buffer.length).toBe(big.length);
     expect(frames[0]!.bytes.equals(big)).toBe(true);
@@ -106,15 +116,20 @@ describe('FrameDecoder', () => {
 
   it('never throws anything but ProtocolError on valid frames with random corruption', () => {
     fc.assert(
-      fc.property(fc.array(frameBytes, { minLength: 1, maxLength: 5 }), fc.nat(), u8Arb(), (frames, at, byte) => {
-        const stream = Buffer.concat(frames);
-        stream[at % stream.length] = byte;
-        try {
-          decodeFrames(stream, { maxBodyLength: 4096 });
-        } catch (error) {
-          expect(error).toBeInstanceOf(ProtocolError);
-        }
-      }),
+      fc.property(
+        fc.array(frameBytes, { minLength: 1, maxLength: 5 }),
+        fc.nat(),
+        u8Arb(),
+        (frames, at, byte) => {
+          const stream = Buffer.concat(frames);
+          stream[at % stream.length] = byte;
+          try {
+            decodeFrames(stream, { maxBodyLength: 4096 });
+          } catch (error) {
+            expect(error).toBeInstanceOf(ProtocolError);
+          }
+        },
+      ),
       { numRuns: 2000 },
     );
   });
@@ -157,7 +172,12 @@ describe('FrameDecoder rejects malformed frames with a ProtocolError that says w
   });
 
   it('rejects a body over the configured limit before buffering it', () => {
-    const bad = encodeFrame({ opcode: Opcode.SET, extras: Buffer.alloc(8), key: 'k', value: Buffer.alloc(2000) });
+    const bad = encodeFrame({
+      opcode: Opcode.SET,
+      extras: Buffer.alloc(8),
+      key: 'k',
+      value: Buffer.alloc(2000),
+    });
     const error = rejection(bad.subarray(0, 24), { maxBodyLength: 1024 });
     expect(error.code).toBe('DCPX_ERR_BODY_TOO_LARGE');
     expect(error.message).toContain('over the limit of 1024');

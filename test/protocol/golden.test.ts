@@ -29,7 +29,12 @@ import { golden } from '../helpers/golden.js';
 describe('golden frames (dcp-spec §1 and §4)', () => {
   golden(
     'DCP_OPEN producer with xattrs and delete times',
-    { opaque: 0xdeadbeef, seqno: 0, flags: OpenFlag.Producer | OpenFlag.IncludeXattrs | OpenFlag.IncludeDeleteTimes, name: 'repl' },
+    {
+      opaque: 0xdeadbeef,
+      seqno: 0,
+      flags: OpenFlag.Producer | OpenFlag.IncludeXattrs | OpenFlag.IncludeDeleteTimes,
+      name: 'repl',
+    },
     `80           // magic: request
      50           // opcode: DCP_OPEN
      0004         // key length 4

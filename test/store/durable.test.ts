@@ -24,7 +24,8 @@ describe('durable store', () => {
   it('recovers every committed write, state and failover log after a clean close', async () => {
     const dataDir = tempDir();
     const store = await Store.open({ vbuckets: 4, dataDir, initialStates: active });
-    for (let i = 0; i < 500; i++) store.vbucket(i % 2).mutate({ op: 'set', key: k(`key${i % 300}`), value: k(`v${i}`) });
+    for (let i = 0; i < 500; i++)
+      store.vbucket(i % 2).mutate({ op: 'set', key: k(`key${i % 300}`), value: k(`v${i}`) });
     store.vbucket(0).remove(k('key0'));
     store.vbucket(3).setState(VBucketState.Replica);
     await store.commit();
@@ -61,7 +62,11 @@ describe('durable store', () => {
 
   it('cuts a torn record at the end of a log file and keeps the whole ones', async () => {
     const dataDir = tempDir();
-    const store = await Store.open({ vbuckets: 1, dataDir, initialStates: new Map([[0, VBucketState.Active]]) });
+    const store = await Store.open({
+      vbuckets: 1,
+      dataDir,
+      initialStates: new Map([[0, VBucketState.Active]]),
+    });
     for (let i = 0; i < 10; i++) store.vbucket(0).mutate({ op: 'set', key: k(`k${i}`), value: k('v') });
     await store.close();
     const file = path.join(dataDir, 'vb-0.log');
@@ -77,14 +82,24 @@ describe('durable store', () => {
 
   it('persists a rollback by rewriting the log', async () => {
     const dataDir = tempDir();
-    const store = await Store.open({ vbuckets: 1, dataDir, initialStates: new Map([[0, VBucketState.Active]]) });
+    const store = await Store.open({
+      vbuckets: 1,
+      dataDir,
+      initialStates: new Map([[0, VBucketState.Active]]),
+    });
     for (let i = 0; i < 10; i++) store.vbucket(0).mutate({ op: 'set', key: k(`k${i}`), value: k('v') });
     await store.commit();
     store.vbucket(0).rollback(4n);
     store.vbucket(0).mutate({ op: 'set', key: k('new'), value: k('v') });
     await store.close();
     const again = await Store.open({ vbuckets: 1, dataDir });
-    expect([...again.vbucket(0).range(0n, 100n)].map((i) => i.key.toString())).toEqual(['k0', 'k1', 'k2', 'k3', 'new']);
+    expect([...again.vbucket(0).range(0n, 100n)].map((i) => i.key.toString())).toEqual([
+      'k0',
+      'k1',
+      'k2',
+      'k3',
+      'new',
+    ]);
     await again.close();
   });
 

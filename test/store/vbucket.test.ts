@@ -13,7 +13,8 @@ function makeVb(now = { t: 1_700_000_000_000 }) {
 }
 function live(vb: VBucket): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const item of vb.range(0n, vb.highSeqno, true)) if (!item.deleted) out[item.key.toString()] = item.value.toString();
+  for (const item of vb.range(0n, vb.highSeqno, true))
+    if (!item.deleted) out[item.key.toString()] = item.value.toString();
   return out;
 }
 
@@ -149,7 +150,11 @@ describe('VBucket state and failover log', () => {
 describe('VBucket rollback', () => {
   type Op = { kind: 'set' | 'del'; key: number; value: number };
   const ops = fc.array(
-    fc.record({ kind: fc.constantFrom('set', 'set', 'del') as fc.Arbitrary<'set' | 'del'>, key: fc.nat(5), value: fc.nat(99) }),
+    fc.record({
+      kind: fc.constantFrom('set', 'set', 'del') as fc.Arbitrary<'set' | 'del'>,
+      key: fc.nat(5),
+      value: fc.nat(99),
+    }),
     { minLength: 1, maxLength: 60 },
   );
 

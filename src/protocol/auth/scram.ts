@@ -27,7 +27,11 @@ export interface ScramCredential {
   serverKey: Buffer;
 }
 
-export function makeScramCredential(password: string, salt = randomBytes(16), iterations = ITERATIONS): ScramCredential {
+export function makeScramCredential(
+  password: string,
+  salt = randomBytes(16),
+  iterations = ITERATIONS,
+): ScramCredential {
   const salted = pbkdf2Sync(password.normalize('NFKC'), salt, iterations, 32, 'sha256');
   const clientKey = hmac(salted, 'Client Key');
   return { salt, iterations, storedKey: sha256(clientKey), serverKey: hmac(salted, 'Server Key') };
@@ -92,7 +96,8 @@ export class ScramServer {
     const clientSignature = hmac(this.credential.storedKey, authMessage);
     if (proof.length !== clientSignature.length) throw new AuthError('SCRAM: bad proof');
     const clientKey = xor(proof, clientSignature);
-    const ok = timingSafeEqual(sha256(clientKey), this.credential.storedKey) && this.lookup(this.user) !== undefined;
+    const ok =
+      timingSafeEqual(sha256(clientKey), this.credential.storedKey) && this.lookup(this.user) !== undefined;
     if (!ok) throw new AuthError(`SCRAM: authentication failed for "${this.user}"`);
     return `v=${hmac(this.credential.serverKey, authMessage).toString('base64')}`;
   }
@@ -123,7 +128,13 @@ export class ScramClient {
     if (!nonce?.startsWith(this.clientNonce) || !salt || !Number.isInteger(iterations) || iterations < 1) {
       throw new AuthError('SCRAM: bad server-first message');
     }
-    const salted = pbkdf2Sync(this.password.normalize('NFKC'), Buffer.from(salt, 'base64'), iterations, 32, 'sha256');
+    const salted = pbkdf2Sync(
+      this.password.normalize('NFKC'),
+      Buffer.from(salt, 'base64'),
+      iterations,
+      32,
+      'sha256',
+    );
     const clientKey = hmac(salted, 'Client Key');
     const withoutProof = `c=biws,r=${nonce}`;
     const authMessage = `${this.clientFirstBare},${serverFirst},${withoutProof}`;

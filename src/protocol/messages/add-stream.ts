@@ -1,7 +1,14 @@
 import { Opcode, Status } from '../constants.js';
 import type { Frame } from '../frame.js';
 import { encodeFrame } from '../frame.js';
-import { checkU16, checkU32, expectExtras, expectRequest, expectResponse, type RequestEnvelope } from './codec.js';
+import {
+  checkU16,
+  checkU32,
+  expectExtras,
+  expectRequest,
+  expectResponse,
+  type RequestEnvelope,
+} from './codec.js';
 
 // DCP_ADD_STREAM (0x51), dcp-spec §4.2: a proxy → consumer command.
 // Request extras (4): | 0 | 4 | stream flags (StreamFlag) |

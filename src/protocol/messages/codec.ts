@@ -62,11 +62,13 @@ export function badField(opcode: number, detail: string): ProtocolError {
 
 /** Range checks for values we are asked to encode (a wrong field is a bug in the caller; say which). */
 export function checkU8(opcode: number, name: string, value: number): number {
-  if (!Number.isInteger(value) || value < 0 || value > 0xff) throw badField(opcode, `${name}=${value} is not a u8`);
+  if (!Number.isInteger(value) || value < 0 || value > 0xff)
+    throw badField(opcode, `${name}=${value} is not a u8`);
   return value;
 }
 export function checkU16(opcode: number, name: string, value: number): number {
-  if (!Number.isInteger(value) || value < 0 || value > 0xffff) throw badField(opcode, `${name}=${value} is not a u16`);
+  if (!Number.isInteger(value) || value < 0 || value > 0xffff)
+    throw badField(opcode, `${name}=${value} is not a u16`);
   return value;
 }
 export function checkU32(opcode: number, name: string, value: number): number {

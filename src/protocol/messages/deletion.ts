@@ -1,7 +1,16 @@
 import { Opcode } from '../constants.js';
 import type { Frame } from '../frame.js';
 import { encodeFrame } from '../frame.js';
-import { checkU16, checkU32, checkU64, EMPTY, expectExtras, expectRequest, keyBytes, type RequestEnvelope } from './codec.js';
+import {
+  checkU16,
+  checkU32,
+  checkU64,
+  EMPTY,
+  expectExtras,
+  expectRequest,
+  keyBytes,
+  type RequestEnvelope,
+} from './codec.js';
 
 // DCP_DELETION (0x58), dcp-spec §4.9.
 // v1 extras (18): | 0 | 8 by_seqno | 8 | 8 rev_seqno | 16 | 2 nmeta |

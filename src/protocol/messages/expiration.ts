@@ -1,7 +1,15 @@
 import { Opcode } from '../constants.js';
 import type { Frame } from '../frame.js';
 import { encodeFrame } from '../frame.js';
-import { checkU16, checkU32, checkU64, expectExtras, expectRequest, keyBytes, type RequestEnvelope } from './codec.js';
+import {
+  checkU16,
+  checkU32,
+  checkU64,
+  expectExtras,
+  expectRequest,
+  keyBytes,
+  type RequestEnvelope,
+} from './codec.js';
 
 // DCP_EXPIRATION (0x59), dcp-spec §4.10. Extras (20):
 // | 0 | 8 by_seqno | 8 | 8 rev_seqno | 16 | 4 delete_time |   Key = document key; no value.

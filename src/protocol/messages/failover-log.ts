@@ -1,7 +1,15 @@
 import { Opcode, Status } from '../constants.js';
 import type { Frame } from '../frame.js';
 import { encodeFrame } from '../frame.js';
-import { badValue, checkU16, checkU64, expectExtras, expectRequest, expectResponse, type RequestEnvelope } from './codec.js';
+import {
+  badValue,
+  checkU16,
+  checkU64,
+  expectExtras,
+  expectRequest,
+  expectResponse,
+  type RequestEnvelope,
+} from './codec.js';
 
 // Failover-log values (dcp-spec §4.4 response, §4.5, §7): N × 16 bytes, newest first.
 // | off | size | field  |

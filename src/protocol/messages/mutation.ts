@@ -1,7 +1,17 @@
 import { Opcode } from '../constants.js';
 import type { Frame } from '../frame.js';
 import { encodeFrame, writeHeader } from '../frame.js';
-import { checkU8, checkU16, checkU32, checkU64, EMPTY, expectExtras, expectRequest, keyBytes, type RequestEnvelope } from './codec.js';
+import {
+  checkU8,
+  checkU16,
+  checkU32,
+  checkU64,
+  EMPTY,
+  expectExtras,
+  expectRequest,
+  keyBytes,
+  type RequestEnvelope,
+} from './codec.js';
 
 // DCP_MUTATION (0x57), dcp-spec §4.8. Extras (31):
 // | off | size | field                    |

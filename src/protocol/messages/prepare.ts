@@ -1,7 +1,16 @@
 import { Opcode } from '../constants.js';
 import type { Frame } from '../frame.js';
 import { encodeFrame } from '../frame.js';
-import { checkU8, checkU16, checkU32, checkU64, expectExtras, expectRequest, keyBytes, type RequestEnvelope } from './codec.js';
+import {
+  checkU8,
+  checkU16,
+  checkU32,
+  checkU64,
+  expectExtras,
+  expectRequest,
+  keyBytes,
+  type RequestEnvelope,
+} from './codec.js';
 
 // DCP_PREPARE (0x60), dcp-spec §4.15. Extras (31):
 // | 0 | 8 by_seqno | 8 | 8 rev_seqno | 16 | 4 flags | 20 | 4 expiration | 24 | 4 lock_time |

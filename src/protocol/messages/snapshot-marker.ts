@@ -1,7 +1,15 @@
 import { Opcode } from '../constants.js';
 import type { Frame } from '../frame.js';
 import { encodeFrame } from '../frame.js';
-import { badValue, checkU16, checkU32, checkU64, expectExtras, expectRequest, type RequestEnvelope } from './codec.js';
+import {
+  badValue,
+  checkU16,
+  checkU32,
+  checkU64,
+  expectExtras,
+  expectRequest,
+  type RequestEnvelope,
+} from './codec.js';
 
 // DCP_SNAPSHOT_MARKER (0x56), dcp-spec §4.7.
 // v1: extras (20) = | 0 | 8 start seqno | 8 | 8 end seqno | 16 | 4 flags |
@@ -67,7 +75,8 @@ export function decodeSnapshotMarker(frame: Frame): SnapshotMarker {
   const base = { opaque: frame.opaque, vbucket: frame.vbucket };
   if (frame.extrasLength === 20) {
     const e = frame.extras;
-    if (frame.valueLength !== 0) throw badValue(frame, `v1 snapshot marker with a ${frame.valueLength}-byte value`);
+    if (frame.valueLength !== 0)
+      throw badValue(frame, `v1 snapshot marker with a ${frame.valueLength}-byte value`);
     return {
       ...base,
       version: '1',
@@ -81,7 +90,10 @@ export function decodeSnapshotMarker(frame: Frame): SnapshotMarker {
   const expected = versionByte === 0 ? V20_VALUE : versionByte === 2 ? V22_VALUE : -1;
   if (expected < 0) throw badValue(frame, `unknown snapshot marker version byte ${versionByte}`);
   if (v.length !== expected) {
-    throw badValue(frame, `snapshot marker v2.${versionByte} value of ${v.length} bytes, expected ${expected}`);
+    throw badValue(
+      frame,
+      `snapshot marker v2.${versionByte} value of ${v.length} bytes, expected ${expected}`,
+    );
   }
   const common = {
     ...base,

@@ -1,7 +1,17 @@
 import { Datatype, Opcode, Status } from '../constants.js';
 import type { Frame } from '../frame.js';
 import { encodeFrame } from '../frame.js';
-import { badValue, checkU16, checkU32, checkU64, EMPTY, expectExtras, expectRequest, expectResponse, type RequestEnvelope } from './codec.js';
+import {
+  badValue,
+  checkU16,
+  checkU32,
+  checkU64,
+  EMPTY,
+  expectExtras,
+  expectRequest,
+  expectResponse,
+  type RequestEnvelope,
+} from './codec.js';
 import { decodeFailoverLogValue, encodeFailoverLogValue, type FailoverEntry } from './failover-log.js';
 
 // DCP_STREAM_REQ (0x53), dcp-spec §4.4. Extras (48):
@@ -87,7 +97,12 @@ export function encodeStreamReqResponse(response: StreamReqResponse): Buffer {
     value = Buffer.allocUnsafe(8);
     value.writeBigUInt64BE(checkU64(Opcode.DCP_STREAM_REQ, 'rollbackSeqno', response.rollbackSeqno ?? 0n), 0);
   }
-  return encodeFrame({ opcode: Opcode.DCP_STREAM_REQ, status: response.status, opaque: response.opaque, value });
+  return encodeFrame({
+    opcode: Opcode.DCP_STREAM_REQ,
+    status: response.status,
+    opaque: response.opaque,
+    value,
+  });
 }
 
 export function decodeStreamReqResponse(frame: Frame): StreamReqResponse {

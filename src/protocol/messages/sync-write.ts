@@ -35,11 +35,24 @@ export function decodeSeqnoAcknowledged(frame: Frame): SeqnoAcknowledged {
   return { opaque: frame.opaque, vbucket: frame.vbucket, preparedSeqno: frame.extras.readBigUInt64BE(0) };
 }
 
-function encodeResolution(op: number, vbucket: number, opaque: number, prepared: bigint, resolved: bigint, key: Buffer): Buffer {
+function encodeResolution(
+  op: number,
+  vbucket: number,
+  opaque: number,
+  prepared: bigint,
+  resolved: bigint,
+  key: Buffer,
+): Buffer {
   const extras = Buffer.allocUnsafe(16);
   extras.writeBigUInt64BE(checkU64(op, 'preparedSeqno', prepared), 0);
   extras.writeBigUInt64BE(checkU64(op, 'resolvedSeqno', resolved), 8);
-  return encodeFrame({ opcode: op, vbucket: checkU16(op, 'vbucket', vbucket), opaque, extras, key: keyBytes(key) });
+  return encodeFrame({
+    opcode: op,
+    vbucket: checkU16(op, 'vbucket', vbucket),
+    opaque,
+    extras,
+    key: keyBytes(key),
+  });
 }
 
 export function encodeCommit(m: Commit): Buffer {

@@ -1,7 +1,15 @@
 import { Opcode } from '../constants.js';
 import type { Frame } from '../frame.js';
 import { encodeFrame } from '../frame.js';
-import { checkU8, checkU16, checkU32, checkU64, expectExtras, expectRequest, type RequestEnvelope } from './codec.js';
+import {
+  checkU8,
+  checkU16,
+  checkU32,
+  checkU64,
+  expectExtras,
+  expectRequest,
+  type RequestEnvelope,
+} from './codec.js';
 
 // DCP_SYSTEM_EVENT (0x5f), dcp-spec §4.15. Extras (13): | 0 | 8 by_seqno | 8 | 4 event | 12 | 1 version |
 // Key = event key, value = event data.

@@ -1,0 +1,37 @@
+import { timingSafeEqual } from 'node:crypto';
+import { makeScramCredential, type ScramCredential } from '../protocol/index.js';
+
+/** Who may do what on a node (DESIGN.md "Security"). */
+export interface NodeAuth {
+  /** 'users': SASL required; 'none': everything allowed without auth (tests, conformance). */
+  mode: 'users' | 'none';
+  /** KV commands without auth (behind an explicit flag; the memcached conformance run uses it). */
+  anonymousKv: boolean;
+  credential(user: string): ScramCredential | undefined;
+  checkPassword(user: string, password: string): boolean;
+}
+
+/** A user table built from plain passwords at start-up; only SCRAM credentials are kept for SCRAM. */
+export function userAuth(users: ReadonlyMap<string, string>, anonymousKv = false): NodeAuth {
+  const credentials = new Map<string, ScramCredential>();
+  for (const [user, password] of users) credentials.set(user, makeScramCredential(password));
+  return {
+    mode: 'users',
+    anonymousKv,
+    credential: (user) => credentials.get(user),
+    checkPassword(user, password) {
+      const expected = users.get(user);
+      if (expected === undefined) return false;
+      const a = Buffer.from(expected);
+      const b = Buffer.from(password);
+      return a.length === b.length && timingSafeEqual(a, b);
+    },
+  };
+}
+
+export const noAuth: NodeAuth = {
+  mode: 'none',
+  anonymousKv: true,
+  credential: () => undefined,
+  checkPassword: () => false,
+};

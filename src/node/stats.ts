@@ -1,0 +1,43 @@
+import { vbucketStateName } from '../protocol/index.js';
+import type { Store } from '../store/index.js';
+
+const started = Date.now();
+
+/**
+ * STAT groups: "" (general), "vbucket" (state per vBucket) and "vbucket-seqno" (high seqno, vbuuid,
+ * purge seqno per vBucket, optionally of one vBucket: "vbucket-seqno 5"). undefined = unknown group.
+ */
+export function statGroup(group: string, store: Store, version: string): [string, string][] | undefined {
+  const [name, arg] = group.trim().split(/\s+/, 2);
+  switch (name ?? '') {
+    case '': {
+      let items = 0;
+      for (const vb of store.vbuckets) if (vb.state === 1) items += vb.liveCount;
+      return [
+        ['pid', String(process.pid)],
+        ['uptime', String(Math.floor((Date.now() - started) / 1000))],
+        ['time', String(Math.floor(Date.now() / 1000))],
+        ['version', version],
+        ['curr_items', String(items)],
+        ['vbuckets', String(store.size)],
+      ];
+    }
+    case 'vbucket':
+      return store.vbuckets.map((vb) => [`vb_${vb.id}`, vbucketStateName(vb.state)]);
+    case 'vbucket-seqno': {
+      const id = Number(arg);
+      if (arg !== undefined && !(Number.isInteger(id) && id >= 0 && id < store.size)) return undefined;
+      const chosen = arg === undefined ? store.vbuckets : [store.vbucket(id)];
+      const rows: [string, string][] = [];
+      for (const vb of chosen) {
+        rows.push([`vb_${vb.id}:high_seqno`, String(vb.highSeqno)]);
+        rows.push([`vb_${vb.id}:uuid`, String(vb.uuid)]);
+        rows.push([`vb_${vb.id}:purge_seqno`, String(vb.purgeSeqno)]);
+        rows.push([`vb_${vb.id}:state`, vbucketStateName(vb.state)]);
+      }
+      return rows;
+    }
+    default:
+      return undefined;
+  }
+}
