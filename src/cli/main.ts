@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { VERSION } from '../version.js';
+import { registerNode } from './node-command.js';
 
 /** The `dcpx` command. Each subcommand lives in its own module. */
 export async function main(argv: string[]): Promise<void> {
@@ -8,5 +9,6 @@ export async function main(argv: string[]): Promise<void> {
     .name('dcpx')
     .description('DCP replication: storage node, producer/consumer endpoints, replication proxy, benchmarks')
     .version(VERSION);
+  registerNode(program);
   await program.parseAsync(argv);
 }

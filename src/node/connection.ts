@@ -465,7 +465,9 @@ export class NodeConnection {
         opcode: frame.opcode as Parameters<typeof encodeWriteResponse>[0]['opcode'],
         opaque: frame.opaque,
         status: Status.Success,
-        cas: item!.cas,
+        // memcached answers DELETE with CAS 0 (memcapable checks it); Couchbase-aware clients that
+        // negotiated MutationSeqno get the tombstone's CAS
+        cas: item!.deleted && !this.mutationSeqno ? 0n : item!.cas,
         datatype: 0,
         value: EMPTY,
         ...(this.mutationSeqno ? { mutationToken: { vbucketUuid: vb.uuid, seqno: item!.bySeqno } } : {}),

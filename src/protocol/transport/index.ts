@@ -1,0 +1,3 @@
+export * from './frame-connection.js';
+export * from './socket-transport.js';
+export * from './tcp.js';

@@ -1,0 +1,56 @@
+// The state of one takeover attempt as the proxy sees it (dcp-spec §10.5, with DESIGN.md's retry).
+// One transition function; illegal moves throw.
+
+export type TakeoverPhase =
+  /** ADD_STREAM(TakeOver) sent to the consumer; its STREAM_REQ not yet seen. */
+  | 'requested'
+  /** The consumer's STREAM_REQ seen: the stream opaque is known. */
+  | 'opaque_known'
+  /** The consumer acked SET_VBUCKET_STATE(active) and the ADD_STREAM succeeded: done. */
+  | 'done'
+  /** The consumer asked for a retry, or the attempt failed. */
+  | 'retry_asked'
+  | 'failed';
+
+const NEXT: Record<TakeoverPhase, readonly TakeoverPhase[]> = {
+  requested: ['opaque_known', 'retry_asked', 'failed'],
+  opaque_known: ['opaque_known', 'done', 'retry_asked', 'failed'],
+  done: [],
+  retry_asked: [],
+  failed: [],
+};
+
+export class TakeoverAttempt {
+  phase: TakeoverPhase = 'requested';
+  streamOpaque: number | undefined;
+  /** The state the producer asked the consumer to take (recorded before forwarding, §10.3). */
+  requestedState: number | undefined;
+  addAcked = false;
+  pendingAcked = false;
+  activeAcked = false;
+  readonly startedAt = Date.now();
+
+  constructor(
+    readonly vbucket: number,
+    readonly generation: number,
+    readonly addOpaque: number,
+  ) {}
+
+  move(to: TakeoverPhase): void {
+    if (!NEXT[this.phase].includes(to)) {
+      throw new Error(
+        `vb ${this.vbucket} takeover attempt ${this.generation}: illegal move ${this.phase} → ${to}`,
+      );
+    }
+    this.phase = to;
+  }
+
+  /** Done only when the ADD_STREAM success and the active ack have both been seen, in either order (MB-10779). */
+  get complete(): boolean {
+    return this.addAcked && this.activeAcked;
+  }
+
+  get finished(): boolean {
+    return this.phase === 'done' || this.phase === 'retry_asked' || this.phase === 'failed';
+  }
+}
