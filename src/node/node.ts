@@ -47,6 +47,9 @@ export interface StorageNodeOptions {
   syncIntervalMs?: number;
 }
 
+/** Couchbase's item size limit. */
+const DEFAULT_MAX_VALUE = 20 * 1024 * 1024;
+
 /** A reference storage node: one port for memcached binary KV, SASL, vBucket control and DCP. */
 export class StorageNode {
   readonly store: Store;
@@ -101,7 +104,7 @@ export class StorageNode {
       logger: this.log,
       version: VERSION,
       vbucketFromKey: this.options.vbucketFromKey ?? false,
-      maxValueSize: this.options.maxValueSize ?? 20 * 1024 * 1024,
+      maxValueSize: this.options.maxValueSize ?? DEFAULT_MAX_VALUE,
       canTakeState: (vb, state) => this.canTakeState(vb, state),
       claimDcpName: (name, connection) => {
         const old = this.dcpNames.get(name);
@@ -179,12 +182,12 @@ export class StorageNode {
       });
     };
     const host = this.options.host ?? '127.0.0.1';
+    // frames up to 1.5× the value limit are read and answered (E2BIG) rather than dropped as malformed
+    const maxBodyLength = Math.ceil((this.options.maxValueSize ?? DEFAULT_MAX_VALUE) * 1.5) + 64 * 1024;
+    const listen = { host, port: this.options.port, maxBodyLength, logger: this.log };
     this.server = this.options.tls
-      ? await listenTls(
-          { host, port: this.options.port, cert: this.options.tls.cert, key: this.options.tls.key },
-          onConnection,
-        )
-      : await listenTcp({ host, port: this.options.port }, onConnection);
+      ? await listenTls({ ...listen, cert: this.options.tls.cert, key: this.options.tls.key }, onConnection)
+      : await listenTcp(listen, onConnection);
     if (this.options.adminPort !== undefined) {
       this.admin = new AdminServer(this.metrics.registry, () => this.status());
       this.adminAddress = await this.admin.listen(
@@ -196,7 +199,10 @@ export class StorageNode {
 
   status(): unknown {
     const byState: Record<string, number[]> = {};
-    for (const vb of this.store.vbuckets) (byState[vbucketStateName(vb.state)] ??= []).push(vb.id);
+    for (const vb of this.store.vbuckets) {
+      const name = vbucketStateName(vb.state);
+      byState[name] = [...(byState[name] ?? []), vb.id];
+    }
     return {
       version: VERSION,
       address: this.address,
