@@ -140,6 +140,8 @@ export class Replicator {
 
   /** Connects both sides (consumer first, as ns_server does) and wires the forwarding. */
   async connect(): Promise<void> {
+    if (this.consumerConn && this.producerConn && !this.consumerConn.isClosed && !this.producerConn.isClosed)
+      return;
     this.connecting ??= this.connectOnce().finally(() => {
       this.connecting = undefined;
     });

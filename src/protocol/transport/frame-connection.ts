@@ -64,6 +64,8 @@ export class FrameConnection extends EventEmitter<FrameConnectionEvents> {
   private opaqueCounter = 0;
   private closedWith: Error | undefined | null = null;
   private full = false;
+  /** Frames that arrived while nobody listened for 'frame' (held, with reading paused, never dropped). */
+  private held: Frame[] = [];
   framesIn = 0;
   framesOut = 0;
   bytesIn = 0;
@@ -88,6 +90,16 @@ export class FrameConnection extends EventEmitter<FrameConnectionEvents> {
       if (this.closedWith === null) this.closedWith = error;
     });
     transport.on('close', () => this.onClose());
+    this.on('newListener', (event) => {
+      if (event === 'frame' && this.held.length > 0) setImmediate(() => this.releaseHeld());
+    });
+  }
+
+  private releaseHeld(): void {
+    const held = this.held;
+    this.held = [];
+    for (const frame of held) this.emit('frame', frame);
+    if (this.closedWith === null) this.transport.resume();
   }
 
   get isClosed(): boolean {
@@ -192,6 +204,11 @@ export class FrameConnection extends EventEmitter<FrameConnectionEvents> {
             waiter.resolve(frame);
             return;
           }
+        }
+        if (this.listenerCount('frame') === 0 || this.held.length > 0) {
+          this.held.push(frame);
+          this.transport.pause();
+          return;
         }
         this.emit('frame', frame);
       });

@@ -1,0 +1,88 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { StorageNode } from '../../src/node/node.js';
+import * as p from '../../src/protocol/index.js';
+import { Replicator, TakeoverError } from '../../src/proxy/replicator.js';
+import { contentOf } from '../helpers/pair.js';
+
+const k = (s: string) => Buffer.from(s);
+const nodes: StorageNode[] = [];
+const replicators: Replicator[] = [];
+afterEach(async () => {
+  await Promise.all(replicators.splice(0).map((r) => r.close()));
+  await Promise.all(nodes.splice(0).map((n) => n.stop()));
+});
+
+async function cluster(vbuckets = 8, extra: { refuseTakeoverStates?: number } = {}) {
+  const all = [...Array(vbuckets).keys()];
+  const a = await StorageNode.start({ port: 0, vbuckets, active: all });
+  const b = await StorageNode.start({ port: 0, vbuckets, replica: all, ...extra });
+  nodes.push(a, b);
+  const r = new Replicator({
+    producer: { host: '127.0.0.1', port: a.address.port },
+    consumer: { host: '127.0.0.1', port: b.address.port },
+    requestTimeoutMs: 5_000,
+  });
+  replicators.push(r);
+  return { a, b, r, all };
+}
+async function until(cond: () => boolean, ms = 10_000) {
+  const start = Date.now();
+  while (!cond()) {
+    if (Date.now() - start > ms) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+describe('Replicator', () => {
+  it('runs replica streams for every vBucket and keeps new writes flowing', async () => {
+    const { a, b, r, all } = await cluster();
+    for (let i = 0; i < 2000; i++)
+      a.store.vbucket(i % 8).mutate({ op: 'set', key: k(`k${i}`), value: k(`v${i}`) });
+    const results = await r.setStreams(all);
+    expect(results.every((x) => x.ok)).toBe(true);
+    await until(() => all.every((vb) => b.store.vbucket(vb).highSeqno === a.store.vbucket(vb).highSeqno));
+    for (let i = 0; i < 500; i++)
+      a.store.vbucket(i % 8).mutate({ op: 'set', key: k(`live${i}`), value: k('x') });
+    await until(() => all.every((vb) => b.store.vbucket(vb).highSeqno === a.store.vbucket(vb).highSeqno));
+    for (const vb of all) expect(contentOf(b.store, vb)).toEqual(contentOf(a.store, vb));
+    const closed = await r.setStreams([0, 1]);
+    expect(closed.every((x) => x.ok)).toBe(true);
+    expect(r.streams).toEqual([0, 1]);
+  });
+
+  it('takes a vBucket over: the old owner dead, the new one active with everything', async () => {
+    const { a, b, r } = await cluster(4);
+    for (let i = 0; i < 1000; i++)
+      a.store.vbucket(2).mutate({ op: 'set', key: k(`k${i}`), value: k(`v${i}`) });
+    await r.setStreams([0, 1, 2, 3]);
+    const result = await r.takeover(2);
+    expect(result.attempts).toBe(1);
+    expect(a.store.vbucket(2).state).toBe(p.VBucketState.Dead);
+    expect(b.store.vbucket(2).state).toBe(p.VBucketState.Active);
+    expect(contentOf(b.store, 2)).toEqual(contentOf(a.store, 2));
+    expect(r.streams).toEqual([0, 1, 3]);
+  });
+
+  it('retries when the consumer asks (k = 3 refusals), with a new opaque each attempt, and succeeds', async () => {
+    const { a, b, r } = await cluster(2, { refuseTakeoverStates: 3 });
+    for (let i = 0; i < 100; i++) a.store.vbucket(1).mutate({ op: 'set', key: k(`k${i}`), value: k('v') });
+    const result = await r.takeover(1, { attempts: 5, minBackoffMs: 10 });
+    expect(result.attempts).toBe(4);
+    expect(a.store.vbucket(1).state).toBe(p.VBucketState.Dead);
+    expect(b.store.vbucket(1).state).toBe(p.VBucketState.Active);
+    expect(contentOf(b.store, 1)).toEqual(contentOf(a.store, 1));
+  });
+
+  it('fails cleanly when the consumer asks every time: typed error, old owner active, no stream open', async () => {
+    const { a, b, r } = await cluster(2, { refuseTakeoverStates: 100 });
+    a.store.vbucket(0).mutate({ op: 'set', key: k('a'), value: k('1') });
+    const error = await r.takeover(0, { attempts: 3, minBackoffMs: 10 }).catch((e) => e);
+    expect(error).toBeInstanceOf(TakeoverError);
+    expect(error.message).toMatch(/after 3 attempt\(s\).*asked for a retry/);
+    expect(a.store.vbucket(0).state).toBe(p.VBucketState.Active);
+    expect(b.store.vbucket(0).state).not.toBe(p.VBucketState.Active);
+    expect(r.streams).toEqual([]);
+    // the old owner still takes writes
+    expect(a.store.vbucket(0).mutate({ op: 'set', key: k('b'), value: k('2') }).status).toBe('ok');
+  });
+});
