@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { VERSION } from '../version.js';
 import { registerNode } from './node-command.js';
+import { registerProxy } from './proxy-command.js';
 
 /** The `dcpx` command. Each subcommand lives in its own module. */
 export async function main(argv: string[]): Promise<void> {
@@ -10,5 +11,6 @@ export async function main(argv: string[]): Promise<void> {
     .description('DCP replication: storage node, producer/consumer endpoints, replication proxy, benchmarks')
     .version(VERSION);
   registerNode(program);
+  registerProxy(program);
   await program.parseAsync(argv);
 }

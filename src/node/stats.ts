@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { vbucketStateName } from '../protocol/index.js';
 import type { Store } from '../store/index.js';
 
@@ -34,6 +35,23 @@ export function statGroup(group: string, store: Store, version: string): [string
         rows.push([`vb_${vb.id}:uuid`, String(vb.uuid)]);
         rows.push([`vb_${vb.id}:purge_seqno`, String(vb.purgeSeqno)]);
         rows.push([`vb_${vb.id}:state`, vbucketStateName(vb.state)]);
+      }
+      return rows;
+    }
+    case 'vbucket-digest': {
+      // per vBucket: a SHA-256 over key, value, CAS, revseqno, seqno and deletion of every latest
+      // version, for comparing copies across nodes
+      const rows: [string, string][] = [];
+      for (const vb of store.vbuckets) {
+        const hash = createHash('sha256');
+        let n = 0;
+        for (const item of vb.range(0n, vb.highSeqno, true)) {
+          hash.update(item.key).update('\0').update(item.value);
+          hash.update(`\0${item.cas}:${item.revSeqno}:${item.bySeqno}:${item.deleted ? 1 : 0}\n`);
+          if (!item.deleted) n++;
+        }
+        rows.push([`vb_${vb.id}:digest`, hash.digest('hex')]);
+        rows.push([`vb_${vb.id}:items`, String(n)]);
       }
       return rows;
     }

@@ -90,7 +90,7 @@ export class FrameConnection extends EventEmitter<FrameConnectionEvents> {
       if (this.closedWith === null) this.closedWith = error;
     });
     transport.on('close', () => this.onClose());
-    this.on('newListener', (event) => {
+    (this as EventEmitter).on('newListener', (event: string | symbol) => {
       if (event === 'frame' && this.held.length > 0) setImmediate(() => this.releaseHeld());
     });
   }

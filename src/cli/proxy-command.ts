@@ -1,0 +1,121 @@
+import type { Command } from 'commander';
+import { AdminServer } from '../node/admin.js';
+import { parseRanges } from '../node/ranges.js';
+import { ProxyMetrics } from '../proxy/metrics.js';
+import { Replicator } from '../proxy/replicator.js';
+import { parseAddress } from '../proxy/sessions.js';
+import { cliLogger } from './logger.js';
+
+interface ProxyFlags {
+  producer: string;
+  consumer: string;
+  vbuckets: string;
+  connections: string;
+  user?: string;
+  password?: string;
+  adminPort?: string;
+}
+
+interface MoveFlags {
+  vbucket: string;
+  from: string;
+  to: string;
+  user?: string;
+  password?: string;
+  attempts: string;
+  deadlineMs: string;
+}
+
+export function registerProxy(program: Command): void {
+  program
+    .command('proxy')
+    .description('replicate vBuckets from a producer node to a consumer node (long-running replica streams)')
+    .requiredOption('--producer <host:port>', 'the node the data comes from')
+    .requiredOption('--consumer <host:port>', 'the node the data goes to')
+    .requiredOption('--vbuckets <ranges>', 'vBuckets to replicate, e.g. 0-63')
+    .option('--connections <n>', 'connections to spread the vBuckets over (vb mod n)', '1')
+    .option('--user <user>', 'SASL user on both nodes')
+    .option('--password <password>', 'SASL password')
+    .option('--admin-port <port>', 'admin HTTP port for /metrics and /status')
+    .action(async (flags: ProxyFlags) => {
+      const logger = cliLogger('dcpx-proxy');
+      const vbuckets = parseRanges(flags.vbuckets);
+      const n = Math.max(1, Number(flags.connections));
+      const metrics = new ProxyMetrics();
+      const replicators = Array.from(
+        { length: n },
+        (_, i) =>
+          new Replicator({
+            producer: parseAddress(flags.producer),
+            consumer: parseAddress(flags.consumer),
+            connection: i,
+            user: flags.user,
+            password: flags.password,
+            logger,
+            metrics,
+          }),
+      );
+      const results = (
+        await Promise.all(replicators.map((r, i) => r.setStreams(vbuckets.filter((vb) => vb % n === i))))
+      ).flat();
+      const failed = results.filter((r) => !r.ok);
+      for (const f of failed) logger.warn({ vb: f.vbucket, err: f.error }, 'stream not started');
+      let admin: AdminServer | undefined;
+      let adminUrl = '';
+      if (flags.adminPort !== undefined) {
+        admin = new AdminServer(metrics.registry, () => ({
+          replicators: replicators.map((r) => ({ name: r.name, streams: r.streams })),
+        }));
+        const address = await admin.listen(Number(flags.adminPort));
+        adminUrl = ` admin http://${address.address}:${address.port}`;
+      }
+      process.stdout.write(
+        `dcpx proxy replicating ${results.length - failed.length} vBuckets from ${flags.producer} to ${flags.consumer}${adminUrl}\n`,
+      );
+      const stop = async () => {
+        await Promise.all(replicators.map((r) => r.close()));
+        await admin?.close();
+        process.exit(0);
+      };
+      process.once('SIGTERM', () => void stop());
+      process.once('SIGINT', () => void stop());
+    });
+
+  program
+    .command('move')
+    .description('move one vBucket from a node to another with takeover (through a proxy)')
+    .requiredOption('--vbucket <vb>', 'the vBucket')
+    .requiredOption('--from <host:port>', 'its current owner (producer)')
+    .requiredOption('--to <host:port>', 'its new owner (consumer)')
+    .option('--user <user>', 'SASL user on both nodes')
+    .option('--password <password>', 'SASL password')
+    .option('--attempts <n>', 'most takeover attempts', '5')
+    .option('--deadline-ms <ms>', 'total time budget', '60000')
+    .action(async (flags: MoveFlags) => {
+      const logger = cliLogger('dcpx-move');
+      const vb = Number(flags.vbucket);
+      const replicator = new Replicator({
+        producer: parseAddress(flags.from),
+        consumer: parseAddress(flags.to),
+        connection: 0,
+        user: flags.user,
+        password: flags.password,
+        logger,
+      });
+      try {
+        const { attempts, ms } = await replicator.takeover(vb, {
+          attempts: Number(flags.attempts),
+          deadlineMs: Number(flags.deadlineMs),
+        });
+        process.stdout.write(
+          `moved vb ${vb} from ${flags.from} to ${flags.to} in ${ms} ms (${attempts} attempt(s))\n`,
+        );
+        await replicator.close();
+        process.exit(0);
+      } catch (error) {
+        process.stderr.write(`dcpx move: ${error instanceof Error ? error.message : String(error)}\n`);
+        await replicator.close().catch(() => {});
+        process.exit(2);
+      }
+    });
+}
