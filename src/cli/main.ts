@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { VERSION } from '../version.js';
+import { registerDemo } from './demo.js';
 import { registerNode } from './node-command.js';
 import { registerProxy } from './proxy-command.js';
 
@@ -12,5 +13,6 @@ export async function main(argv: string[]): Promise<void> {
     .version(VERSION);
   registerNode(program);
   registerProxy(program);
+  registerDemo(program);
   await program.parseAsync(argv);
 }

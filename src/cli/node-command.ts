@@ -22,6 +22,7 @@ interface NodeFlags {
   adminPort?: string;
   adminHost: string;
   refuseTakeoverStates?: string;
+  refuseTakeoverVbuckets?: string;
   takeoverBacklogBytes?: string;
 }
 
@@ -45,6 +46,7 @@ export function registerNode(program: Command): void {
     .option('--admin-port <port>', 'admin HTTP port for /metrics and /status')
     .option('--admin-host <host>', 'admin HTTP address', '127.0.0.1')
     .option('--refuse-takeover-states <n>', 'test option: refuse the first N takeover set-states per vBucket')
+    .option('--refuse-takeover-vbuckets <ranges>', 'test option: only these vBuckets refuse (default all)')
     .option('--takeover-backlog-bytes <n>', 'refuse takeover states while the unsynced backlog exceeds this')
     .action(async (flags: NodeFlags) => {
       const vbuckets = Number(flags.vbuckets);
@@ -73,6 +75,10 @@ export function registerNode(program: Command): void {
         adminPort: flags.adminPort === undefined ? undefined : Number(flags.adminPort),
         adminHost: flags.adminHost,
         logger,
+        refuseTakeoverVbuckets:
+          flags.refuseTakeoverVbuckets === undefined
+            ? undefined
+            : parseRanges(flags.refuseTakeoverVbuckets, vbuckets),
         refuseTakeoverStates:
           flags.refuseTakeoverStates === undefined ? undefined : Number(flags.refuseTakeoverStates),
         takeoverBacklogBytes:

@@ -42,6 +42,8 @@ export interface StorageNodeOptions {
    * vBucket with ETMPFAIL, so tests can force the retry ask deterministically.
    */
   refuseTakeoverStates?: number;
+  /** Limits `refuseTakeoverStates` to these vBuckets (all when undefined). */
+  refuseTakeoverVbuckets?: readonly number[];
   consumerBufferSize?: number;
   consumerNoopIntervalMs?: number;
   syncIntervalMs?: number;
@@ -121,7 +123,8 @@ export class StorageNode {
 
   /** The reference node's answer to "may this vBucket take `state` now?" (DESIGN.md retry ask). */
   private canTakeState(vb: number, state: VBucketState): boolean {
-    const refuse = this.options.refuseTakeoverStates ?? 0;
+    const only = this.options.refuseTakeoverVbuckets;
+    const refuse = only === undefined || only.includes(vb) ? (this.options.refuseTakeoverStates ?? 0) : 0;
     const refused = this.refusals.get(vb) ?? 0;
     if (refused < refuse) {
       this.refusals.set(vb, refused + 1);

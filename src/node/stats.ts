@@ -40,12 +40,17 @@ export function statGroup(group: string, store: Store, version: string): [string
     }
     case 'vbucket-digest': {
       // per vBucket: a SHA-256 over key, value, CAS, revseqno, seqno and deletion of every latest
-      // version, for comparing copies across nodes
+      // version, for comparing copies across nodes; "vbucket-digest VB UPTO" digests one vBucket as it
+      // stood at seqno UPTO (to compare an old owner with a new one that has taken writes since)
+      const [, vbArg, upToArg] = group.trim().split(/\s+/);
+      const one = vbArg === undefined ? undefined : Number(vbArg);
+      if (one !== undefined && !(Number.isInteger(one) && one >= 0 && one < store.size)) return undefined;
       const rows: [string, string][] = [];
-      for (const vb of store.vbuckets) {
+      for (const vb of one === undefined ? store.vbuckets : [store.vbucket(one)]) {
+        const upTo = upToArg === undefined ? vb.highSeqno : BigInt(upToArg);
         const hash = createHash('sha256');
         let n = 0;
-        for (const item of vb.range(0n, vb.highSeqno, true)) {
+        for (const item of vb.range(0n, upTo, true)) {
           hash.update(item.key).update('\0').update(item.value);
           hash.update(`\0${item.cas}:${item.revSeqno}:${item.bySeqno}:${item.deleted ? 1 : 0}\n`);
           if (!item.deleted) n++;
