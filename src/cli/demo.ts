@@ -44,7 +44,7 @@ class Progress {
   private readonly bars = new Map<string, cliProgress.SingleBar>();
   private readonly lastLine = new Map<string, number>();
 
-  constructor(private readonly tty: boolean) {
+  constructor(tty: boolean) {
     this.multi = tty
       ? new cliProgress.MultiBar(
           { format: ' {task} [{bar}] {value}/{total}', hideCursor: true, clearOnComplete: false },
@@ -276,7 +276,7 @@ async function runDemo(itemCount: number, concurrency: number, keep: boolean): P
         movedOk.push(m.vb);
     }
     const lost = await writer.verify(owner);
-    const items = nodes.map((n, i) => {
+    const items = nodes.map((_n, i) => {
       let count = 0;
       for (let vb = 0; vb < VBUCKETS; vb++)
         if (states[i]![vb]!.state === VBucketState.Active) count += Number(digests[i]!.get(`vb_${vb}:items`));

@@ -64,7 +64,7 @@ describe('dcpx node as memcached', () => {
       }
       for (let i = 0; i < keys.length; i += 500) {
         const values = await Promise.all(keys.slice(i, i + 500).map((k) => client.get(k)));
-        values.forEach((v, j) => expect(v.value?.toString()).toBe(`value-of-${keys[i + j]}`));
+        for (const [j, v] of values.entries()) expect(v.value?.toString()).toBe(`value-of-${keys[i + j]}`);
       }
     } finally {
       client.close();
