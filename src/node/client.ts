@@ -1,6 +1,10 @@
 import * as p from '../protocol/index.js';
-import { connectTcp, type FrameConnection } from '../protocol/transport/index.js';
-import { authenticate, type NodeAddress } from '../proxy/sessions.js';
+import {
+  authenticate,
+  connectTcp,
+  type FrameConnection,
+  type NodeAddress,
+} from '../protocol/transport/index.js';
 
 /** A small memcached-binary client of a node: what the demo, the benchmarks and the tests write with. */
 export class NodeClient {

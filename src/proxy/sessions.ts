@@ -1,68 +1,30 @@
 import {
-  AuthError,
   decodeGetVBucketResponse,
-  decodeSaslAuthResponse,
   encodeDcpOpen,
   encodeGetVBucket,
-  encodeSaslAuth,
   encodeSetVBucket,
   Opcode,
-  SCRAM_MECHANISM,
-  ScramClient,
   Status,
   StatusError,
   type VBucketState,
 } from '../protocol/index.js';
-import { connectTcp, type FrameConnection } from '../protocol/transport/index.js';
+import {
+  authenticate,
+  connectTcp,
+  type FrameConnection,
+  type NodeAddress,
+  parseAddress,
+} from '../protocol/transport/index.js';
+
+export { authenticate, type NodeAddress, parseAddress };
 
 // Opening the connections a replicator (or any client of a node) needs: TCP, SASL SCRAM-SHA-256 when
 // credentials are given, then DCP_OPEN for the DCP halves (dcp-spec §10.1 connect sequence).
-
-export interface NodeAddress {
-  host: string;
-  port: number;
-}
 
 export interface SessionOptions {
   user?: string;
   password?: string;
   timeoutMs?: number;
-}
-
-/** Parses "HOST:PORT". */
-export function parseAddress(text: string): NodeAddress {
-  const at = text.lastIndexOf(':');
-  const host = at > 0 ? text.slice(0, at) : '';
-  const port = Number(text.slice(at + 1));
-  if (!host || !Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new RangeError(`bad address "${text}" (expected HOST:PORT)`);
-  }
-  return { host: host.replace(/^\[|\]$/g, ''), port };
-}
-
-/** SASL SCRAM-SHA-256 on a fresh connection. */
-export async function authenticate(
-  conn: FrameConnection,
-  user: string,
-  password: string,
-  timeoutMs = 10_000,
-): Promise<void> {
-  const client = new ScramClient(user, password);
-  const step = async (opcode: typeof Opcode.SASL_AUTH | typeof Opcode.SASL_STEP, data: string) => {
-    const opaque = conn.allocateOpaque();
-    const response = await conn.request(
-      encodeSaslAuth({ opcode, opaque, mechanism: SCRAM_MECHANISM, data: Buffer.from(data) }),
-      { opaque, opcode, timeoutMs },
-    );
-    return decodeSaslAuthResponse(response);
-  };
-  const first = await step(Opcode.SASL_AUTH, client.first());
-  if (first.status !== Status.AuthContinue)
-    throw new AuthError(`authentication as "${user}" refused by ${conn.peer}`);
-  const final = await step(Opcode.SASL_STEP, client.final(first.data.toString('utf8')));
-  if (final.status !== Status.Success)
-    throw new AuthError(`authentication as "${user}" failed at ${conn.peer}`);
-  client.verify(final.data.toString('utf8'));
 }
 
 async function connectAndAuth(address: NodeAddress, options: SessionOptions): Promise<FrameConnection> {

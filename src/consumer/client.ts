@@ -1,0 +1,517 @@
+import * as fs from 'node:fs';
+import pRetry, { AbortError } from 'p-retry';
+import {
+  ConnectionClosedError,
+  childLogger,
+  DcpxError,
+  decodeDeletion,
+  decodeExpiration,
+  decodeMutation,
+  decodeSnapshotMarker,
+  decodeStatResponse,
+  decodeStreamEnd,
+  decodeStreamReqResponse,
+  encodeBufferAck,
+  encodeControl,
+  encodeDcpNoop,
+  encodeDcpOpen,
+  encodeStat,
+  encodeStatusResponse,
+  encodeStreamReq,
+  type FailoverEntry,
+  type Frame,
+  isLastStatResponse,
+  type Logger,
+  Opcode,
+  OpenFlag,
+  Status,
+  StatusError,
+  silentLogger,
+  statusName,
+  streamEndReasonName,
+} from '../protocol/index.js';
+import { authenticate, connectTcp, type FrameConnection } from '../protocol/transport/index.js';
+import { AtomicFile } from '../store/atomic-file.js';
+import { packr } from '../store/record-codec.js';
+import { BufferAcker } from './buffer-acker.js';
+import { PassiveStream, StreamError } from './passive-stream.js';
+import { BEGINNING, positionAfterRollback, type StreamPosition } from './position.js';
+
+// Client mode (like java-dcp-client): the stream logic of the consumer, connected straight to a
+// producer node. Changes come out of an async iterator; buffer acks follow what the application has
+// taken, so a slow reader slows the producer (flow control end to end) instead of filling memory.
+
+export interface DcpClientOptions {
+  host: string;
+  port: number;
+  user?: string;
+  password?: string;
+  /** Connection name (DCP_OPEN key). */
+  name?: string;
+  vbuckets: readonly number[];
+  /** Where to start: the beginning, now, or saved positions (missing vBuckets start at the beginning). */
+  from?: 'beginning' | 'now' | ReadonlyMap<number, StreamPosition>;
+  /** Persist positions here (msgpack, written atomically) and resume from it when it exists. */
+  positionsFile?: string;
+  /** Fail instead of following a rollback (the default resumes from the rollback seqno). */
+  failOnRollback?: boolean;
+  /** Flow-control window (CONTROL connection_buffer_size). */
+  bufferSize?: number;
+  noopIntervalMs?: number;
+  /** Reconnect policy after a dropped connection. */
+  reconnect?: { retries?: number; minTimeoutMs?: number; maxTimeoutMs?: number };
+  logger?: Logger;
+  requestTimeoutMs?: number;
+}
+
+interface Base {
+  vbucket: number;
+  /** The stream position after this event (save it to resume exactly here). */
+  position: StreamPosition;
+}
+export type DcpEvent =
+  | (Base & {
+      type: 'mutation';
+      key: Buffer;
+      value: Buffer;
+      cas: bigint;
+      flags: number;
+      expiry: number;
+      revSeqno: bigint;
+      bySeqno: bigint;
+      datatype: number;
+    })
+  | (Base & {
+      type: 'deletion';
+      key: Buffer;
+      cas: bigint;
+      revSeqno: bigint;
+      bySeqno: bigint;
+      expired: boolean;
+    })
+  | (Base & { type: 'snapshot'; start: bigint; end: bigint; flags: number })
+  | (Base & { type: 'rollback'; to: bigint; reason: string })
+  | (Base & { type: 'stream-end'; reason: string });
+
+/** A rollback with `failOnRollback`, or a rollback to 0, says why. */
+export class RollbackError extends DcpxError {
+  constructor(
+    readonly vbucket: number,
+    readonly to: bigint,
+    why: string,
+  ) {
+    super('DCPX_ERR_ROLLBACK', `vb ${vbucket}: the producer asks for a rollback to ${to}: ${why}`);
+  }
+}
+
+interface Queued {
+  event: DcpEvent;
+  /** Wire bytes to acknowledge once the application has taken this event. */
+  bytes: number;
+}
+
+export class DcpClient implements AsyncIterable<DcpEvent> {
+  private conn: FrameConnection | undefined;
+  private readonly log: Logger;
+  private readonly streams = new Map<number, PassiveStream>();
+  private readonly positions = new Map<number, StreamPosition>();
+  private readonly failoverLogs = new Map<number, FailoverEntry[]>();
+  private readonly ended = new Set<number>();
+  private readonly queue: Queued[] = [];
+  private waiting: ((value: void) => void) | undefined;
+  private failure: Error | undefined;
+  private closed = false;
+  private acker: BufferAcker | undefined;
+  private opaqueCounter = 0;
+  private lastReceived = Date.now();
+  private liveness: NodeJS.Timeout | undefined;
+  private readonly positionsFile: AtomicFile | undefined;
+  private readonly noopIntervalMs: number;
+
+  private constructor(private readonly options: DcpClientOptions) {
+    this.log = childLogger(options.logger ?? silentLogger, { client: options.name ?? 'dcpx-client' });
+    this.noopIntervalMs = options.noopIntervalMs ?? 5_000;
+    if (options.positionsFile) {
+      this.positionsFile = new AtomicFile(options.positionsFile, () => packr.pack(this.savedPositions()));
+    }
+  }
+
+  /** Connects, negotiates and opens a stream per vBucket. */
+  static async connect(options: DcpClientOptions): Promise<DcpClient> {
+    const client = new DcpClient(options);
+    await client.start();
+    return client;
+  }
+
+  /** Reads positions saved by `positionsFile`. */
+  static readPositions(file: string): Map<number, StreamPosition> {
+    const saved = packr.unpack(fs.readFileSync(file)) as Record<string, StreamPosition>;
+    return new Map(Object.entries(saved).map(([vb, p]) => [Number(vb), p]));
+  }
+
+  /** The latest position of every vBucket (what the application has taken so far). */
+  currentPositions(): Map<number, StreamPosition> {
+    return new Map(this.positions);
+  }
+
+  private savedPositions(): Record<string, StreamPosition> {
+    return Object.fromEntries(this.positions);
+  }
+
+  private async start(): Promise<void> {
+    const o = this.options;
+    let from = o.from ?? 'beginning';
+    if (o.positionsFile && fs.existsSync(o.positionsFile)) from = DcpClient.readPositions(o.positionsFile);
+    const conn = await this.open();
+    if (from === 'now') {
+      // "now" = the current high seqno on the current branch, never vbuuid 0 with a non-zero seqno
+      const seqnos = await this.stats(conn, 'vbucket-seqno');
+      for (const vb of o.vbuckets) {
+        const seqno = BigInt(seqnos.get(`vb_${vb}:high_seqno`) ?? '0');
+        const vbuuid = BigInt(seqnos.get(`vb_${vb}:uuid`) ?? '0');
+        this.positions.set(vb, { vbuuid, seqno, snapshotStart: seqno, snapshotEnd: seqno });
+      }
+    } else {
+      for (const vb of o.vbuckets)
+        this.positions.set(vb, (from === 'beginning' ? undefined : from.get(vb)) ?? BEGINNING);
+    }
+    await this.dcpOpen(conn);
+    this.requestAll();
+  }
+
+  private async open(): Promise<FrameConnection> {
+    const o = this.options;
+    const conn = await connectTcp({ host: o.host, port: o.port, timeoutMs: o.requestTimeoutMs ?? 10_000 });
+    if (o.user !== undefined) await authenticate(conn, o.user, o.password ?? '', o.requestTimeoutMs);
+    return conn;
+  }
+
+  private async stats(conn: FrameConnection, group: string): Promise<Map<string, string>> {
+    const opaque = this.nextOpaque();
+    const rows = new Map<string, string>();
+    await new Promise<void>((resolve, reject) => {
+      const onFrame = (f: Frame) => {
+        if (f.opaque !== opaque) return;
+        const r = decodeStatResponse(f);
+        if (r.status !== Status.Success) reject(new StatusError(Opcode.STAT, r.status, group));
+        else if (isLastStatResponse(r)) resolve();
+        else rows.set(r.key, r.value);
+        if (r.status !== Status.Success || isLastStatResponse(r)) conn.off('frame', onFrame);
+      };
+      conn.on('frame', onFrame);
+      conn.send(encodeStat({ opaque, group }));
+    });
+    return rows;
+  }
+
+  private nextOpaque(): number {
+    this.opaqueCounter = (this.opaqueCounter + 1) >>> 0 || 1;
+    return this.opaqueCounter;
+  }
+
+  private async dcpOpen(conn: FrameConnection): Promise<void> {
+    const o = this.options;
+    const timeoutMs = o.requestTimeoutMs ?? 10_000;
+    const name = o.name ?? `dcpx-client-${process.pid}`;
+    const opaque = this.nextOpaque();
+    const opened = await conn.request(
+      encodeDcpOpen({ opaque, flags: OpenFlag.Producer | OpenFlag.IncludeDeleteTimes, name }),
+      {
+        opaque,
+        opcode: Opcode.DCP_OPEN,
+        timeoutMs,
+      },
+    );
+    if (opened.status !== Status.Success) throw new StatusError(Opcode.DCP_OPEN, opened.status, name);
+    const window = o.bufferSize ?? 1024 * 1024;
+    const controls: [string, string][] = [
+      ['enable_noop', 'true'],
+      ['set_noop_interval', String(this.noopIntervalMs / 1000)],
+      ['connection_buffer_size', String(window)],
+      ['enable_expiry_opcode', 'true'],
+      ['send_stream_end_on_client_close_stream', 'true'],
+    ];
+    for (const [key, value] of controls) {
+      const c = this.nextOpaque();
+      const r = await conn.request(encodeControl({ opaque: c, key, value }), {
+        opaque: c,
+        opcode: Opcode.DCP_CONTROL,
+        timeoutMs,
+      });
+      if (r.status !== Status.Success)
+        this.log.warn({ key, status: statusName(r.status) }, 'control refused');
+    }
+    this.acker?.stop();
+    this.acker = new BufferAcker({
+      windowBytes: window,
+      sendAck: (bytes) => this.conn?.send(encodeBufferAck({ opaque: this.nextOpaque(), vbucket: 0, bytes })),
+    });
+    this.conn = conn;
+    this.lastReceived = Date.now();
+    conn.on('frame', (frame) => this.onFrame(frame));
+    conn.on('close', (error) => this.onClose(error));
+    clearInterval(this.liveness);
+    this.liveness = setInterval(() => this.checkLiveness(), this.noopIntervalMs);
+    this.liveness.unref();
+  }
+
+  private requestAll(): void {
+    for (const vb of this.options.vbuckets) {
+      if (this.ended.has(vb)) continue;
+      const stream = new PassiveStream(vb, this.nextOpaque(), 0, this.positions.get(vb) ?? BEGINNING);
+      this.streams.set(vb, stream);
+      this.conn!.send(encodeStreamReq(stream.request()));
+    }
+  }
+
+  private streamFor(frame: Frame): PassiveStream | undefined {
+    const stream = this.streams.get(frame.vbucket);
+    return stream && stream.opaque === frame.opaque && stream.state !== 'dead' ? stream : undefined;
+  }
+
+  private onFrame(frame: Frame): void {
+    this.lastReceived = Date.now();
+    try {
+      if (frame.isResponse) {
+        if (frame.opcode === Opcode.DCP_STREAM_REQ) this.onStreamReqResponse(frame);
+        return;
+      }
+      if (frame.opcode === Opcode.DCP_NOOP) {
+        this.conn?.send(
+          encodeStatusResponse({ opcode: Opcode.DCP_NOOP, opaque: frame.opaque, status: Status.Success }),
+        );
+        return;
+      }
+      const stream = this.streamFor(frame);
+      if (!stream) {
+        this.acker?.freed(frame.length); // dropped, but the producer counted it: give the bytes back
+        if (frame.opcode === Opcode.DCP_STREAM_END) {
+          this.conn?.send(
+            encodeStatusResponse({ opcode: frame.opcode, opaque: frame.opaque, status: Status.Success }),
+          );
+        }
+        return;
+      }
+      this.onStreamFrame(stream, frame);
+    } catch (error) {
+      if (error instanceof StreamError || error instanceof RollbackError) return this.fail(error);
+      throw error;
+    }
+  }
+
+  private onStreamReqResponse(frame: Frame): void {
+    const stream = [...this.streams.values()].find((s) => s.opaque === frame.opaque);
+    if (!stream) return;
+    const response = decodeStreamReqResponse(frame);
+    const vb = stream.vbucket;
+    if (response.status === Status.Success) {
+      this.failoverLogs.set(vb, response.failoverLog!);
+      // what follows belongs to the producer's newest branch
+      stream.accepted(response.failoverLog![0]!.vbuuid);
+      return;
+    }
+    if (response.status === Status.Rollback) {
+      const to = response.rollbackSeqno!;
+      const why =
+        to === 0n
+          ? 'the producer does not know this history (unknown vbuuid or purged), so it restarts from 0'
+          : 'the producer’s history diverged';
+      if (this.options.failOnRollback) throw new RollbackError(vb, to, why);
+      const { position } = positionAfterRollback(stream.position, to, this.failoverLogs.get(vb) ?? []);
+      stream.reposition(position);
+      this.positions.set(vb, position);
+      this.push({ event: { type: 'rollback', vbucket: vb, to, reason: why, position }, bytes: 0 });
+      this.conn!.send(encodeStreamReq(stream.request()));
+      return;
+    }
+    this.fail(new StatusError(Opcode.DCP_STREAM_REQ, response.status, `vb ${vb}`));
+  }
+
+  private onStreamFrame(stream: PassiveStream, frame: Frame): void {
+    const vbucket = stream.vbucket;
+    const bytes = frame.length;
+    switch (frame.opcode) {
+      case Opcode.DCP_SNAPSHOT_MARKER: {
+        const m = decodeSnapshotMarker(frame);
+        stream.marker(m);
+        return this.push({
+          event: {
+            type: 'snapshot',
+            vbucket,
+            start: m.startSeqno,
+            end: m.endSeqno,
+            flags: m.flags,
+            position: stream.position,
+          },
+          bytes,
+        });
+      }
+      case Opcode.DCP_MUTATION: {
+        const m = decodeMutation(frame);
+        stream.item(m.bySeqno);
+        return this.push({
+          event: {
+            type: 'mutation',
+            vbucket,
+            key: Buffer.from(m.key),
+            value: Buffer.from(m.value),
+            cas: m.cas,
+            flags: m.flags,
+            expiry: m.expiration,
+            revSeqno: m.revSeqno,
+            bySeqno: m.bySeqno,
+            datatype: m.datatype,
+            position: stream.position,
+          },
+          bytes,
+        });
+      }
+      case Opcode.DCP_DELETION:
+      case Opcode.DCP_EXPIRATION: {
+        const d = frame.opcode === Opcode.DCP_DELETION ? decodeDeletion(frame) : decodeExpiration(frame);
+        stream.item(d.bySeqno);
+        return this.push({
+          event: {
+            type: 'deletion',
+            vbucket,
+            key: Buffer.from(d.key),
+            cas: d.cas,
+            revSeqno: d.revSeqno,
+            bySeqno: d.bySeqno,
+            expired: frame.opcode === Opcode.DCP_EXPIRATION,
+            position: stream.position,
+          },
+          bytes,
+        });
+      }
+      case Opcode.DCP_STREAM_END: {
+        const { reason } = decodeStreamEnd(frame);
+        stream.state = 'dead';
+        this.streams.delete(vbucket);
+        this.ended.add(vbucket);
+        return this.push({
+          event: {
+            type: 'stream-end',
+            vbucket,
+            reason: streamEndReasonName(reason),
+            position: stream.position,
+          },
+          bytes,
+        });
+      }
+      default:
+        this.acker?.freed(bytes);
+    }
+  }
+
+  private push(item: Queued): void {
+    this.queue.push(item);
+    const wake = this.waiting;
+    this.waiting = undefined;
+    wake?.();
+  }
+
+  private fail(error: Error): void {
+    this.failure ??= error;
+    this.log.error({ err: error.message }, 'client failed');
+    void this.close();
+  }
+
+  private onClose(error: Error | undefined): void {
+    if (this.closed) return;
+    this.log.warn({ err: error?.message }, 'connection lost; reconnecting');
+    for (const s of this.streams.values()) s.state = 'dead';
+    this.streams.clear();
+    void this.reconnect();
+  }
+
+  private async reconnect(): Promise<void> {
+    const policy = this.options.reconnect ?? {};
+    try {
+      await pRetry(
+        async () => {
+          if (this.closed) throw new AbortError('client closed');
+          const conn = await this.open();
+          await this.dcpOpen(conn);
+        },
+        {
+          retries: policy.retries ?? 10,
+          minTimeout: policy.minTimeoutMs ?? 100,
+          maxTimeout: policy.maxTimeoutMs ?? 5_000,
+          randomize: true,
+        },
+      );
+      // resume every stream from what the application has taken: nothing twice, nothing lost
+      this.requestAll();
+    } catch (error) {
+      this.fail(
+        new ConnectionClosedError(`${this.options.host}:${this.options.port}`, `gave up reconnecting`, {
+          cause: error,
+        }),
+      );
+    }
+  }
+
+  /** A producer silent for twice the noop interval is gone; with no stream open we noop it ourselves. */
+  private checkLiveness(): void {
+    if (!this.conn || this.closed) return;
+    const silent = Date.now() - this.lastReceived;
+    if (silent > 2 * this.noopIntervalMs) {
+      this.conn.destroy(new DcpxError('DCPX_ERR_PEER_SILENT', `producer silent for ${silent} ms`));
+      return;
+    }
+    if (this.streams.size === 0) {
+      const opaque = this.nextOpaque();
+      this.conn
+        .request(encodeDcpNoop({ opaque }), {
+          opaque,
+          opcode: Opcode.DCP_NOOP,
+          timeoutMs: this.noopIntervalMs,
+        })
+        .then(() => {
+          this.lastReceived = Date.now();
+        })
+        .catch(() => {});
+    }
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<DcpEvent> {
+    for (;;) {
+      const next = this.queue.shift();
+      if (next) {
+        const { event, bytes } = next;
+        this.positions.set(event.vbucket, event.position);
+        if (bytes > 0) this.acker?.freed(bytes);
+        if (
+          this.positionsFile &&
+          (event.type === 'mutation' || event.type === 'deletion' || event.type === 'rollback')
+        ) {
+          void this.positionsFile
+            .changed()
+            .catch((error) => this.log.warn({ err: String(error) }, 'saving positions'));
+        }
+        yield event;
+        continue;
+      }
+      if (this.failure) throw this.failure;
+      if (this.closed) return;
+      if (this.ended.size === this.options.vbuckets.length) return;
+      await new Promise<void>((resolve) => {
+        this.waiting = resolve;
+      });
+    }
+  }
+
+  /** Stops: saves positions, closes the connection; the iterator ends (or throws the failure). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.liveness);
+    this.acker?.stop();
+    await this.conn?.close();
+    await this.positionsFile?.changed().catch(() => {});
+    const wake = this.waiting;
+    this.waiting = undefined;
+    wake?.();
+  }
+}
