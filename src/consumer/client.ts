@@ -110,6 +110,8 @@ interface Queued {
   bytes: number;
 }
 
+let clientCount = 0;
+
 export class DcpClient implements AsyncIterable<DcpEvent> {
   private conn: FrameConnection | undefined;
   private readonly log: Logger;
@@ -127,6 +129,7 @@ export class DcpClient implements AsyncIterable<DcpEvent> {
   private liveness: NodeJS.Timeout | undefined;
   private readonly positionsFile: AtomicFile | undefined;
   private readonly noopIntervalMs: number;
+  private readonly defaultName = `dcpx-client:${process.pid}:${++clientCount}`;
 
   private constructor(private readonly options: DcpClientOptions) {
     this.log = childLogger(options.logger ?? silentLogger, { client: options.name ?? 'dcpx-client' });
@@ -212,7 +215,8 @@ export class DcpClient implements AsyncIterable<DcpEvent> {
   private async dcpOpen(conn: FrameConnection): Promise<void> {
     const o = this.options;
     const timeoutMs = o.requestTimeoutMs ?? 10_000;
-    const name = o.name ?? `dcpx-client-${process.pid}`;
+    // a DCP name in use is taken over by the newest connection (dcp-spec §4.1): default names are unique
+    const name = o.name ?? this.defaultName;
     const opaque = this.nextOpaque();
     const opened = await conn.request(
       encodeDcpOpen({ opaque, flags: OpenFlag.Producer | OpenFlag.IncludeDeleteTimes, name }),
