@@ -1,10 +1,13 @@
 import { benchDecode } from './decode.js';
 import { type BenchRow, printRows } from './lib.js';
+import { benchProxy, benchStream } from './stream.js';
 
 // `npm run bench [-- scenario...] [--json]`: runs the named scenarios (all when none is named).
 
 const SCENARIOS: Record<string, () => Promise<BenchRow[]>> = {
   decode: benchDecode,
+  stream: benchStream,
+  proxy: benchProxy,
 };
 
 async function run(): Promise<void> {

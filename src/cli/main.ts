@@ -3,6 +3,7 @@ import { VERSION } from '../version.js';
 import { registerDemo } from './demo.js';
 import { registerNode } from './node-command.js';
 import { registerProxy } from './proxy-command.js';
+import { registerRelay } from './relay-command.js';
 import { registerTail } from './tail-command.js';
 
 /** The `dcpx` command. Each subcommand lives in its own module. */
@@ -16,5 +17,6 @@ export async function main(argv: string[]): Promise<void> {
   registerProxy(program);
   registerDemo(program);
   registerTail(program);
+  registerRelay(program);
   await program.parseAsync(argv);
 }

@@ -2,13 +2,13 @@ import {
   Datatype,
   encodeDeletion,
   encodeExpiration,
-  encodeMutationHead,
   encodeSetVBucketState,
   encodeSnapshotMarker,
   encodeStreamEnd,
   SnapshotFlag,
   StreamEndReason,
   VBucketState,
+  writeMutationHead,
 } from '../protocol/index.js';
 import type { Item, VBucket } from '../store/index.js';
 
@@ -73,6 +73,7 @@ export class ActiveStream {
   private endReason: number | undefined;
   private readonly render: RenderOptions;
   private readonly batch: Item[] = [];
+  private readonly slab = new Slab();
   itemsSent = 0;
 
   constructor(options: StreamOptions) {
@@ -255,6 +256,31 @@ export class ActiveStream {
   }
 
   private pushItem(out: Buffer[], item: Item): number {
+    if (!item.deleted) {
+      const noValue = this.render.noValue;
+      const value = noValue ? EMPTY : item.value;
+      const datatype = noValue && !this.render.noValueKeepDatatype ? Datatype.Raw : item.datatype;
+      // heads are carved from a shared slab: one allocation per 64 KiB of heads, not one per item
+      const size = 55 + item.key.length;
+      const head = this.slab.take(size);
+      writeMutationHead(
+        head,
+        0,
+        this.opaque,
+        this.vb.id,
+        item.cas,
+        datatype,
+        item.bySeqno,
+        item.revSeqno,
+        item.flags,
+        item.expiry,
+        item.key,
+        value.length,
+      );
+      out.push(head);
+      if (value.length > 0) out.push(value);
+      return size + value.length;
+    }
     const base = {
       opaque: this.opaque,
       vbucket: this.vb.id,
@@ -263,24 +289,6 @@ export class ActiveStream {
       revSeqno: item.revSeqno,
     };
     let frame: Buffer;
-    if (!item.deleted) {
-      const noValue = this.render.noValue;
-      const value = noValue ? EMPTY : item.value;
-      const datatype = noValue && !this.render.noValueKeepDatatype ? Datatype.Raw : item.datatype;
-      const head = encodeMutationHead({
-        ...base,
-        datatype,
-        flags: item.flags,
-        expiration: item.expiry,
-        lockTime: 0,
-        nru: 0,
-        key: item.key,
-        value,
-      });
-      out.push(head);
-      if (value.length > 0) out.push(value);
-      return head.length + value.length;
-    }
     if (item.expired && this.render.expiryOpcode) {
       frame = encodeExpiration({ ...base, datatype: 0, deleteTime: item.deleteTime ?? 0, key: item.key });
     } else if (this.render.deleteTimes) {
@@ -301,3 +309,19 @@ export class ActiveStream {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** Hands out small buffers carved from 64 KiB slabs (a slab is dropped once every view of it is gone). */
+class Slab {
+  private buffer = Buffer.allocUnsafe(0);
+  private used = 0;
+
+  take(size: number): Buffer {
+    if (this.used + size > this.buffer.length) {
+      this.buffer = Buffer.allocUnsafe(Math.max(64 * 1024, size));
+      this.used = 0;
+    }
+    const view = this.buffer.subarray(this.used, this.used + size);
+    this.used += size;
+    return view;
+  }
+}

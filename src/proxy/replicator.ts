@@ -23,6 +23,7 @@ import {
   vbucketStateName,
 } from '../protocol/index.js';
 import type { FrameConnection } from '../protocol/transport/index.js';
+import { forwardFrames } from './forward.js';
 import { ProxyMetrics } from './metrics.js';
 import { ProxyOpaques } from './opaques.js';
 import {
@@ -178,38 +179,16 @@ export class Replicator {
 
   /** Wires `from`'s frames to `to`, with interception, batching and backpressure. */
   private wire(from: FrameConnection, to: FrameConnection, side: 'producer' | 'consumer'): void {
-    let batch: Buffer[] = [];
-    let scheduled = false;
-    const flush = () => {
-      scheduled = false;
-      if (batch.length === 0) return;
-      const out = batch;
-      batch = [];
-      let bytes = 0;
-      for (const b of out) bytes += b.length;
-      this.metrics.framesForwarded.inc(
-        { direction: side === 'producer' ? 'to_consumer' : 'to_producer' },
-        out.length,
-      );
-      this.metrics.bytesForwarded.inc(
-        { direction: side === 'producer' ? 'to_consumer' : 'to_producer' },
-        bytes,
-      );
-      // backpressure: a full partner pauses this side's reading, never an unbounded queue
-      if (!to.send(out)) {
-        from.pause();
-        to.once('drain', () => from.resume());
-      }
-    };
-    from.on('frame', (frame: Frame) => {
-      const verdict = side === 'producer' ? this.fromProducer(frame) : this.fromConsumer(frame);
-      if (verdict === 'block') return;
-      batch.push(frame.bytes);
-      if (!scheduled) {
-        scheduled = true;
-        setImmediate(flush);
-      }
-    });
+    const direction = side === 'producer' ? 'to_consumer' : 'to_producer';
+    forwardFrames(
+      from,
+      to,
+      (frame) => (side === 'producer' ? this.fromProducer(frame) : this.fromConsumer(frame)),
+      (frames, bytes) => {
+        this.metrics.framesForwarded.inc({ direction }, frames);
+        this.metrics.bytesForwarded.inc({ direction }, bytes);
+      },
+    );
     from.on('close', (error?: Error) => this.connectionLost(side, error));
   }
 

@@ -111,3 +111,43 @@ export function decodeMutation(frame: Frame): Mutation {
     value: frame.value,
   };
 }
+
+/**
+ * The producer's hot path: writes the 55-byte header + extras and the key of a mutation straight into
+ * `target` at `offset` (no intermediate objects); the value follows as its own write piece. The fields
+ * come from the store and are trusted (no range checks). Returns the bytes written.
+ */
+export function writeMutationHead(
+  target: Buffer,
+  offset: number,
+  opaque: number,
+  vbucket: number,
+  cas: bigint,
+  datatype: number,
+  bySeqno: bigint,
+  revSeqno: bigint,
+  flags: number,
+  expiration: number,
+  key: Buffer,
+  valueLength: number,
+): number {
+  const keyLength = key.length;
+  target[offset] = 0x80;
+  target[offset + 1] = Opcode.DCP_MUTATION;
+  target.writeUInt16BE(keyLength, offset + 2);
+  target[offset + 4] = MUTATION_EXTRAS;
+  target[offset + 5] = datatype;
+  target.writeUInt16BE(vbucket, offset + 6);
+  target.writeUInt32BE(MUTATION_EXTRAS + keyLength + valueLength, offset + 8);
+  target.writeUInt32BE(opaque >>> 0, offset + 12);
+  target.writeBigUInt64BE(cas, offset + 16);
+  target.writeBigUInt64BE(bySeqno, offset + 24);
+  target.writeBigUInt64BE(revSeqno, offset + 32);
+  target.writeUInt32BE(flags >>> 0, offset + 40);
+  target.writeUInt32BE(expiration >>> 0, offset + 44);
+  target.writeUInt32BE(0, offset + 48); // lock time
+  target.writeUInt16BE(0, offset + 52); // nmeta
+  target[offset + 54] = 0; // nru
+  key.copy(target, offset + 55);
+  return 55 + keyLength;
+}
