@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { VERSION } from '../version.js';
+import { registerConform } from './conform-command.js';
 import { registerDemo } from './demo.js';
 import { registerNode } from './node-command.js';
 import { registerProxy } from './proxy-command.js';
@@ -18,5 +19,6 @@ export async function main(argv: string[]): Promise<void> {
   registerDemo(program);
   registerTail(program);
   registerRelay(program);
+  registerConform(program);
   await program.parseAsync(argv);
 }

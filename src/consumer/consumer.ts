@@ -25,6 +25,7 @@ import {
   Status,
   StreamFlag,
   silentLogger,
+  statusInfo,
   statusName,
   streamEndReasonName,
   VBucketState,
@@ -240,8 +241,14 @@ export class DcpConsumer {
   }
 
   private answerAdd(opaque: number, status: number, streamOpaque?: number): void {
+    const detail = status === Status.Success ? {} : { value: Buffer.from(statusInfo(status).message) };
     this.write(
-      encodeAddStreamResponse({ opaque, status, ...(streamOpaque === undefined ? {} : { streamOpaque }) }),
+      encodeAddStreamResponse({
+        opaque,
+        status,
+        ...(streamOpaque === undefined ? {} : { streamOpaque }),
+        ...detail,
+      }),
     );
   }
 

@@ -59,7 +59,10 @@ roundTrip(
 );
 roundTrip(
   'DCP_ADD_STREAM error response',
-  fc.record({ opaque: u32, status: errorStatus }),
+  fc.record(
+    { opaque: u32, status: errorStatus, value: nonEmptyBytes() },
+    { requiredKeys: ['opaque', 'status'] },
+  ),
   p.encodeAddStreamResponse,
   p.decodeAddStreamResponse,
 );

@@ -23,6 +23,8 @@ export interface AddStreamResponse {
   status: number;
   /** The opaque of the consumer's STREAM_REQ; present on success (and 0 on some queued failures). */
   streamOpaque?: number;
+  /** Error text of a failed ADD_STREAM. */
+  value?: Buffer;
 }
 
 export function encodeAddStream(request: AddStreamRequest): Buffer {
@@ -53,6 +55,7 @@ export function encodeAddStreamResponse(response: AddStreamResponse): Buffer {
     status: checkU16(Opcode.DCP_ADD_STREAM, 'status', response.status),
     opaque: response.opaque,
     extras,
+    value: response.value,
   });
 }
 
@@ -62,5 +65,6 @@ export function decodeAddStreamResponse(frame: Frame): AddStreamResponse {
   else expectExtras(frame, 0, 4);
   const response: AddStreamResponse = { opaque: frame.opaque, status: frame.status };
   if (frame.extrasLength === 4) response.streamOpaque = frame.extras.readUInt32BE(0);
+  if (frame.valueLength > 0) response.value = frame.value;
   return response;
 }

@@ -1,4 +1,4 @@
-import { Opcode } from '../constants.js';
+import { Opcode, Status, statusInfo } from '../constants.js';
 import type { Frame } from '../frame.js';
 import { encodeFrame } from '../frame.js';
 import { checkU16, EMPTY, expectRequest, expectResponse, type ResponseEnvelope } from './codec.js';
@@ -22,7 +22,10 @@ export function encodeStatusResponse(response: StatusResponse): Buffer {
     opaque: response.opaque,
     cas: response.cas ?? 0n,
     datatype: response.datatype ?? 0,
-    value: response.value ?? EMPTY,
+    // an error answer carries its reason as text, as memcached's do (peers and Wireshark expect one)
+    value:
+      response.value ??
+      (response.status === Status.Success ? EMPTY : Buffer.from(statusInfo(response.status).message)),
   });
 }
 
