@@ -79,11 +79,13 @@ export class NodeClient {
     const opaque = this.conn.allocateOpaque();
     const rows = new Map<string, string>();
     const done = new Promise<void>((resolve, reject) => {
+      const onClose = () => reject(new p.ConnectionClosedError(this.conn.peer, 'closed during STAT'));
       const onFrame = (f: p.Frame) => {
         if (f.opaque !== opaque || f.opcode !== p.Opcode.STAT) return;
         const r = p.decodeStatResponse(f);
         if (r.status !== p.Status.Success || p.isLastStatResponse(r)) {
           this.conn.off('frame', onFrame);
+          this.conn.off('close', onClose);
           if (r.status !== p.Status.Success) reject(new p.StatusError(p.Opcode.STAT, r.status, group));
           else resolve();
           return;
@@ -91,9 +93,7 @@ export class NodeClient {
         rows.set(r.key, r.value);
       };
       this.conn.on('frame', onFrame);
-      this.conn.once('close', () =>
-        reject(new p.ConnectionClosedError(this.conn.peer, 'closed during STAT')),
-      );
+      this.conn.once('close', onClose);
     });
     this.conn.send(p.encodeStat({ opaque, ...(group ? { group } : {}) }));
     await done;
