@@ -1,6 +1,9 @@
 import { benchDecode } from './decode.js';
+import { benchKv } from './kv.js';
 import { type BenchRow, printRows } from './lib.js';
+import { benchScale } from './scale.js';
 import { benchProxy, benchStream } from './stream.js';
+import { benchTakeover } from './takeover.js';
 
 // `npm run bench [-- scenario...] [--json]`: runs the named scenarios (all when none is named).
 
@@ -8,6 +11,9 @@ const SCENARIOS: Record<string, () => Promise<BenchRow[]>> = {
   decode: benchDecode,
   stream: benchStream,
   proxy: benchProxy,
+  kv: benchKv,
+  takeover: benchTakeover,
+  scale: benchScale,
 };
 
 async function run(): Promise<void> {

@@ -120,7 +120,7 @@ export class DcpClient implements AsyncIterable<DcpEvent> {
   private readonly failoverLogs = new Map<number, FailoverEntry[]>();
   private readonly ended = new Set<number>();
   private readonly queue: Queued[] = [];
-  private waiting: ((value: void) => void) | undefined;
+  private waiting: (() => void) | undefined;
   private failure: Error | undefined;
   private closed = false;
   private acker: BufferAcker | undefined;
