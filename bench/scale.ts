@@ -84,7 +84,9 @@ async function idleStreamCost(): Promise<{ perStreamKiB: number; streams: number
   const pid = node.proc.pid!;
   try {
     await new Promise((r) => setTimeout(r, 500));
-    const before = Math.min(rssKiB(pid), (await new Promise((r) => setTimeout(r, 200)), rssKiB(pid)));
+    const first = rssKiB(pid);
+    await new Promise((r) => setTimeout(r, 200));
+    const before = Math.min(first, rssKiB(pid));
     const conns = await Promise.all(
       Array.from({ length: 8 }, () => connectTcp({ host: '127.0.0.1', port: node.port })),
     );
