@@ -50,16 +50,15 @@ export async function findTshark(): Promise<string | undefined> {
   }
 }
 
-/** Captures `segments` sent over loopback (one write each) into a pcap file; returns the server port. */
-export async function captureOverLoopback(
-  segments: readonly Buffer[],
+/** Runs `during` while tshark captures loopback traffic of `ports` into `file`. */
+export async function captureWhile<T>(
+  ports: readonly number[],
   file: string,
+  during: () => Promise<T>,
   tshark = 'tshark',
-): Promise<number> {
-  const server = net.createServer((socket) => socket.resume());
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const port = (server.address() as net.AddressInfo).port;
-  const capture = spawn(tshark, ['-i', 'lo', '-f', `tcp port ${port}`, '-w', file, '-q'], {
+): Promise<T> {
+  const filter = ports.map((port) => `tcp port ${port}`).join(' or ');
+  const capture = spawn(tshark, ['-i', 'lo', '-f', filter, '-w', file, '-q'], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   try {
@@ -76,20 +75,43 @@ export async function captureOverLoopback(
       capture.once('exit', (code) => reject(new Error(`tshark exited ${code}: ${err}`)));
     });
     await sleep(500); // "Capturing on" comes a moment before the first packet is seen
-    const socket = net.connect(port, '127.0.0.1');
-    socket.setNoDelay(true);
-    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-    for (const segment of segments) {
-      socket.write(segment);
-      await sleep(2); // one frame per TCP segment keeps one PDU per packet
-    }
+    const result = await during();
     await sleep(300);
-    socket.end();
-    await sleep(200);
+    return result;
   } finally {
     const exited = new Promise((r) => capture.once('exit', r));
     capture.kill('SIGINT');
     await exited;
+  }
+}
+
+/** Captures `segments` sent over loopback (one write each) into a pcap file; returns the server port. */
+export async function captureOverLoopback(
+  segments: readonly Buffer[],
+  file: string,
+  tshark = 'tshark',
+): Promise<number> {
+  const server = net.createServer((socket) => socket.resume());
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const port = (server.address() as net.AddressInfo).port;
+  try {
+    await captureWhile(
+      [port],
+      file,
+      async () => {
+        const socket = net.connect(port, '127.0.0.1');
+        socket.setNoDelay(true);
+        await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+        for (const segment of segments) {
+          socket.write(segment);
+          await sleep(2); // one frame per TCP segment keeps one PDU per packet
+        }
+        await sleep(300);
+        socket.end();
+      },
+      tshark,
+    );
+  } finally {
     server.close();
   }
   return port;
@@ -98,14 +120,16 @@ export async function captureOverLoopback(
 /** Decodes a capture; returns one field map per couchbase PDU, plus malformed/expert details. */
 export async function decodeCapture(
   file: string,
-  port: number,
+  port: number | readonly number[],
   tshark = 'tshark',
 ): Promise<{
   pdus: PduFields[];
   experts: { pdu: number; message: string; severity: number; field: string }[];
   malformed: number[];
 }> {
-  const { stdout } = await run(tshark, ['-r', file, '-d', `tcp.port==${port},couchbase`, '-T', 'json'], {
+  const decodeAs = (Array.isArray(port) ? port : [port]).flatMap((x) => ['-d', `tcp.port==${x},couchbase`]);
+  // several PDUs in one packet are several "couchbase" keys: merge them into arrays
+  const { stdout } = await run(tshark, ['-r', file, ...decodeAs, '-T', 'json', '--no-duplicate-keys'], {
     maxBuffer: 64 * 1024 * 1024,
     timeout: 60_000,
   });
@@ -118,8 +142,13 @@ export async function decodeCapture(
     const cb = layers.couchbase;
     if (cb === undefined) continue;
     const list = Array.isArray(cb) ? cb : [cb];
+    const tcp = layers.tcp as Record<string, string> | undefined;
     for (const pdu of list) {
       const fields: PduFields = new Map();
+      if (tcp) {
+        fields.set('tcp.srcport', [tcp['tcp.srcport'] ?? '']);
+        fields.set('tcp.dstport', [tcp['tcp.dstport'] ?? '']);
+      }
       collect(pdu, fields, experts, pdus.length);
       pdus.push(fields);
     }
