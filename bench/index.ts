@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { benchDecode } from './decode.js';
 import { benchKv } from './kv.js';
 import { type BenchRow, printRows } from './lib.js';
@@ -5,9 +6,10 @@ import { benchScale } from './scale.js';
 import { benchProxy, benchStream } from './stream.js';
 import { benchTakeover } from './takeover.js';
 
-// `npm run bench [-- scenario...] [--json]`: runs the named scenarios (all when none is named).
+// `npm run bench [-- scenario...] [--json]` and `dcpx bench [scenario...] [--json]`: runs the named
+// scenarios (all when none is named) and prints one table (or JSON).
 
-const SCENARIOS: Record<string, () => Promise<BenchRow[]>> = {
+export const SCENARIOS: Record<string, () => Promise<BenchRow[]>> = {
   decode: benchDecode,
   stream: benchStream,
   proxy: benchProxy,
@@ -16,20 +18,28 @@ const SCENARIOS: Record<string, () => Promise<BenchRow[]>> = {
   scale: benchScale,
 };
 
-async function run(): Promise<void> {
-  const args = process.argv.slice(2);
-  const json = args.includes('--json');
-  const names = args.filter((a) => !a.startsWith('--'));
+export async function runBench(names: readonly string[], json: boolean): Promise<BenchRow[]> {
   const chosen = names.length > 0 ? names : Object.keys(SCENARIOS);
   const unknown = chosen.filter((n) => !(n in SCENARIOS));
-  if (unknown.length > 0)
+  if (unknown.length > 0) {
     throw new Error(`unknown scenario ${unknown.join(', ')}; known: ${Object.keys(SCENARIOS).join(', ')}`);
+  }
   const rows: BenchRow[] = [];
-  for (const name of chosen) rows.push(...(await SCENARIOS[name]!()));
+  for (const name of chosen) {
+    if (!json) process.stderr.write(`bench: ${name}…\n`);
+    rows.push(...(await SCENARIOS[name]!()));
+  }
   printRows(rows, json);
+  return rows;
 }
 
-run().catch((error) => {
-  console.error(error);
-  process.exit(1);
-});
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const args = process.argv.slice(2);
+  runBench(
+    args.filter((a) => !a.startsWith('--')),
+    args.includes('--json'),
+  ).catch((error) => {
+    console.error(error);
+    process.exit(1);
+  });
+}

@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { VERSION } from '../version.js';
+import { registerBench } from './bench-command.js';
 import { registerConform } from './conform-command.js';
 import { registerDemo } from './demo.js';
 import { registerNode } from './node-command.js';
@@ -20,5 +21,6 @@ export async function main(argv: string[]): Promise<void> {
   registerTail(program);
   registerRelay(program);
   registerConform(program);
+  registerBench(program);
   await program.parseAsync(argv);
 }
