@@ -406,17 +406,31 @@ export class Replicator {
       const closed = await this.closeBoth(vb);
       if (!closed.ok) throw new TakeoverError(vb, 0, `could not close the replica stream: ${closed.error}`);
     }
+    // a takeover cut short earlier (a killed proxy, a lost connection) may have left the vBucket
+    // moved already, or dead on both sides: settle that first (invariants 1 and 2)
+    if ((await this.reconcile(vb, false)) === 'moved') {
+      this.log.info({ vb }, 'already moved: the consumer is active and the producer dead');
+      this.metrics.takeovers.inc({ outcome: 'succeeded' });
+      return { attempts: 0, ms: Date.now() - started };
+    }
     let made = 0;
+    let movedDuringCleanup = false;
     try {
       await pRetry(
         async () => {
+          if (movedDuringCleanup) return;
           made++;
           const remaining = deadline - (Date.now() - started);
           if (remaining <= 0) throw new AbortError(`deadline of ${deadline} ms passed`);
           try {
+            await this.connect();
             await this.takeoverAttempt(vb, remaining);
           } catch (error) {
-            await this.cleanUpAttempt(vb);
+            if ((await this.cleanUpAttempt(vb)) === 'moved') {
+              // the connection broke after the consumer took the active state: the move is done
+              movedDuringCleanup = true;
+              return;
+            }
             if (error instanceof RetryAsked || isRetriable(error)) {
               this.metrics.takeovers.inc({ outcome: 'retried' });
               throw error;
@@ -452,7 +466,7 @@ export class Replicator {
   private takeoverAttempt(vb: number, budgetMs: number): Promise<void> {
     const generation = this.opaques.nextGeneration(vb);
     const addOpaque = this.opaques.make(vb, 'add_stream');
-    const attempt = new TakeoverAttempt(vb, generation, addOpaque);
+    const attempt = new TakeoverAttempt(vb, generation, addOpaque, this.consumerConn);
     this.takeovers.set(vb, attempt);
     this.log.info({ vb, generation, opaque: addOpaque }, 'takeover attempt');
     return new Promise<void>((resolve, reject) => {
@@ -502,30 +516,58 @@ export class Replicator {
    * STREAM_END(Closed) (bounded), close it on the consumer, and make the producer's vBucket active again
    * if it went dead, and the consumer's a replica again if it went pending (invariants 1 and 2).
    */
-  private async cleanUpAttempt(vb: number): Promise<void> {
+  private async cleanUpAttempt(vb: number): Promise<'moved' | 'restored'> {
     const attempt = this.takeovers.get(vb);
     this.takeovers.delete(vb);
-    const track = this.track(vb);
-    if (attempt?.streamOpaque !== undefined) track.opaque = attempt.streamOpaque;
-    try {
-      await this.closeBoth(vb);
-    } catch (error) {
-      this.log.warn({ vb, err: String(error) }, 'closing the failed takeover stream');
+    // the attempt's stream lives on the connections it ran on; if those went, so did the stream (and
+    // its opaques mean nothing on the new connections)
+    const same =
+      attempt !== undefined && attempt.connection === this.consumerConn && !this.consumerConn?.isClosed;
+    if (same && this.producerConn && !this.producerConn.isClosed) {
+      const track = this.track(vb);
+      if (attempt.streamOpaque !== undefined) track.opaque = attempt.streamOpaque;
+      const closed = await this.closeBoth(vb);
+      if (!closed.ok) this.log.warn({ vb, err: closed.error }, 'closing the failed takeover stream');
     }
+    return this.reconcile(vb, true);
+  }
+
+  /**
+   * Looks at both copies of `vb` (control connections) and restores invariants 1 and 2 after a cut:
+   * consumer active → the move is done (the producer must be dead); otherwise the producer is made
+   * active again if it went dead, and a consumer left pending goes back to replica. A dead producer is
+   * revived only when this takeover killed it (`ours`) or the consumer is pending (a takeover to it was
+   * cut between the two acks); a producer dead for another reason may be active elsewhere.
+   */
+  private async reconcile(vb: number, ours: boolean): Promise<'moved' | 'restored'> {
     try {
-      const producerControl = await this.control('producer');
-      const state = await getVBucketState(producerControl, vb, this.requestTimeoutMs);
-      if (state === VBucketState.Dead) {
-        await setVBucketState(producerControl, vb, VBucketState.Active, this.requestTimeoutMs);
+      const producer = await this.control('producer');
+      const consumer = await this.control('consumer');
+      const consumerState = await getVBucketState(consumer, vb, this.requestTimeoutMs);
+      const producerState = await getVBucketState(producer, vb, this.requestTimeoutMs);
+      if (consumerState === VBucketState.Active) {
+        if (producerState === VBucketState.Active) {
+          throw new TakeoverError(vb, 0, 'both copies are active: refusing to touch them (invariant 1)');
+        }
+        return 'moved';
+      }
+      if (producerState === VBucketState.Dead) {
+        if (!ours && consumerState !== VBucketState.Pending) {
+          throw new TakeoverError(
+            vb,
+            0,
+            `the source copy is dead and the target is ${vbucketStateName(consumerState)}: nothing to move from here`,
+          );
+        }
+        await setVBucketState(producer, vb, VBucketState.Active, this.requestTimeoutMs);
         this.log.info({ vb }, 'producer vBucket set active again');
       }
-      const consumerControl = await this.control('consumer');
-      const consumerState = await getVBucketState(consumerControl, vb, this.requestTimeoutMs);
       if (consumerState === VBucketState.Pending) {
-        await setVBucketState(consumerControl, vb, VBucketState.Replica, this.requestTimeoutMs);
+        await setVBucketState(consumer, vb, VBucketState.Replica, this.requestTimeoutMs);
       }
+      return 'restored';
     } catch (error) {
-      this.log.error({ vb, err: String(error) }, 'could not restore vBucket states after a failed attempt');
+      this.log.error({ vb, err: String(error) }, 'could not reconcile vBucket states');
       throw error;
     }
   }
@@ -542,10 +584,10 @@ export class Replicator {
     this.consumerConn?.close();
     this.producerConn = undefined;
     this.consumerConn = undefined;
-    for (const track of this.tracks.values()) {
-      if (track.opaque !== undefined) track.retired.add(track.opaque);
-      this.cancelStreamEndWait(track);
-    }
+    // stream opaques are per connection: nothing of the old connections can arrive on the new ones,
+    // and the new consumer connection numbers its streams from 1 again
+    for (const track of this.tracks.values()) this.cancelStreamEndWait(track);
+    this.tracks.clear();
     for (const [vb, notify] of this.takeoverEvents) {
       notify(
         'error',
@@ -564,7 +606,7 @@ export class Replicator {
         async () => {
           if (this.closing) throw new AbortError('replicator closed');
           this.metrics.reconnects.inc();
-          await this.connectOnce();
+          await this.connect();
         },
         {
           retries: policy.retries ?? 10,

@@ -34,6 +34,8 @@ export class TakeoverAttempt {
     readonly vbucket: number,
     readonly generation: number,
     readonly addOpaque: number,
+    /** The consumer connection the attempt runs on (its stream opaques mean something only there). */
+    readonly connection: unknown,
   ) {}
 
   move(to: TakeoverPhase): void {

@@ -212,3 +212,34 @@ describe('dcpx proxy (real processes)', () => {
     expect((await ca.set(1, 'after', 'ok')).status).toBe(p.Status.Success);
   });
 });
+
+describe('dcpx move killed with SIGKILL mid-takeover', () => {
+  for (const delayMs of [80, 250, 500]) {
+    it(`a new dcpx move after a kill at ${delayMs} ms completes with both invariants`, async () => {
+      const a = await node(['--no-auth', '--vbuckets', '4', '--active', '0-3']);
+      const b = await node(['--no-auth', '--vbuckets', '4', '--replica', '0-3']);
+      const ca = await client(a.port);
+      const cb = await client(b.port);
+      await ca.load(
+        (function* () {
+          for (let i = 0; i < 20_000; i++)
+            yield { vbucket: 3, key: `k${i}`, value: Buffer.alloc(1024, i % 256) };
+        })(),
+      );
+      const before = (await ca.stats('vbucket-digest 3')).get('vb_3:digest');
+      const first = runDcpx(['move', '--vbucket', '3', '--from', addr(a), '--to', addr(b)]);
+      procs.push(first);
+      await new Promise((r) => setTimeout(r, delayMs));
+      await first.stop('SIGKILL');
+      const [sa, sb] = [(await ca.getVBucket(3)).state, (await cb.getVBucket(3)).state];
+      expect(sa === p.VBucketState.Active && sb === p.VBucketState.Active).toBe(false);
+      const second = runDcpx(['move', '--vbucket', '3', '--from', addr(a), '--to', addr(b)]);
+      procs.push(second);
+      expect(await second.exited, second.stderr()).toBe(0);
+      expect((await cb.getVBucket(3)).state).toBe(p.VBucketState.Active);
+      expect((await ca.getVBucket(3)).state).toBe(p.VBucketState.Dead);
+      const after = (await cb.stats(`vbucket-digest 3`)).get('vb_3:digest');
+      expect(after).toBe(before);
+    });
+  }
+});

@@ -15,21 +15,40 @@ afterEach(async () => {
 
 describe('admin HTTP', () => {
   it('serves /metrics from prom-client and /status as JSON, on loopback', async () => {
-    const node = await StorageNode.start({ port: 0, vbuckets: 4, active: [0, 1], replica: [2], adminPort: 0 });
+    const node = await StorageNode.start({
+      port: 0,
+      vbuckets: 4,
+      active: [0, 1],
+      replica: [2],
+      adminPort: 0,
+    });
     cleanups.push(() => node.stop());
     expect(node.adminUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     const conn = await connectTcp({ host: '127.0.0.1', port: node.address.port });
     cleanups.push(() => conn.destroy());
     const o = conn.allocateOpaque();
     await conn.request(
-      p.encodeStore({ opcode: p.Opcode.SET, opaque: o, vbucket: 0, cas: 0n, datatype: 0, flags: 0, expiration: 0, key: Buffer.from('k'), value: Buffer.from('v') }),
+      p.encodeStore({
+        opcode: p.Opcode.SET,
+        opaque: o,
+        vbucket: 0,
+        cas: 0n,
+        datatype: 0,
+        flags: 0,
+        expiration: 0,
+        key: Buffer.from('k'),
+        value: Buffer.from('v'),
+      }),
       { opaque: o, opcode: p.Opcode.SET },
     );
     const metrics = await (await fetch(`${node.adminUrl}/metrics`)).text();
     expect(metrics).toMatch(/dcpx_node_ops_total\{opcode="SET",status="Success"\} 1/);
     expect(metrics).toMatch(/dcpx_node_vbuckets\{state="active"\} 2/);
     expect(metrics).toMatch(/dcpx_node_items 1/);
-    const status = (await (await fetch(`${node.adminUrl}/status`)).json()) as { vbuckets: Record<string, number[]>; items: number };
+    const status = (await (await fetch(`${node.adminUrl}/status`)).json()) as {
+      vbuckets: Record<string, number[]>;
+      items: number;
+    };
     expect(status.vbuckets.active).toEqual([0, 1]);
     expect(status.vbuckets.replica).toEqual([2]);
     expect(status.items).toBe(1);
@@ -41,9 +60,27 @@ describe('TLS on the node port', () => {
   it('offers PLAIN over TLS only, and authenticates with it', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dcpx-node-tls-'));
     cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', `${dir}/k.pem`, '-out', `${dir}/c.pem`], {
-      stdio: 'ignore',
-    });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-subj',
+        '/CN=localhost',
+        '-days',
+        '1',
+        '-keyout',
+        `${dir}/k.pem`,
+        '-out',
+        `${dir}/c.pem`,
+      ],
+      {
+        stdio: 'ignore',
+      },
+    );
     const cert = fs.readFileSync(`${dir}/c.pem`);
     const node = await StorageNode.start({
       port: 0,
@@ -53,15 +90,30 @@ describe('TLS on the node port', () => {
       tls: { cert, key: fs.readFileSync(`${dir}/k.pem`) },
     });
     cleanups.push(() => node.stop());
-    const conn = await connectTls({ host: '127.0.0.1', port: node.address.port, ca: cert, servername: 'localhost' });
+    const conn = await connectTls({
+      host: '127.0.0.1',
+      port: node.address.port,
+      ca: cert,
+      servername: 'localhost',
+    });
     cleanups.push(() => conn.destroy());
     const m = conn.allocateOpaque();
-    const mechs = p.decodeSaslListMechsResponse(await conn.request(p.encodeSaslListMechs({ opaque: m }), { opaque: m, opcode: p.Opcode.SASL_LIST_MECHS }));
+    const mechs = p.decodeSaslListMechsResponse(
+      await conn.request(p.encodeSaslListMechs({ opaque: m }), {
+        opaque: m,
+        opcode: p.Opcode.SASL_LIST_MECHS,
+      }),
+    );
     expect(mechs.mechanisms).toEqual(['SCRAM-SHA256', 'PLAIN']);
     const auth = async (password: string) => {
       const o = conn.allocateOpaque();
       const r = await conn.request(
-        p.encodeSaslAuth({ opcode: p.Opcode.SASL_AUTH, opaque: o, mechanism: 'PLAIN', data: p.plainMessage('admin', password) }),
+        p.encodeSaslAuth({
+          opcode: p.Opcode.SASL_AUTH,
+          opaque: o,
+          mechanism: 'PLAIN',
+          data: p.plainMessage('admin', password),
+        }),
         { opaque: o, opcode: p.Opcode.SASL_AUTH },
       );
       return r.status;
@@ -70,7 +122,17 @@ describe('TLS on the node port', () => {
     expect(await auth('secret')).toBe(p.Status.Success);
     const o = conn.allocateOpaque();
     const set = await conn.request(
-      p.encodeStore({ opcode: p.Opcode.SET, opaque: o, vbucket: 0, cas: 0n, datatype: 0, flags: 0, expiration: 0, key: Buffer.from('k'), value: Buffer.from('v') }),
+      p.encodeStore({
+        opcode: p.Opcode.SET,
+        opaque: o,
+        vbucket: 0,
+        cas: 0n,
+        datatype: 0,
+        flags: 0,
+        expiration: 0,
+        key: Buffer.from('k'),
+        value: Buffer.from('v'),
+      }),
       { opaque: o, opcode: p.Opcode.SET },
     );
     expect(set.status).toBe(p.Status.Success);
