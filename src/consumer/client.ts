@@ -24,6 +24,8 @@ import {
   type Logger,
   Opcode,
   OpenFlag,
+  type ReconnectPolicy,
+  reconnectOptions,
   Status,
   StatusError,
   silentLogger,
@@ -34,6 +36,7 @@ import { authenticate, connectTcp, type FrameConnection } from '../protocol/tran
 import { AtomicFile } from '../store/atomic-file.js';
 import { packr } from '../store/record-codec.js';
 import { BufferAcker } from './buffer-acker.js';
+import { mutationItem } from './items.js';
 import { PassiveStream, StreamError } from './passive-stream.js';
 import { BEGINNING, positionAfterRollback, type StreamPosition } from './position.js';
 
@@ -59,7 +62,7 @@ export interface DcpClientOptions {
   bufferSize?: number;
   noopIntervalMs?: number;
   /** Reconnect policy after a dropped connection. */
-  reconnect?: { retries?: number; minTimeoutMs?: number; maxTimeoutMs?: number };
+  reconnect?: ReconnectPolicy;
   logger?: Logger;
   requestTimeoutMs?: number;
 }
@@ -357,14 +360,7 @@ export class DcpClient implements AsyncIterable<DcpEvent> {
           event: {
             type: 'mutation',
             vbucket,
-            key: Buffer.from(m.key),
-            value: Buffer.from(m.value),
-            cas: m.cas,
-            flags: m.flags,
-            expiry: m.expiration,
-            revSeqno: m.revSeqno,
-            bySeqno: m.bySeqno,
-            datatype: m.datatype,
+            ...mutationItem(m),
             position: stream.position,
           },
           bytes,
@@ -430,21 +426,12 @@ export class DcpClient implements AsyncIterable<DcpEvent> {
   }
 
   private async reconnect(): Promise<void> {
-    const policy = this.options.reconnect ?? {};
     try {
-      await pRetry(
-        async () => {
-          if (this.closed) throw new AbortError('client closed');
-          const conn = await this.open();
-          await this.dcpOpen(conn);
-        },
-        {
-          retries: policy.retries ?? 10,
-          minTimeout: policy.minTimeoutMs ?? 100,
-          maxTimeout: policy.maxTimeoutMs ?? 5_000,
-          randomize: true,
-        },
-      );
+      await pRetry(async () => {
+        if (this.closed) throw new AbortError('client closed');
+        const conn = await this.open();
+        await this.dcpOpen(conn);
+      }, reconnectOptions(this.options.reconnect));
       // resume every stream from what the application has taken: nothing twice, nothing lost
       this.requestAll();
     } catch (error) {

@@ -33,6 +33,7 @@ import {
 } from '../protocol/index.js';
 import { type Store, StoreError, type VBucket } from '../store/index.js';
 import { BufferAcker } from './buffer-acker.js';
+import { mutationItem, tombstoneItem } from './items.js';
 import { PassiveStream, StreamError } from './passive-stream.js';
 import { branchAt, positionAfterRollback, type StreamPosition } from './position.js';
 
@@ -354,29 +355,19 @@ export class DcpConsumer {
         case Opcode.DCP_MUTATION: {
           const m = decodeMutation(frame);
           stream.item(m.bySeqno);
-          vb.apply({
-            key: Buffer.from(m.key),
-            value: Buffer.from(m.value),
-            cas: m.cas,
-            flags: m.flags,
-            expiry: m.expiration,
-            revSeqno: m.revSeqno,
-            bySeqno: m.bySeqno,
-            datatype: m.datatype,
-            deleted: false,
-          });
+          vb.apply(mutationItem(m));
           break;
         }
         case Opcode.DCP_DELETION: {
           const d = decodeDeletion(frame);
           stream.item(d.bySeqno);
-          vb.apply(tombstone(d.key, d.cas, d.revSeqno, d.bySeqno, d.version === 2 ? d.deleteTime : 0, false));
+          vb.apply(tombstoneItem(d, false));
           break;
         }
         case Opcode.DCP_EXPIRATION: {
           const x = decodeExpiration(frame);
           stream.item(x.bySeqno);
-          vb.apply(tombstone(x.key, x.cas, x.revSeqno, x.bySeqno, x.deleteTime, true));
+          vb.apply(tombstoneItem(x, true));
           break;
         }
         case Opcode.DCP_SEQNO_ADVANCED:
@@ -445,27 +436,4 @@ export class DcpConsumer {
       );
     }
   }
-}
-
-function tombstone(
-  key: Buffer,
-  cas: bigint,
-  revSeqno: bigint,
-  bySeqno: bigint,
-  deleteTime: number,
-  expired: boolean,
-) {
-  return {
-    key: Buffer.from(key),
-    value: Buffer.alloc(0),
-    cas,
-    flags: 0,
-    expiry: 0,
-    revSeqno,
-    bySeqno,
-    datatype: 0,
-    deleted: true,
-    deleteTime,
-    ...(expired ? { expired: true } : {}),
-  };
 }

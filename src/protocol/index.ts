@@ -6,3 +6,4 @@ export { allowedExtrasLengths } from './extras-sizes.js';
 export * from './frame.js';
 export * from './logger.js';
 export * from './messages/index.js';
+export * from './retry.js';

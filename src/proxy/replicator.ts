@@ -13,6 +13,8 @@ import {
   type Logger,
   Opcode,
   OpenFlag,
+  type ReconnectPolicy,
+  reconnectOptions,
   Status,
   StatusError,
   StreamFlag,
@@ -48,7 +50,7 @@ export interface ReplicatorOptions {
   /** Deadline of each request the proxy makes (ADD_STREAM, CLOSE_STREAM, SET_VBUCKET). */
   requestTimeoutMs?: number;
   /** Reconnect policy when a connection drops. */
-  reconnect?: { retries?: number; minTimeoutMs?: number; maxTimeoutMs?: number };
+  reconnect?: ReconnectPolicy;
 }
 
 export interface TakeoverOptions {
@@ -600,21 +602,12 @@ export class Replicator {
   }
 
   private async reconnect(): Promise<void> {
-    const policy = this.options.reconnect ?? {};
     try {
-      await pRetry(
-        async () => {
-          if (this.closing) throw new AbortError('replicator closed');
-          this.metrics.reconnects.inc();
-          await this.connect();
-        },
-        {
-          retries: policy.retries ?? 10,
-          minTimeout: policy.minTimeoutMs ?? 100,
-          maxTimeout: policy.maxTimeoutMs ?? 5_000,
-          randomize: true,
-        },
-      );
+      await pRetry(async () => {
+        if (this.closing) throw new AbortError('replicator closed');
+        this.metrics.reconnects.inc();
+        await this.connect();
+      }, reconnectOptions(this.options.reconnect));
       // the consumer resumes each stream from its own position: nothing lost, nothing applied twice
       const results = await this.setStreams([...this.wanted]);
       const failed = results.filter((r) => !r.ok);

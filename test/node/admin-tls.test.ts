@@ -1,12 +1,9 @@
-import { execFileSync } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { userAuth } from '../../src/node/auth.js';
 import { StorageNode } from '../../src/node/node.js';
 import * as p from '../../src/protocol/index.js';
 import { connectTcp, connectTls } from '../../src/protocol/transport/index.js';
+import { selfSignedCert } from '../helpers/tls.js';
 
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
 afterEach(async () => {
@@ -58,36 +55,14 @@ describe('admin HTTP', () => {
 
 describe('TLS on the node port', () => {
   it('offers PLAIN over TLS only, and authenticates with it', async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dcpx-node-tls-'));
-    cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-subj',
-        '/CN=localhost',
-        '-days',
-        '1',
-        '-keyout',
-        `${dir}/k.pem`,
-        '-out',
-        `${dir}/c.pem`,
-      ],
-      {
-        stdio: 'ignore',
-      },
-    );
-    const cert = fs.readFileSync(`${dir}/c.pem`);
+    const { cert, key, remove } = selfSignedCert();
+    cleanups.push(remove);
     const node = await StorageNode.start({
       port: 0,
       vbuckets: 1,
       active: [0],
       auth: userAuth(new Map([['admin', 'secret']])),
-      tls: { cert, key: fs.readFileSync(`${dir}/k.pem`) },
+      tls: { cert, key },
     });
     cleanups.push(() => node.stop());
     const conn = await connectTls({

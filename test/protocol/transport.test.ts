@@ -1,7 +1,3 @@
-import { execFileSync } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import * as p from '../../src/protocol/index.js';
 import {
@@ -14,35 +10,15 @@ import {
   listenTls,
   listenWebSocket,
 } from '../../src/protocol/transport/index.js';
+import { selfSignedCert } from '../helpers/tls.js';
 
 let cert: Buffer;
 let key: Buffer;
-let dir: string;
+let removeCert: () => void;
 beforeAll(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dcpx-tls-'));
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-subj',
-      '/CN=localhost',
-      '-days',
-      '1',
-      '-keyout',
-      path.join(dir, 'key.pem'),
-      '-out',
-      path.join(dir, 'cert.pem'),
-    ],
-    { stdio: 'ignore' },
-  );
-  cert = fs.readFileSync(path.join(dir, 'cert.pem'));
-  key = fs.readFileSync(path.join(dir, 'key.pem'));
+  ({ cert, key, remove: removeCert } = selfSignedCert());
 });
-afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+afterAll(() => removeCert());
 
 const servers: FrameServer[] = [];
 const conns: FrameConnection[] = [];
