@@ -70,7 +70,7 @@ export async function benchTakeover(): Promise<BenchRow[]> {
         await new Promise((r) => setTimeout(r, 1));
       }
     })();
-    for (let round = 0; round < 12; round++) {
+    for (let round = 0; round < 30; round++) {
       await new Promise((r) => setTimeout(r, 150));
       const replicator = round % 2 === 0 ? moves.ab : moves.ba;
       const { ms } = await replicator.takeover(VB, { attempts: 3 });
