@@ -63,9 +63,10 @@ class Progress {
       this.bars.get(task)?.update(value);
       return;
     }
+    // plain lines: at most one per quarter of the way, and the last one once
     const step = Math.max(1, Math.floor(total / 4));
-    const bucket = Math.floor(value / step);
-    if (bucket !== this.lastLine.get(task) || value === total) {
+    const bucket = value === total ? Number.MAX_SAFE_INTEGER : Math.floor(value / step);
+    if (bucket !== this.lastLine.get(task)) {
       this.lastLine.set(task, bucket);
       process.stdout.write(`${task}: ${value}/${total}\n`);
     }
@@ -112,6 +113,8 @@ async function runDemo(itemCount: number, concurrency: number, keep: boolean): P
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  // a reader that goes away (| head) must not leave the cluster running: stop writing, keep cleaning up
+  process.stdout.on('error', () => {});
   const progress = new Progress(process.stdout.isTTY === true);
   try {
     const spawnDcpx = (
