@@ -6,7 +6,6 @@ import {
   DcpxError,
   decodeDeletion,
   decodeExpiration,
-  decodeMutation,
   decodeSnapshotMarker,
   decodeStatResponse,
   decodeStreamEnd,
@@ -18,10 +17,13 @@ import {
   encodeStat,
   encodeStatusResponse,
   encodeStreamReq,
+  expectExtras,
+  expectRequest,
   type FailoverEntry,
   type Frame,
   isLastStatResponse,
   type Logger,
+  MUTATION_EXTRAS,
   Opcode,
   OpenFlag,
   type ReconnectPolicy,
@@ -36,7 +38,6 @@ import { authenticate, connectTcp, type FrameConnection } from '../protocol/tran
 import { AtomicFile } from '../store/atomic-file.js';
 import { packr } from '../store/record-codec.js';
 import { BufferAcker } from './buffer-acker.js';
-import { mutationItem } from './items.js';
 import { PassiveStream, StreamError } from './passive-stream.js';
 import { BEGINNING, positionAfterRollback, type StreamPosition } from './position.js';
 
@@ -354,13 +355,29 @@ export class DcpClient implements AsyncIterable<DcpEvent> {
         });
       }
       case Opcode.DCP_MUTATION: {
-        const m = decodeMutation(frame);
-        stream.item(m.bySeqno);
+        // the hot path: fields read straight from the frame (dcp-spec §4.8), key and value copied out
+        // of the socket chunk into one allocation
+        expectRequest(frame, Opcode.DCP_MUTATION);
+        expectExtras(frame, MUTATION_EXTRAS);
+        const x = frame.extras;
+        const bySeqno = x.readBigUInt64BE(0);
+        stream.item(bySeqno);
+        const keyLength = frame.keyLength;
+        const both = Buffer.allocUnsafe(keyLength + frame.valueLength);
+        frame.key.copy(both, 0);
+        frame.value.copy(both, keyLength);
         return this.push({
           event: {
             type: 'mutation',
             vbucket,
-            ...mutationItem(m),
+            key: both.subarray(0, keyLength),
+            value: both.subarray(keyLength),
+            cas: frame.cas,
+            flags: x.readUInt32BE(16),
+            expiry: x.readUInt32BE(20),
+            revSeqno: x.readBigUInt64BE(8),
+            bySeqno,
+            datatype: frame.datatype,
             position: stream.position,
           },
           bytes,
