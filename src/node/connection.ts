@@ -1,8 +1,11 @@
 import { DcpConsumer, type TakeStateCheck } from '../consumer/index.js';
 import { DcpProducer, type FrameSink } from '../producer/index.js';
 import {
+  APPEND_OPCODES,
+  ARITHMETIC_OPCODES,
   AuthError,
   childLogger,
+  DELETE_OPCODES,
   decodeAppend,
   decodeArithmetic,
   decodeDcpOpen,
@@ -25,7 +28,9 @@ import {
   encodeStatusResponse,
   encodeVersionResponse,
   encodeWriteResponse,
+  FLUSH_OPCODES,
   type Frame,
+  GET_OPCODES,
   HelloFeature,
   type Logger,
   Opcode,
@@ -35,6 +40,7 @@ import {
   QUIET_OPCODES,
   SCRAM_MECHANISM,
   ScramServer,
+  STORE_OPCODES,
   Status,
   VBucketState,
 } from '../protocol/index.js';
@@ -93,29 +99,13 @@ const PRE_AUTH: ReadonlySet<number> = new Set([
   Opcode.QUITQ,
 ]);
 
-const KV_OPCODES: ReadonlySet<number> = new Set([
-  Opcode.GET,
-  Opcode.GETQ,
-  Opcode.GETK,
-  Opcode.GETKQ,
-  Opcode.SET,
-  Opcode.SETQ,
-  Opcode.ADD,
-  Opcode.ADDQ,
-  Opcode.REPLACE,
-  Opcode.REPLACEQ,
-  Opcode.DELETE,
-  Opcode.DELETEQ,
-  Opcode.INCREMENT,
-  Opcode.INCREMENTQ,
-  Opcode.DECREMENT,
-  Opcode.DECREMENTQ,
-  Opcode.APPEND,
-  Opcode.APPENDQ,
-  Opcode.PREPEND,
-  Opcode.PREPENDQ,
-  Opcode.FLUSH,
-  Opcode.FLUSHQ,
+const KV_OPCODES: ReadonlySet<number> = new Set<number>([
+  ...GET_OPCODES,
+  ...STORE_OPCODES,
+  ...DELETE_OPCODES,
+  ...ARITHMETIC_OPCODES,
+  ...APPEND_OPCODES,
+  ...FLUSH_OPCODES,
   Opcode.STAT,
 ]);
 

@@ -104,11 +104,6 @@ export class ActiveStream {
   get isDead(): boolean {
     return this.stateValue === 'dead';
   }
-  /** Items of the vBucket not yet sent (ns_server's takeover "estimate"). */
-  get remaining(): bigint {
-    const high = this.vb.highSeqno < this.endSeqno ? this.vb.highSeqno : this.endSeqno;
-    return high > this.lastSent ? high - this.lastSent : 0n;
-  }
 
   private transition(to: StreamState): void {
     if (!TRANSITIONS[this.stateValue].includes(to)) {
