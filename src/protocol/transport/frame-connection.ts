@@ -7,8 +7,6 @@ import { type Logger, silentLogger } from '../logger.js';
 import type { ByteTransport } from './byte-transport.js';
 import { FrameCounter } from './frame-counter.js';
 
-export type { ByteTransport } from './byte-transport.js';
-
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 export const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
 
