@@ -1,11 +1,6 @@
 export * from './address.js';
 export * from './authenticate.js';
-export type { ByteTransport } from './byte-transport.js';
 export * from './frame-connection.js';
-export { FrameCounter } from './frame-counter.js';
-export type { FrameServer, ListenOptions, OnConnection } from './server.js';
-export { SocketTransport } from './socket-transport.js';
+export * from './socket-transport.js';
 export * from './tcp.js';
-export * from './tls.js';
 export * from './websocket.js';
-export * from './websocket-transport.js';
