@@ -355,17 +355,18 @@ export class DcpClient implements AsyncIterable<DcpEvent> {
         });
       }
       case Opcode.DCP_MUTATION: {
-        // the hot path: fields read straight from the frame (dcp-spec §4.8), key and value copied out
-        // of the socket chunk into one allocation
+        // the hot path: fields read straight from the frame bytes (dcp-spec §4.8, extras at 24), and
+        // key + value (contiguous on the wire) copied out of the socket chunk with one copy
         expectRequest(frame, Opcode.DCP_MUTATION);
         expectExtras(frame, MUTATION_EXTRAS);
-        const x = frame.extras;
-        const bySeqno = x.readBigUInt64BE(0);
+        const buf = frame.buffer;
+        const at = frame.offset + 24 + frame.framingExtrasLength;
+        const bySeqno = buf.readBigUInt64BE(at);
         stream.item(bySeqno);
         const keyLength = frame.keyLength;
+        const start = at + MUTATION_EXTRAS;
         const both = Buffer.allocUnsafe(keyLength + frame.valueLength);
-        frame.key.copy(both, 0);
-        frame.value.copy(both, keyLength);
+        buf.copy(both, 0, start, start + both.length);
         return this.push({
           event: {
             type: 'mutation',
@@ -373,9 +374,9 @@ export class DcpClient implements AsyncIterable<DcpEvent> {
             key: both.subarray(0, keyLength),
             value: both.subarray(keyLength),
             cas: frame.cas,
-            flags: x.readUInt32BE(16),
-            expiry: x.readUInt32BE(20),
-            revSeqno: x.readBigUInt64BE(8),
+            flags: buf.readUInt32BE(at + 16),
+            expiry: buf.readUInt32BE(at + 20),
+            revSeqno: buf.readBigUInt64BE(at + 8),
             bySeqno,
             datatype: frame.datatype,
             position: stream.position,
