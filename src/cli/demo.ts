@@ -254,6 +254,39 @@ async function runDemo(itemCount: number, concurrency: number, keep: boolean): P
     await sleep(200);
     writer.stop();
     await writing;
+
+    // 4b. the moved vBuckets get their replica back: node3 now feeds the node that held their replica
+    const movedFrom1 = moves.filter((m) => !m.error && m.vb < 32).map((m) => m.vb);
+    const movedFrom2 = moves.filter((m) => !m.error && m.vb >= 32).map((m) => m.vb);
+    const replicaOf = (vb: number) => (vb < 32 ? n2 : n1);
+    const repoint = [
+      { from: movedFrom1, to: n2, name: 'proxy 3→2' },
+      { from: movedFrom2, to: n1, name: 'proxy 3→1' },
+    ];
+    for (const r of repoint.filter((x) => x.from.length > 0)) {
+      const args = [
+        'proxy',
+        '--producer',
+        addr(n3),
+        '--consumer',
+        addr(r.to),
+        '--vbuckets',
+        formatRanges(r.from),
+      ];
+      await spawnDcpx(r.name, [...args, '--admin-port', '0'], proxyReady);
+    }
+    const ownerIndex = (vb: number) => (moves.some((m) => m.vb === vb && !m.error) ? 2 : vb < 32 ? 0 : 1);
+    progress.start('replicas re-pointed', VBUCKETS);
+    for (let round = 0; round < 600; round++) {
+      const highs = await Promise.all(nodes.map(highSeqnos));
+      let caughtUp = 0;
+      for (let vb = 0; vb < VBUCKETS; vb++) {
+        if (highs[nodes.indexOf(replicaOf(vb))]![vb] === highs[ownerIndex(vb)]![vb]) caughtUp++;
+      }
+      progress.update('replicas re-pointed', caughtUp, VBUCKETS);
+      if (caughtUp === VBUCKETS) break;
+      await sleep(100);
+    }
     progress.stop();
 
     // 5. checks
@@ -279,6 +312,12 @@ async function runDemo(itemCount: number, concurrency: number, keep: boolean): P
         movedOk.push(m.vb);
     }
     const lost = await writer.verify(owner);
+    let replicasEqual = 0;
+    for (let vb = 0; vb < VBUCKETS; vb++) {
+      const own = owner.get(vb);
+      const replicaDigest = digests[nodes.indexOf(replicaOf(vb))]!.get(`vb_${vb}:digest`);
+      if (own && replicaDigest === digests[nodes.indexOf(own)]!.get(`vb_${vb}:digest`)) replicasEqual++;
+    }
     const items = nodes.map((_n, i) => {
       let count = 0;
       for (let vb = 0; vb < VBUCKETS; vb++)
@@ -312,6 +351,11 @@ async function runDemo(itemCount: number, concurrency: number, keep: boolean): P
         check: 'active copies per vBucket',
         value: `min ${Math.min(...activeCopies)} max ${Math.max(...activeCopies)}`,
         ok: activeCopies.every((c) => c === 1),
+      },
+      {
+        check: 'replica = owner (content hash), every vBucket',
+        value: `${replicasEqual}/${VBUCKETS}`,
+        ok: replicasEqual === VBUCKETS,
       },
       {
         check: 'acknowledged writes during the moves',

@@ -12,6 +12,7 @@ describe('dcpx demo (the main job)', () => {
     expect(out).toMatch(/'items loaded'\s+│\s+'20000'/);
     expect(out).toMatch(/'content hash old owner = new owner'\s+│\s+'22\/22'/);
     expect(out).toMatch(/'active copies per vBucket'\s+│\s+'min 1 max 1'/);
+    expect(out).toMatch(/'replica = owner \(content hash\), every vBucket'\s+│\s+'64\/64'/);
     expect(out).toMatch(/'acknowledged writes lost'\s+│\s+'0'/);
     expect(out).toMatch(/takeover retries \(vb \d+ asked once\)'\s+│\s+'1'/);
     expect(out).toMatch(/node1\s+http:\/\/127\.0\.0\.1:\d+\/metrics/);
