@@ -416,11 +416,9 @@ export class Replicator {
       return { attempts: 0, ms: Date.now() - started };
     }
     let made = 0;
-    let movedDuringCleanup = false;
     try {
       await pRetry(
         async () => {
-          if (movedDuringCleanup) return;
           made++;
           const remaining = deadline - (Date.now() - started);
           if (remaining <= 0) throw new AbortError(`deadline of ${deadline} ms passed`);
@@ -428,11 +426,8 @@ export class Replicator {
             await this.connect();
             await this.takeoverAttempt(vb, remaining);
           } catch (error) {
-            if ((await this.cleanUpAttempt(vb)) === 'moved') {
-              // the connection broke after the consumer took the active state: the move is done
-              movedDuringCleanup = true;
-              return;
-            }
+            // the connection broke after the consumer took the active state: the move is done
+            if ((await this.cleanUpAttempt(vb)) === 'moved') return;
             if (error instanceof RetryAsked || isRetriable(error)) {
               this.metrics.takeovers.inc({ outcome: 'retried' });
               throw error;
