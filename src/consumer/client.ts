@@ -131,6 +131,7 @@ export class DcpClient implements AsyncIterable<DcpEvent> {
   private opaqueCounter = 0;
   private lastReceived = Date.now();
   private liveness: NodeJS.Timeout | undefined;
+  private ownNoopPending = false;
   private readonly positionsFile: AtomicFile | undefined;
   private readonly noopIntervalMs: number;
   private readonly defaultName = `dcpx-client:${process.pid}:${++clientCount}`;
@@ -259,7 +260,7 @@ export class DcpClient implements AsyncIterable<DcpEvent> {
     conn.on('frame', (frame) => this.onFrame(frame));
     conn.on('close', (error) => this.onClose(error));
     clearInterval(this.liveness);
-    this.liveness = setInterval(() => this.checkLiveness(), this.noopIntervalMs);
+    this.liveness = setInterval(() => this.checkLiveness(), Math.max(10, this.noopIntervalMs / 4)); // silence is found within a quarter interval of 2×
     this.liveness.unref();
   }
 
@@ -469,8 +470,9 @@ export class DcpClient implements AsyncIterable<DcpEvent> {
       this.conn.destroy(new DcpxError('DCPX_ERR_PEER_SILENT', `producer silent for ${silent} ms`));
       return;
     }
-    if (this.streams.size === 0) {
+    if (this.streams.size === 0 && !this.ownNoopPending) {
       const opaque = this.nextOpaque();
+      this.ownNoopPending = true;
       this.conn
         .request(encodeDcpNoop({ opaque }), {
           opaque,
@@ -479,6 +481,9 @@ export class DcpClient implements AsyncIterable<DcpEvent> {
         })
         .then(() => {
           this.lastReceived = Date.now();
+        })
+        .finally(() => {
+          this.ownNoopPending = false;
         })
         .catch(() => {});
     }

@@ -122,7 +122,7 @@ export class DcpConsumer {
       controls.push(['connection_buffer_size', String(this.options.bufferSize ?? 4 * 1024 * 1024)]);
     for (const [key, value] of controls)
       this.write(encodeControl({ opaque: ++this.controlOpaque >>> 0, key, value }));
-    this.livenessTimer = setInterval(() => this.checkLiveness(), this.noopIntervalMs);
+    this.livenessTimer = setInterval(() => this.checkLiveness(), Math.max(10, this.noopIntervalMs / 4)); // silence is found within a quarter interval of 2×
     this.livenessTimer.unref();
   }
 

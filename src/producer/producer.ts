@@ -515,13 +515,13 @@ export class DcpProducer {
 
   /** dcp-spec §4.12: noop each interval; one left unanswered for a whole interval drops the consumer. */
   private noopTick(): void {
-    const now = Date.now();
-    if (this.noopOutstandingSince && now - this.noopOutstandingSince >= this.noopIntervalMs) {
+    // ticks are one interval apart: a NOOP still outstanding now has gone a whole interval unanswered
+    // (comparing wall-clock ms instead would let timer jitter push the drop to the third tick)
+    if (this.noopOutstandingSince) {
       this.fail(`consumer did not answer a NOOP within ${this.noopIntervalMs} ms`);
       return;
     }
-    if (this.noopOutstandingSince) return;
-    this.noopOutstandingSince = now;
+    this.noopOutstandingSince = Date.now();
     this.stats.noopsSent++;
     this.opaqueCounter = (this.opaqueCounter + 1) >>> 0 || 0xf000_0000;
     this.send([encodeDcpNoop({ opaque: this.opaqueCounter })], false);
