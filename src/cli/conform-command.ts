@@ -1,22 +1,49 @@
 import type { Command } from 'commander';
-import { catalogue, checkWithTshark, findTshark } from '../conformance/index.js';
+import { checkWithTshark, findTshark } from '../conformance/index.js';
+import { messageSamples } from '../protocol/samples.js';
 
-/** `dcpx conform`: Wireshark's dissector against one of every message dcpx sends (live loopback capture). */
+/** `dcpx conform`: Wireshark's couchbase dissector against one of every message dcpx encodes. */
 export function registerConform(program: Command): void {
   program
     .command('conform')
-    .description("decode one of every message dcpx sends with Wireshark's couchbase dissector (tshark)")
-    .action(async () => {
-      const tshark = await findTshark();
-      if (!tshark) throw new Error('tshark is not installed (Debian: apt-get install tshark)');
-      const samples = catalogue();
-      const report = await checkWithTshark(samples, tshark);
-      process.stdout.write(`tshark decoded ${report.decoded} of ${samples.length} messages\n`);
-      for (const k of report.known)
-        process.stdout.write(`  known dissector quirk  ${k.sample}: ${k.limitation} (${k.detail})\n`);
-      for (const x of report.problems)
-        process.stdout.write(`  PROBLEM  ${x.sample}: ${x.kind}: ${x.detail}\n`);
-      process.stdout.write(report.problems.length === 0 ? 'conformance: clean\n' : 'conformance: PROBLEMS\n');
-      process.exit(report.problems.length === 0 ? 0 : 1);
+    .description("decode one of every message dcpx encodes with Wireshark's couchbase dissector (tshark)")
+    .option('--tshark <path>', 'tshark to run (default: $DCPX_TSHARK, else tshark on PATH)')
+    .option('--pcap <file>', 'keep the capture of the samples (open it in Wireshark, Decode As couchbase)')
+    .option('--port <port>', 'server port of the capture, decoded as couchbase', '11299')
+    .option('-v, --verbose', 'print the couchbase fields tshark decoded for every sample')
+    .action(async (opts: { tshark?: string; pcap?: string; port: string; verbose?: boolean }) => {
+      const tshark = opts.tshark ?? findTshark();
+      if (!tshark)
+        throw new Error('tshark is not installed (Debian: apt-get install tshark); or pass --tshark');
+      const samples = messageSamples();
+      const report = await checkWithTshark(samples, {
+        tshark,
+        serverPort: Number(opts.port),
+        ...(opts.pcap ? { keepPcap: opts.pcap } : {}),
+      });
+      const out = (line: string): void => {
+        process.stdout.write(`${line}\n`);
+      };
+      out(`tshark decoded ${report.pdus} couchbase PDUs for ${report.samples} samples`);
+      if (opts.verbose) {
+        for (const f of report.frames) {
+          out(`  packet ${f.packet}: ${f.sample}`);
+          for (const [name, values] of f.fields) {
+            if (name.startsWith('couchbase.')) out(`      ${name} = ${values.join(', ')}`);
+          }
+        }
+      }
+      for (const k of report.limitations) {
+        const what = [...k.deviations, ...k.undecoded.map((u) => `${u} not decoded`)].join('; ');
+        out(`  known dissector limitation  ${k.sample}: ${what}`);
+      }
+      for (const p of report.problems) out(`  PROBLEM  ${p}`);
+      if (opts.pcap) out(`capture kept in ${opts.pcap} (server port ${opts.port})`);
+      out(
+        report.problems.length === 0
+          ? 'conformance: clean'
+          : `conformance: ${report.problems.length} problems`,
+      );
+      process.exitCode = report.problems.length === 0 ? 0 : 1;
     });
 }

@@ -1,2 +1,3 @@
-export * from './catalogue.js';
+export * from './capture.js';
+export * from './pcap.js';
 export * from './tshark.js';

@@ -7,3 +7,4 @@ export * from './frame.js';
 export * from './logger.js';
 export * from './messages/index.js';
 export * from './retry.js';
+export * from './samples.js';

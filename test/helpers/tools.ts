@@ -4,25 +4,37 @@ import { it } from 'vitest';
 /** The path of a command on PATH, or undefined. */
 export function findTool(name: string): string | undefined {
   try {
-    return execFileSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).trim() || undefined;
+    const found = execFileSync('sh', ['-c', 'command -v "$1"', 'sh', name], { encoding: 'utf8' }).trim();
+    return found || undefined;
   } catch {
     return undefined;
   }
 }
 
+/** Like vitest's `it`, with the tool's path handed to the test body. */
+export type ToolTest = (name: string, fn: (path: string) => unknown, timeout?: number) => void;
+
 /**
- * `it` when the tool is there; otherwise a skip — or, with DCPX_REQUIRE_TOOLS=1 (CI), a failing test
- * that says which tool is missing, so a missing install step cannot pass unnoticed.
+ * A test that needs an external tool. With the tool (`path` given): an ordinary test that gets the path.
+ * Without it: skipped, with the reason in its name — unless DCPX_REQUIRE_TOOLS=1 (CI), where it fails
+ * naming the missing tool, so a forgotten install step cannot pass unnoticed.
+ *
+ *   requireTool('tshark', findTshark())('decodes …', async (tshark) => { … }, 120_000);
  */
-export function itWithTool(
-  tool: string,
-): typeof it | ((name: string, fn: () => unknown, timeout?: number) => void) {
-  if (findTool(tool)) return it;
+export function requireTool(name: string, path: string | undefined): ToolTest {
+  if (path !== undefined) {
+    return (title, fn, timeout) => it(title, () => fn(path), timeout);
+  }
   if (process.env.DCPX_REQUIRE_TOOLS === '1') {
-    return (name: string) =>
-      it(name, () => {
-        throw new Error(`${tool} is required (DCPX_REQUIRE_TOOLS=1) but is not installed`);
+    return (title) =>
+      it(title, () => {
+        throw new Error(`${name} is required (DCPX_REQUIRE_TOOLS=1) but was not found`);
       });
   }
-  return it.skip;
+  return (title, fn, timeout) => it.skip(`${title} [skipped: ${name} not installed]`, () => fn(''), timeout);
+}
+
+/** `requireTool` for a command looked up on PATH. */
+export function itWithTool(tool: string): ToolTest {
+  return requireTool(tool, findTool(tool));
 }
