@@ -222,17 +222,15 @@ function request(
   fields: SampleFields = {},
   tsharkLimitation?: TsharkLimitation,
 ): MessageSample {
-  const expect: SampleExpect = {
-    magic: Magic.Request,
-    opcode,
-    opaque: h.opaque,
-    vbucket: h.vbucket,
-    cas: h.cas ?? 0n,
-    datatype: h.datatype ?? Datatype.Raw,
+  return sample(
+    name,
+    direction,
+    b,
+    { magic: Magic.Request, opcode, vbucket: h.vbucket },
+    h,
     fields,
-  };
-  if (h.key !== undefined) expect.key = h.key;
-  return { name, direction, ...b, expect, ...(tsharkLimitation ? { tsharkLimitation } : {}) };
+    tsharkLimitation,
+  );
 }
 
 function response(
@@ -244,11 +242,30 @@ function response(
   fields: SampleFields = {},
   tsharkLimitation?: TsharkLimitation,
 ): MessageSample {
+  return sample(
+    name,
+    direction,
+    b,
+    { magic: Magic.Response, opcode, status: h.status },
+    h,
+    fields,
+    tsharkLimitation,
+  );
+}
+
+/** The shared part of a request or response sample: the header fields both carry. */
+function sample(
+  name: string,
+  direction: SampleDirection,
+  b: Built,
+  routing: Pick<SampleExpect, 'magic' | 'opcode' | 'vbucket' | 'status'>,
+  h: { opaque: number; cas?: bigint; datatype?: number; key?: string },
+  fields: SampleFields,
+  tsharkLimitation: TsharkLimitation | undefined,
+): MessageSample {
   const expect: SampleExpect = {
-    magic: Magic.Response,
-    opcode,
+    ...routing,
     opaque: h.opaque,
-    status: h.status,
     cas: h.cas ?? 0n,
     datatype: h.datatype ?? Datatype.Raw,
     fields,

@@ -2,8 +2,25 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { userAuth } from '../../src/node/auth.js';
 import { StorageNode } from '../../src/node/node.js';
 import * as p from '../../src/protocol/index.js';
-import { connectTcp, connectTls } from '../../src/protocol/transport/index.js';
+import { connectTcp, connectTls, type FrameConnection } from '../../src/protocol/transport/index.js';
 import { selfSignedCert } from '../helpers/tls.js';
+
+/** SET k=v in vBucket 0 (works over TCP and TLS alike). */
+function setK(conn: FrameConnection): Promise<p.Frame> {
+  const opaque = conn.allocateOpaque();
+  const set = p.encodeStore({
+    opcode: p.Opcode.SET,
+    opaque,
+    vbucket: 0,
+    cas: 0n,
+    datatype: 0,
+    flags: 0,
+    expiration: 0,
+    key: Buffer.from('k'),
+    value: Buffer.from('v'),
+  });
+  return conn.request(set, { opaque, opcode: p.Opcode.SET });
+}
 
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
 afterEach(async () => {
@@ -23,21 +40,7 @@ describe('admin HTTP', () => {
     expect(node.adminUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     const conn = await connectTcp({ host: '127.0.0.1', port: node.address.port });
     cleanups.push(() => conn.destroy());
-    const o = conn.allocateOpaque();
-    await conn.request(
-      p.encodeStore({
-        opcode: p.Opcode.SET,
-        opaque: o,
-        vbucket: 0,
-        cas: 0n,
-        datatype: 0,
-        flags: 0,
-        expiration: 0,
-        key: Buffer.from('k'),
-        value: Buffer.from('v'),
-      }),
-      { opaque: o, opcode: p.Opcode.SET },
-    );
+    await setK(conn);
     const metrics = await (await fetch(`${node.adminUrl}/metrics`)).text();
     expect(metrics).toMatch(/dcpx_node_ops_total\{opcode="SET",status="Success"\} 1/);
     expect(metrics).toMatch(/dcpx_node_vbuckets\{state="active"\} 2/);
@@ -95,21 +98,7 @@ describe('TLS on the node port', () => {
     };
     expect(await auth('wrong')).toBe(p.Status.AuthError);
     expect(await auth('secret')).toBe(p.Status.Success);
-    const o = conn.allocateOpaque();
-    const set = await conn.request(
-      p.encodeStore({
-        opcode: p.Opcode.SET,
-        opaque: o,
-        vbucket: 0,
-        cas: 0n,
-        datatype: 0,
-        flags: 0,
-        expiration: 0,
-        key: Buffer.from('k'),
-        value: Buffer.from('v'),
-      }),
-      { opaque: o, opcode: p.Opcode.SET },
-    );
+    const set = await setK(conn);
     expect(set.status).toBe(p.Status.Success);
   });
 });
