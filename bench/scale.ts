@@ -1,5 +1,5 @@
 import * as fs from 'node:fs';
-import { DcpClient } from '../src/consumer/client.js';
+import { DcpClient } from '../src/client/index.js';
 import { NodeClient } from '../src/node/client.js';
 import { vbucketOfKey } from '../src/node/ranges.js';
 import * as p from '../src/protocol/index.js';

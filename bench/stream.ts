@@ -1,4 +1,4 @@
-import { DcpClient } from '../src/consumer/client.js';
+import { DcpClient } from '../src/client/index.js';
 import { NodeClient } from '../src/node/client.js';
 import { vbucketOfKey } from '../src/node/ranges.js';
 import { type BenchRow, compare } from './lib.js';

@@ -1,13 +1,7 @@
 // dcpx's public surface. Each layer's own index says what it offers.
 
-export {
-  DcpClient,
-  type DcpClientOptions,
-  DcpConsumer,
-  type DcpEvent,
-  type StreamPosition,
-  type TakeStateCheck,
-} from './consumer/index.js';
+export { DcpClient, type DcpClientOptions, type DcpEvent, RollbackError } from './client/index.js';
+export { DcpConsumer, type StreamPosition, type TakeStateCheck } from './consumer/index.js';
 export { noAuth, userAuth } from './node/auth.js';
 export { NodeClient } from './node/client.js';
 export { StorageNode, type StorageNodeOptions } from './node/node.js';

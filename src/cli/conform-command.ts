@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { checkWithTshark, findTshark } from '../conformance/index.js';
-import { messageSamples } from '../protocol/samples.js';
+import { messageSamples } from '../conformance/samples.js';
 
 /** `dcpx conform`: Wireshark's couchbase dissector against one of every message dcpx encodes. */
 export function registerConform(program: Command): void {

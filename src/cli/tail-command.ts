@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { DcpClient } from '../consumer/client.js';
+import { DcpClient } from '../client/index.js';
 import { parseRanges } from '../node/ranges.js';
 import { parseAddress } from '../protocol/transport/index.js';
 import { cliLogger } from './logger.js';

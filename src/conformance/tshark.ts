@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { Opcode } from '../protocol/constants.js';
-import type { MessageSample, SampleFields } from '../protocol/samples.js';
+import type { MessageSample, SampleFields } from './samples.js';
 import { tcpConversationPcap } from './pcap.js';
 
 // Wireshark conformance: lay samples out as a TCP conversation in a pcap file, decode it with

@@ -1,5 +1,4 @@
 export * from './buffer-acker.js';
-export * from './client.js';
 export * from './consumer.js';
 export * from './passive-stream.js';
 export * from './position.js';

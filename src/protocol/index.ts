@@ -7,4 +7,3 @@ export * from './frame.js';
 export * from './logger.js';
 export * from './messages/index.js';
 export * from './retry.js';
-export * from './samples.js';

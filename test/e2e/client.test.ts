@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DcpClient, type DcpEvent } from '../../src/consumer/index.js';
+import { DcpClient, type DcpEvent } from '../../src/client/index.js';
 import { StorageNode } from '../../src/node/node.js';
 import { vbucketOfKey } from '../../src/node/ranges.js';
 import * as p from '../../src/protocol/index.js';

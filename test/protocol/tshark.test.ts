@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { checkWithTshark, decodePcap, findTshark, tcpConversationPcap } from '../../src/conformance/index.js';
 import * as p from '../../src/protocol/index.js';
-import { type MessageSample, messageSamples } from '../../src/protocol/samples.js';
+import { type MessageSample, messageSamples } from '../../src/conformance/samples.js';
 import { requireTool } from '../helpers/tools.js';
 
 // Wireshark's couchbase dissector (Debian's tshark 4.0) reads one of every message dcpx encodes, laid out

@@ -9,7 +9,7 @@ import {
   StreamFlag,
   statusInfo,
   VBucketState,
-} from './constants.js';
+} from '../protocol/constants.js';
 import {
   encodeAbort,
   encodeAddStream,
@@ -67,7 +67,7 @@ import {
   HelloFeature,
   type Mutation,
   writeMutationHead,
-} from './messages/index.js';
+} from '../protocol/messages/index.js';
 
 // One sample of every message dcpx encodes, built through our encoders, each with what a peer must read
 // from it. The expectations are the encoder inputs, never the encoded bytes read back, so an encoder that
