@@ -1,5 +1,8 @@
 import * as fs from 'node:fs';
 import pRetry, { AbortError } from 'p-retry';
+import { BufferAcker } from '../consumer/buffer-acker.js';
+import { PassiveStream, StreamError } from '../consumer/passive-stream.js';
+import { BEGINNING, positionAfterRollback, type StreamPosition } from '../consumer/position.js';
 import {
   ConnectionClosedError,
   childLogger,
@@ -37,9 +40,6 @@ import {
 import { authenticate, connectTcp, type FrameConnection } from '../protocol/transport/index.js';
 import { AtomicFile } from '../store/atomic-file.js';
 import { packr } from '../store/record-codec.js';
-import { BufferAcker } from '../consumer/buffer-acker.js';
-import { PassiveStream, StreamError } from '../consumer/passive-stream.js';
-import { BEGINNING, positionAfterRollback, type StreamPosition } from '../consumer/position.js';
 
 // Client mode (like java-dcp-client): the stream logic of the consumer, connected straight to a
 // producer node. Changes come out of an async iterator; buffer acks follow what the application has

@@ -1,4 +1,4 @@
 export * from './capture.js';
 export * from './pcap.js';
-export * from './tshark.js';
 export * from './samples.js';
+export * from './tshark.js';

@@ -4,8 +4,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { Opcode } from '../protocol/constants.js';
-import type { MessageSample, SampleFields } from './samples.js';
 import { tcpConversationPcap } from './pcap.js';
+import type { MessageSample, SampleFields } from './samples.js';
 
 // Wireshark conformance: lay samples out as a TCP conversation in a pcap file, decode it with
 // `tshark -d tcp.port==PORT,couchbase -T json`, and compare every decoded field with what we meant to send.

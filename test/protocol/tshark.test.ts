@@ -3,8 +3,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { checkWithTshark, decodePcap, findTshark, tcpConversationPcap } from '../../src/conformance/index.js';
-import * as p from '../../src/protocol/index.js';
 import { type MessageSample, messageSamples } from '../../src/conformance/samples.js';
+import * as p from '../../src/protocol/index.js';
 import { requireTool } from '../helpers/tools.js';
 
 // Wireshark's couchbase dissector (Debian's tshark 4.0) reads one of every message dcpx encodes, laid out
