@@ -4,6 +4,7 @@ export * from './decoder.js';
 export * from './errors.js';
 export { allowedExtrasLengths } from './extras-sizes.js';
 export * from './frame.js';
+export * from './liveness.js';
 export * from './logger.js';
 export * from './messages/index.js';
 export * from './retry.js';
