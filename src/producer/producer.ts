@@ -1,4 +1,5 @@
 import {
+  type Clock,
   childLogger,
   DcpxError,
   decodeBufferAck,
@@ -12,6 +13,8 @@ import {
   encodeStreamEnd,
   encodeStreamReqResponse,
   type Frame,
+  Liveness,
+  type LivenessStats,
   type Logger,
   Opcode,
   OpenFlag,
@@ -48,6 +51,8 @@ export interface ProducerOptions {
   isLoading?: (vb: number) => boolean;
   /** Bytes sent per stream per turn before the next stream gets its turn (fairness). */
   turnBytes?: number;
+  /** Time for NOOP liveness (tests step it). */
+  clock?: Clock;
 }
 
 export interface ProducerStats {
@@ -58,6 +63,8 @@ export interface ProducerStats {
   /** ms since the window has been full, 0 when it is not. */
   windowFullMs: number;
   noopsSent: number;
+  /** NOOP liveness (round trip, unanswered) while noop is enabled. */
+  noop: LivenessStats | undefined;
   streams: Record<string, number>;
 }
 
@@ -108,8 +115,7 @@ export class DcpProducer {
   private v7StatusCodes = false;
   private noopEnabled = false;
   private noopIntervalMs = 0;
-  private noopTimer: NodeJS.Timeout | undefined;
-  private noopOutstandingSince = 0;
+  private liveness: Liveness | undefined;
   private opaqueCounter = 0xf000_0000;
   stats = { itemsSent: 0, bytesSent: 0, noopsSent: 0 };
 
@@ -193,6 +199,7 @@ export class DcpProducer {
       bytesOutstanding: this.outstanding,
       windowSize: this.windowSize,
       windowFullMs: this.windowFullSince ? Date.now() - this.windowFullSince : 0,
+      noop: this.liveness?.stats(),
       streams,
     };
   }
@@ -205,7 +212,7 @@ export class DcpProducer {
   private shutdown(): void {
     if (this.closed) return;
     this.closed = true;
-    clearInterval(this.noopTimer);
+    this.liveness?.stop();
     for (const off of this.unsubscribes) off();
     for (const stream of this.streams.values()) stream.kill();
     this.streams.clear();
@@ -406,7 +413,7 @@ export class DcpProducer {
   private handleResponse(frame: Frame): void {
     switch (frame.opcode) {
       case Opcode.DCP_NOOP:
-        this.noopOutstandingSince = 0;
+        this.liveness?.answered();
         return;
       case Opcode.DCP_SET_VBUCKET_STATE:
         return this.setStateResponse(frame);
@@ -505,25 +512,23 @@ export class DcpProducer {
     }
   }
 
-  private restartNoop(): void {
-    clearInterval(this.noopTimer);
-    this.noopTimer = undefined;
-    if (!this.noopEnabled || this.noopIntervalMs <= 0 || this.closed) return;
-    this.noopTimer = setInterval(() => this.noopTick(), this.noopIntervalMs);
-    this.noopTimer.unref();
-  }
-
   /** dcp-spec §4.12: noop each interval; one left unanswered for a whole interval drops the consumer. */
-  private noopTick(): void {
-    // ticks are one interval apart: a NOOP still outstanding now has gone a whole interval unanswered
-    // (comparing wall-clock ms instead would let timer jitter push the drop to the third tick)
-    if (this.noopOutstandingSince) {
-      this.fail(`consumer did not answer a NOOP within ${this.noopIntervalMs} ms`);
-      return;
-    }
-    this.noopOutstandingSince = Date.now();
-    this.stats.noopsSent++;
-    this.opaqueCounter = (this.opaqueCounter + 1) >>> 0 || 0xf000_0000;
-    this.send([encodeDcpNoop({ opaque: this.opaqueCounter })], false);
+  private restartNoop(): void {
+    this.liveness?.stop();
+    this.liveness = undefined;
+    if (!this.noopEnabled || this.noopIntervalMs <= 0 || this.closed) return;
+    this.liveness = new Liveness({
+      intervalMs: this.noopIntervalMs,
+      maxOutstanding: 1,
+      peer: 'consumer',
+      clock: this.options.clock,
+      probe: () => {
+        this.stats.noopsSent++;
+        this.opaqueCounter = (this.opaqueCounter + 1) >>> 0 || 0xf000_0000;
+        this.send([encodeDcpNoop({ opaque: this.opaqueCounter })], false);
+      },
+      dead: (error) => this.fail(error.message),
+    });
+    this.liveness.start();
   }
 }
