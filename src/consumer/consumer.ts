@@ -1,7 +1,7 @@
 import type { FrameSink } from '../producer/index.js';
 import {
+  type Clock,
   childLogger,
-  DcpxError,
   decodeAddStream,
   decodeCloseStream,
   decodeDeletion,
@@ -15,9 +15,12 @@ import {
   encodeAddStreamResponse,
   encodeBufferAck,
   encodeControl,
+  encodeDcpNoop,
   encodeStatusResponse,
   encodeStreamReq,
   type Frame,
+  Liveness,
+  type LivenessStats,
   type Logger,
   Opcode,
   opcodeName,
@@ -55,6 +58,8 @@ export interface ConsumerOptions {
   /** Ack freed bytes after this long even below the ratio. */
   ackIdleMs?: number;
   canTakeState?: TakeStateCheck;
+  /** Time for NOOP liveness (tests step it). */
+  clock?: Clock;
 }
 
 interface ConsumerStream {
@@ -73,6 +78,8 @@ export interface ConsumerStats {
   retryAsks: number;
   acksSent: number;
   bytesAcked: number;
+  /** Our own NOOPs (sent while no stream is open): round trip and unanswered count. */
+  noop: LivenessStats;
 }
 
 /**
@@ -88,8 +95,7 @@ export class DcpConsumer {
   private readonly byVb = new Map<number, ConsumerStream>();
   private readonly acker: BufferAcker;
   private readonly noopIntervalMs: number;
-  private livenessTimer: NodeJS.Timeout | undefined;
-  private lastReceived = Date.now();
+  private readonly liveness: Liveness;
   /** Stream opaques come from this counter and are never reused on the connection. */
   private opaqueCounter = 0;
   private controlOpaque = 0x8000_0000;
@@ -108,6 +114,22 @@ export class DcpConsumer {
       sendAck: (bytes) =>
         this.write(encodeBufferAck({ opaque: ++this.controlOpaque >>> 0, vbucket: 0, bytes })),
     });
+    // dcp-spec §4.12: drop a producer silent for 2 intervals; noop it ourselves while no stream is open
+    // (DESIGN.md), so an idle connection is checked too
+    this.liveness = new Liveness({
+      intervalMs: this.noopIntervalMs,
+      silentIntervals: 2,
+      maxOutstanding: Number.POSITIVE_INFINITY,
+      shouldProbe: () => this.byVb.size === 0 && this.liveness.unanswered === 0,
+      probe: () => this.write(encodeDcpNoop({ opaque: ++this.controlOpaque >>> 0 })),
+      dead: (error) => {
+        this.log.warn({ err: error.message }, 'producer silent: closing');
+        this.connectionClosed();
+        this.sink.close(error);
+      },
+      peer: `${this.name}: producer`,
+      clock: options.clock,
+    });
   }
 
   /** Sends the controls a consumer negotiates right after DCP_OPEN (they cross the proxy to the producer). */
@@ -122,8 +144,7 @@ export class DcpConsumer {
       controls.push(['connection_buffer_size', String(this.options.bufferSize ?? 4 * 1024 * 1024)]);
     for (const [key, value] of controls)
       this.write(encodeControl({ opaque: ++this.controlOpaque >>> 0, key, value }));
-    this.livenessTimer = setInterval(() => this.checkLiveness(), Math.max(10, this.noopIntervalMs / 4)); // silence is found within a quarter interval of 2×
-    this.livenessTimer.unref();
+    this.liveness.start();
   }
 
   getStats(): ConsumerStats {
@@ -132,6 +153,7 @@ export class DcpConsumer {
       streams: this.byVb.size,
       acksSent: this.acker.acksSent,
       bytesAcked: this.acker.bytesAcked,
+      noop: this.liveness.stats(),
     };
   }
 
@@ -143,7 +165,7 @@ export class DcpConsumer {
   connectionClosed(): void {
     if (this.closed) return;
     this.closed = true;
-    clearInterval(this.livenessTimer);
+    this.liveness.stop();
     this.acker.stop();
     this.byVb.clear();
   }
@@ -154,7 +176,7 @@ export class DcpConsumer {
 
   handleFrame(frame: Frame): void {
     if (this.closed) return;
-    this.lastReceived = Date.now();
+    this.liveness.received();
     if (frame.isResponse) return this.handleResponse(frame);
     // flow control counts every DCP message from the producer but NOOP (dcp-spec §6)
     const counted =
@@ -285,6 +307,8 @@ export class DcpConsumer {
     switch (frame.opcode) {
       case Opcode.DCP_STREAM_REQ:
         return this.streamReqResponse(frame);
+      case Opcode.DCP_NOOP:
+        return this.liveness.answered();
       case Opcode.DCP_CONTROL:
         if (frame.status !== Status.Success) {
           this.log.warn(
@@ -422,18 +446,5 @@ export class DcpConsumer {
     this.stats.staleFramesDropped++;
     this.log.debug({ vb: vbucket, opaque: frame.opaque }, 'stale stream end ignored');
     this.reply(frame, Status.Success);
-  }
-
-  /** A producer silent for twice the noop interval, while streams are open, is gone (dcp-spec §4.12). */
-  private checkLiveness(): void {
-    if (this.closed || this.byVb.size === 0) return;
-    const silent = Date.now() - this.lastReceived;
-    if (silent > 2 * this.noopIntervalMs) {
-      this.log.warn({ silentMs: silent }, 'producer silent: closing');
-      this.connectionClosed();
-      this.sink.close(
-        new DcpxError('DCPX_ERR_PEER_SILENT', `${this.name}: producer silent for ${silent} ms`),
-      );
-    }
   }
 }
