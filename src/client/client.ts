@@ -4,6 +4,7 @@ import { BufferAcker } from '../consumer/buffer-acker.js';
 import { PassiveStream, StreamError } from '../consumer/passive-stream.js';
 import { BEGINNING, positionAfterRollback, type StreamPosition } from '../consumer/position.js';
 import {
+  type Clock,
   ConnectionClosedError,
   childLogger,
   DcpxError,
@@ -25,6 +26,8 @@ import {
   type FailoverEntry,
   type Frame,
   isLastStatResponse,
+  Liveness,
+  type LivenessStats,
   type Logger,
   MUTATION_EXTRAS,
   Opcode,
@@ -66,6 +69,18 @@ export interface DcpClientOptions {
   reconnect?: ReconnectPolicy;
   logger?: Logger;
   requestTimeoutMs?: number;
+  /** Time for NOOP liveness (tests step it). */
+  clock?: Clock;
+}
+
+export interface DcpClientStats {
+  connected: boolean;
+  /** Connections made after the first one. */
+  reconnects: number;
+  /** Events received and not yet taken by the application. */
+  queued: number;
+  /** The current connection's NOOP liveness: round trip and unanswered count. */
+  noop: LivenessStats | undefined;
 }
 
 interface Base {
@@ -108,16 +123,28 @@ export class RollbackError extends DcpxError {
   }
 }
 
+/**
+ * One connection and what belongs to it alone: flow control counts the bytes of this connection and
+ * acknowledges them on this connection only (dcp-spec §6); liveness watches this producer.
+ */
+interface Session {
+  conn: FrameConnection;
+  acker: BufferAcker;
+  liveness: Liveness;
+}
+
 interface Queued {
   event: DcpEvent;
-  /** Wire bytes to acknowledge once the application has taken this event. */
+  /** Wire bytes to acknowledge once the application has taken this event... */
   bytes: number;
+  /** ...to the connection that carried them (a closed one acknowledges nothing). */
+  acker: BufferAcker | undefined;
 }
 
 let clientCount = 0;
 
 export class DcpClient implements AsyncIterable<DcpEvent> {
-  private conn: FrameConnection | undefined;
+  private session: Session | undefined;
   private readonly log: Logger;
   private readonly streams = new Map<number, PassiveStream>();
   private readonly positions = new Map<number, StreamPosition>();
@@ -127,11 +154,10 @@ export class DcpClient implements AsyncIterable<DcpEvent> {
   private waiting: (() => void) | undefined;
   private failure: Error | undefined;
   private closed = false;
-  private acker: BufferAcker | undefined;
+  /** Reconnected while events of the old connection were queued: streams wait until they are taken. */
+  private resumeWhenDrained = false;
+  private reconnects = 0;
   private opaqueCounter = 0;
-  private lastReceived = Date.now();
-  private liveness: NodeJS.Timeout | undefined;
-  private ownNoopPending = false;
   private readonly positionsFile: AtomicFile | undefined;
   private readonly noopIntervalMs: number;
   private readonly defaultName = `dcpx-client:${process.pid}:${++clientCount}`;
@@ -162,6 +188,16 @@ export class DcpClient implements AsyncIterable<DcpEvent> {
     return new Map(this.positions);
   }
 
+  /** Connection, queue and NOOP liveness figures (round trip, unanswered) for metrics. */
+  stats(): DcpClientStats {
+    return {
+      connected: this.session !== undefined,
+      reconnects: this.reconnects,
+      queued: this.queue.length,
+      noop: this.session?.liveness.stats(),
+    };
+  }
+
   private savedPositions(): Record<string, StreamPosition> {
     return Object.fromEntries(this.positions);
   }
@@ -173,7 +209,7 @@ export class DcpClient implements AsyncIterable<DcpEvent> {
     const conn = await this.open();
     if (from === 'now') {
       // "now" = the current high seqno on the current branch, never vbuuid 0 with a non-zero seqno
-      const seqnos = await this.stats(conn, 'vbucket-seqno');
+      const seqnos = await this.statGroup(conn, 'vbucket-seqno');
       for (const vb of o.vbuckets) {
         const seqno = BigInt(seqnos.get(`vb_${vb}:high_seqno`) ?? '0');
         const vbuuid = BigInt(seqnos.get(`vb_${vb}:uuid`) ?? '0');
@@ -183,7 +219,7 @@ export class DcpClient implements AsyncIterable<DcpEvent> {
       for (const vb of o.vbuckets)
         this.positions.set(vb, (from === 'beginning' ? undefined : from.get(vb)) ?? BEGINNING);
     }
-    await this.dcpOpen(conn);
+    this.session = await this.dcpOpen(conn);
     this.requestAll();
   }
 
@@ -194,7 +230,7 @@ export class DcpClient implements AsyncIterable<DcpEvent> {
     return conn;
   }
 
-  private async stats(conn: FrameConnection, group: string): Promise<Map<string, string>> {
+  private async statGroup(conn: FrameConnection, group: string): Promise<Map<string, string>> {
     const opaque = this.nextOpaque();
     const rows = new Map<string, string>();
     await new Promise<void>((resolve, reject) => {
@@ -217,7 +253,7 @@ export class DcpClient implements AsyncIterable<DcpEvent> {
     return this.opaqueCounter;
   }
 
-  private async dcpOpen(conn: FrameConnection): Promise<void> {
+  private async dcpOpen(conn: FrameConnection): Promise<Session> {
     const o = this.options;
     const timeoutMs = o.requestTimeoutMs ?? 10_000;
     // a DCP name in use is taken over by the newest connection (dcp-spec §4.1): default names are unique
@@ -250,26 +286,37 @@ export class DcpClient implements AsyncIterable<DcpEvent> {
       if (r.status !== Status.Success)
         this.log.warn({ key, status: statusName(r.status) }, 'control refused');
     }
-    this.acker?.stop();
-    this.acker = new BufferAcker({
+    const acker = new BufferAcker({
       windowBytes: window,
-      sendAck: (bytes) => this.conn?.send(encodeBufferAck({ opaque: this.nextOpaque(), vbucket: 0, bytes })),
+      sendAck: (bytes) => conn.send(encodeBufferAck({ opaque: this.nextOpaque(), vbucket: 0, bytes })),
     });
-    this.conn = conn;
-    this.lastReceived = Date.now();
-    conn.on('frame', (frame) => this.onFrame(frame));
-    conn.on('close', (error) => this.onClose(error));
-    clearInterval(this.liveness);
-    this.liveness = setInterval(() => this.checkLiveness(), Math.max(10, this.noopIntervalMs / 4)); // silence is found within a quarter interval of 2×
-    this.liveness.unref();
+    // dcp-spec §4.12: a producer silent for 2 intervals is gone; with no stream open we noop it ourselves
+    const liveness: Liveness = new Liveness({
+      intervalMs: this.noopIntervalMs,
+      silentIntervals: 2,
+      maxOutstanding: Number.POSITIVE_INFINITY,
+      shouldProbe: () => this.streams.size === 0 && liveness.unanswered === 0,
+      probe: () => conn.send(encodeDcpNoop({ opaque: this.nextOpaque() })),
+      dead: (error) => conn.destroy(error),
+      peer: 'producer',
+      clock: o.clock,
+    });
+    const session: Session = { conn, acker, liveness };
+    conn.on('frame', (frame) => this.onFrame(session, frame));
+    conn.on('close', (error) => this.onClose(session, error));
+    liveness.start();
+    return session;
   }
 
+  /** Opens every stream not ended, each from the position of the last event the application took. */
   private requestAll(): void {
+    const session = this.session;
+    if (!session || this.closed) return;
     for (const vb of this.options.vbuckets) {
       if (this.ended.has(vb)) continue;
       const stream = new PassiveStream(vb, this.nextOpaque(), 0, this.positions.get(vb) ?? BEGINNING);
       this.streams.set(vb, stream);
-      this.conn!.send(encodeStreamReq(stream.request()));
+      session.conn.send(encodeStreamReq(stream.request()));
     }
   }
 
@@ -278,37 +325,39 @@ export class DcpClient implements AsyncIterable<DcpEvent> {
     return stream && stream.opaque === frame.opaque && stream.state !== 'dead' ? stream : undefined;
   }
 
-  private onFrame(frame: Frame): void {
-    this.lastReceived = Date.now();
+  private onFrame(session: Session, frame: Frame): void {
+    if (session !== this.session) return;
+    session.liveness.received();
     try {
       if (frame.isResponse) {
-        if (frame.opcode === Opcode.DCP_STREAM_REQ) this.onStreamReqResponse(frame);
+        if (frame.opcode === Opcode.DCP_STREAM_REQ) this.onStreamReqResponse(session, frame);
+        else if (frame.opcode === Opcode.DCP_NOOP) session.liveness.answered();
         return;
       }
       if (frame.opcode === Opcode.DCP_NOOP) {
-        this.conn?.send(
+        session.conn.send(
           encodeStatusResponse({ opcode: Opcode.DCP_NOOP, opaque: frame.opaque, status: Status.Success }),
         );
         return;
       }
       const stream = this.streamFor(frame);
       if (!stream) {
-        this.acker?.freed(frame.length); // dropped, but the producer counted it: give the bytes back
+        session.acker.freed(frame.length); // dropped, but the producer counted it: give the bytes back
         if (frame.opcode === Opcode.DCP_STREAM_END) {
-          this.conn?.send(
+          session.conn.send(
             encodeStatusResponse({ opcode: frame.opcode, opaque: frame.opaque, status: Status.Success }),
           );
         }
         return;
       }
-      this.onStreamFrame(stream, frame);
+      this.onStreamFrame(session, stream, frame);
     } catch (error) {
       if (error instanceof StreamError || error instanceof RollbackError) return this.fail(error);
       throw error;
     }
   }
 
-  private onStreamReqResponse(frame: Frame): void {
+  private onStreamReqResponse(session: Session, frame: Frame): void {
     const stream = [...this.streams.values()].find((s) => s.opaque === frame.opaque);
     if (!stream) return;
     const response = decodeStreamReqResponse(frame);
@@ -328,20 +377,28 @@ export class DcpClient implements AsyncIterable<DcpEvent> {
       if (this.options.failOnRollback) throw new RollbackError(vb, to, why);
       const { position } = positionAfterRollback(stream.position, to, this.failoverLogs.get(vb) ?? []);
       stream.reposition(position);
-      this.positions.set(vb, position);
-      this.push({ event: { type: 'rollback', vbucket: vb, to, reason: why, position }, bytes: 0 });
-      this.conn!.send(encodeStreamReq(stream.request()));
+      // the position moves when the application takes the rollback event, like any other
+      this.push({
+        event: { type: 'rollback', vbucket: vb, to, reason: why, position },
+        bytes: 0,
+        acker: undefined,
+      });
+      session.conn.send(encodeStreamReq(stream.request()));
       return;
     }
     this.fail(new StatusError(Opcode.DCP_STREAM_REQ, response.status, `vb ${vb}`));
   }
 
-  private onStreamFrame(stream: PassiveStream, frame: Frame): void {
+  private onStreamFrame(session: Session, stream: PassiveStream, frame: Frame): void {
     const vbucket = stream.vbucket;
     const bytes = frame.length;
+    const acker = session.acker;
     switch (frame.opcode) {
       case Opcode.DCP_SNAPSHOT_MARKER: {
         const m = decodeSnapshotMarker(frame);
+        // a marker holds no item: resuming from it means resuming from the last item, inside the
+        // snapshot that holds it (a start seqno below the new snapshot's start is ERANGE, dcp-spec §4.4)
+        const position = stream.position;
         stream.marker(m);
         return this.push({
           event: {
@@ -350,9 +407,10 @@ export class DcpClient implements AsyncIterable<DcpEvent> {
             start: m.startSeqno,
             end: m.endSeqno,
             flags: m.flags,
-            position: stream.position,
+            position,
           },
           bytes,
+          acker,
         });
       }
       case Opcode.DCP_MUTATION: {
@@ -383,6 +441,7 @@ export class DcpClient implements AsyncIterable<DcpEvent> {
             position: stream.position,
           },
           bytes,
+          acker,
         });
       }
       case Opcode.DCP_DELETION:
@@ -401,6 +460,7 @@ export class DcpClient implements AsyncIterable<DcpEvent> {
             position: stream.position,
           },
           bytes,
+          acker,
         });
       }
       case Opcode.DCP_STREAM_END: {
@@ -416,10 +476,11 @@ export class DcpClient implements AsyncIterable<DcpEvent> {
             position: stream.position,
           },
           bytes,
+          acker,
         });
       }
       default:
-        this.acker?.freed(bytes);
+        acker.freed(bytes);
     }
   }
 
@@ -436,8 +497,11 @@ export class DcpClient implements AsyncIterable<DcpEvent> {
     void this.close();
   }
 
-  private onClose(error: Error | undefined): void {
-    if (this.closed) return;
+  private onClose(session: Session, error: Error | undefined): void {
+    session.liveness.stop();
+    session.acker.stop(); // its bytes are the old connection's: never acknowledged on another one
+    if (session !== this.session || this.closed) return;
+    this.session = undefined;
     this.log.warn({ err: error?.message }, 'connection lost; reconnecting');
     for (const s of this.streams.values()) s.state = 'dead';
     this.streams.clear();
@@ -446,13 +510,29 @@ export class DcpClient implements AsyncIterable<DcpEvent> {
 
   private async reconnect(): Promise<void> {
     try {
-      await pRetry(async () => {
+      const session = await pRetry(async () => {
         if (this.closed) throw new AbortError('client closed');
         const conn = await this.open();
-        await this.dcpOpen(conn);
+        try {
+          return await this.dcpOpen(conn);
+        } catch (error) {
+          conn.destroy(error instanceof Error ? error : undefined);
+          throw error;
+        }
       }, reconnectOptions(this.options.reconnect));
-      // resume every stream from what the application has taken: nothing twice, nothing lost
-      this.requestAll();
+      if (this.closed) {
+        session.liveness.stop();
+        session.acker.stop();
+        await session.conn.close();
+        return;
+      }
+      this.session = session;
+      this.reconnects++;
+      // Nothing twice, nothing lost: events queued from the old connection are still delivered, and
+      // each stream resumes after the last of them. Streams are requested once the application has
+      // taken them all, so that position is the last taken one and memory stays within one window.
+      if (this.queue.length === 0) this.requestAll();
+      else this.resumeWhenDrained = true;
     } catch (error) {
       this.fail(
         new ConnectionClosedError(`${this.options.host}:${this.options.port}`, `gave up reconnecting`, {
@@ -462,40 +542,17 @@ export class DcpClient implements AsyncIterable<DcpEvent> {
     }
   }
 
-  /** A producer silent for twice the noop interval is gone; with no stream open we noop it ourselves. */
-  private checkLiveness(): void {
-    if (!this.conn || this.closed) return;
-    const silent = Date.now() - this.lastReceived;
-    if (silent > 2 * this.noopIntervalMs) {
-      this.conn.destroy(new DcpxError('DCPX_ERR_PEER_SILENT', `producer silent for ${silent} ms`));
-      return;
-    }
-    if (this.streams.size === 0 && !this.ownNoopPending) {
-      const opaque = this.nextOpaque();
-      this.ownNoopPending = true;
-      this.conn
-        .request(encodeDcpNoop({ opaque }), {
-          opaque,
-          opcode: Opcode.DCP_NOOP,
-          timeoutMs: this.noopIntervalMs,
-        })
-        .then(() => {
-          this.lastReceived = Date.now();
-        })
-        .finally(() => {
-          this.ownNoopPending = false;
-        })
-        .catch(() => {});
-    }
-  }
-
   async *[Symbol.asyncIterator](): AsyncIterator<DcpEvent> {
     for (;;) {
       const next = this.queue.shift();
       if (next) {
-        const { event, bytes } = next;
+        const { event, bytes, acker } = next;
         this.positions.set(event.vbucket, event.position);
-        if (bytes > 0) this.acker?.freed(bytes);
+        if (bytes > 0) acker?.freed(bytes);
+        if (this.resumeWhenDrained && this.queue.length === 0) {
+          this.resumeWhenDrained = false;
+          this.requestAll();
+        }
         if (
           this.positionsFile &&
           (event.type === 'mutation' || event.type === 'deletion' || event.type === 'rollback')
@@ -520,9 +577,10 @@ export class DcpClient implements AsyncIterable<DcpEvent> {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    clearInterval(this.liveness);
-    this.acker?.stop();
-    await this.conn?.close();
+    const session = this.session;
+    session?.liveness.stop();
+    session?.acker.stop();
+    await session?.conn.close();
     await this.positionsFile?.changed().catch(() => {});
     const wake = this.waiting;
     this.waiting = undefined;

@@ -15,6 +15,7 @@ export interface BufferAckerOptions {
 export class BufferAcker {
   private unacked = 0;
   private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
   private readonly threshold: number;
   private readonly idleMs: number;
   acksSent = 0;
@@ -34,7 +35,7 @@ export class BufferAcker {
 
   /** A message of `bytes` (its whole wire size) has been processed. */
   freed(bytes: number): void {
-    if (!this.enabled) return;
+    if (!this.enabled || this.stopped) return;
     this.unacked += bytes;
     if (this.unacked >= this.threshold) {
       this.flush();
@@ -59,7 +60,10 @@ export class BufferAcker {
     this.options.sendAck(bytes);
   }
 
+  /** For good: the connection is gone, and its bytes are never acknowledged on another one. */
   stop(): void {
+    this.stopped = true;
+    this.unacked = 0;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
   }
