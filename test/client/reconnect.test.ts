@@ -40,6 +40,15 @@ class Ledger {
   duplicates = 0;
   outOfOrder = 0;
   add(event: DcpEvent): void {
+    if (event.type === 'rollback') {
+      // what lies past the rollback point is forgotten: it may come again, on the new branch
+      const list = this.seqnos.get(event.vbucket) ?? [];
+      this.seqnos.set(
+        event.vbucket,
+        list.filter((s) => s <= event.to),
+      );
+      return;
+    }
     if (event.type !== 'mutation' && event.type !== 'deletion') return;
     const list = this.seqnos.get(event.vbucket) ?? [];
     this.seqnos.set(event.vbucket, list);
@@ -141,5 +150,61 @@ describe('DcpClient across a dropped connection', () => {
     expect(relay.connections.length).toBe(2);
     expect(ledger.duplicates).toBe(0);
     expect(ledger.seqnos.get(0)).toEqual([...Array(12).keys()].map((i) => BigInt(i + 1)));
+  });
+
+  it('after a drop across which the producer failed over, delivers the old items once, then one rollback, then the new branch in order', async () => {
+    const { node, relay } = await setup(1, 10);
+    const vb = node.store.vbucket(0);
+    const client = await DcpClient.connect({ host: '127.0.0.1', port: relay.port, vbuckets: [0] });
+    cleanups.push(() => client.close());
+    const ledger = new Ledger();
+    const seen: DcpEvent[] = [];
+    const events = client[Symbol.asyncIterator]();
+    const next = async () => {
+      const r = await events.next();
+      if (r.done) throw new Error('the client ended');
+      ledger.add(r.value);
+      seen.push(r.value);
+      return r.value;
+    };
+    while (ledger.unique < 10) await next();
+    const oldBranch = vb.uuid;
+    // the connection drops right after seqno 20; meanwhile the producer loses 16..20 and fails over
+    relay.cutWhen((f) => {
+      if (f.opcode !== p.Opcode.DCP_MUTATION || p.decodeMutation(f).bySeqno !== 20n) return false;
+      vb.setState(p.VBucketState.Replica);
+      vb.rollback(15n);
+      vb.setState(p.VBucketState.Active);
+      for (let i = 16; i <= 18; i++)
+        vb.mutate({ op: 'set', key: Buffer.from(`new${i}`), value: Buffer.from('n') });
+      return true;
+    });
+    for (let i = 11; i <= 20; i++)
+      vb.mutate({ op: 'set', key: Buffer.from(`old${i}`), value: Buffer.from('o') });
+    // a slow application: it takes nothing more until the new connection is ready
+    await until('the reconnect', () => (relay.connections[1]?.framesToClient ?? 0) >= 6);
+    await new Promise((r) => setTimeout(r, 50));
+    let rollbacks = 0;
+    for (;;) {
+      const e = await next();
+      if (e.type === 'rollback') rollbacks++;
+      if (e.type === 'mutation' && e.key.toString() === 'new18') break;
+    }
+    expect(relay.connections.length).toBe(2);
+    expect(rollbacks).toBe(1);
+    const items = seen.filter((e) => e.type === 'mutation' || e.type === 'rollback');
+    const rollbackAt = items.findIndex((e) => e.type === 'rollback');
+    const rollback = items[rollbackAt] as Extract<DcpEvent, { type: 'rollback' }>;
+    // everything of the old connection came once, in order, before the rollback
+    const before = items.slice(0, rollbackAt).map((e) => (e.type === 'mutation' ? e.bySeqno : -1n));
+    expect(before).toEqual([...Array(20).keys()].map((i) => BigInt(i + 1)));
+    expect(rollback.to).toBeLessThanOrEqual(15n);
+    expect(rollback.position.vbuuid).toBe(oldBranch);
+    // then the producer's history from the rollback point on, each seqno once
+    const after = items.slice(rollbackAt + 1).map((e) => (e.type === 'mutation' ? e.bySeqno : -1n));
+    const from = Number(rollback.to) + 1;
+    expect(after).toEqual([...Array(18 - from + 1).keys()].map((i) => BigInt(from + i)));
+    expect(ledger.duplicates).toBe(0);
+    expect(client.currentPositions().get(0)).toMatchObject({ seqno: 18n, vbuuid: vb.uuid });
   });
 });
