@@ -77,6 +77,8 @@ export interface DcpClientStats {
   connected: boolean;
   /** Connections made after the first one. */
   reconnects: number;
+  /** Streams the producer has accepted on the current connection and not ended. */
+  streams: number;
   /** Events received and not yet taken by the application. */
   queued: number;
   /** The current connection's NOOP liveness: round trip and unanswered count. */
@@ -193,6 +195,7 @@ export class DcpClient implements AsyncIterable<DcpEvent> {
     return {
       connected: this.session !== undefined,
       reconnects: this.reconnects,
+      streams: [...this.streams.values()].filter((s) => s.state === 'reading').length,
       queued: this.queue.length,
       noop: this.session?.liveness.stats(),
     };
