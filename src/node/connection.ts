@@ -46,7 +46,7 @@ import {
 } from '../protocol/index.js';
 import type { Item, KvStatus, Store, VBucket } from '../store/index.js';
 import type { NodeAuth } from './auth.js';
-import type { NodeMetrics } from './metrics.js';
+import type { DcpConnectionStats, NodeMetrics } from './metrics.js';
 import { vbucketOfKey } from './ranges.js';
 import { statGroup } from './stats.js';
 
@@ -600,7 +600,7 @@ export class NodeConnection {
   }
 
   /** Producer/consumer statistics of this connection (for /status and metrics). */
-  dcpStats(): { name: string; role: 'producer' | 'consumer'; stats: unknown } | undefined {
+  dcpStats(): DcpConnectionStats | undefined {
     if (this.producer) return { name: this.dcpName!, role: 'producer', stats: this.producer.getStats() };
     if (this.consumer) return { name: this.dcpName!, role: 'consumer', stats: this.consumer.getStats() };
     return undefined;

@@ -1,6 +1,13 @@
 import { Counter, Gauge, Registry } from 'prom-client';
+import type { ConsumerStats } from '../consumer/index.js';
+import type { ProducerStats } from '../producer/index.js';
 import { opcodeName, statusName, vbucketStateName } from '../protocol/index.js';
 import type { Store } from '../store/index.js';
+
+/** One DCP connection's endpoint statistics (for /status and the DCP gauges). */
+export type DcpConnectionStats =
+  | { name: string; role: 'producer'; stats: ProducerStats }
+  | { name: string; role: 'consumer'; stats: ConsumerStats };
 
 /** The node's prom-client registry: ops by opcode and status, bytes, connections, vBuckets, items, DCP. */
 export class NodeMetrics {
@@ -16,6 +23,7 @@ export class NodeMetrics {
   readonly staleFrames: Counter;
   readonly rollbacks: Counter;
   readonly takeoverRetryAsks: Counter;
+  private dcpConnections: () => Iterable<DcpConnectionStats | undefined> = () => [];
 
   constructor(store: Store) {
     const registry = this.registry;
@@ -100,6 +108,55 @@ export class NodeMetrics {
         this.set(n);
       },
     });
+    this.registerDcpGauges();
+  }
+
+  /** Where the per-connection DCP gauges (NOOP round trip, flow-control window use) read from. */
+  observeDcp(source: () => Iterable<DcpConnectionStats | undefined>): void {
+    this.dcpConnections = source;
+  }
+
+  private registerDcpGauges(): void {
+    const metrics = this;
+    const perConnection = (
+      name: string,
+      help: string,
+      value: (c: DcpConnectionStats) => number | undefined,
+    ) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['connection', 'role'],
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          for (const c of metrics.dcpConnections()) {
+            if (!c) continue;
+            const v = value(c);
+            if (v !== undefined) this.set({ connection: c.name, role: c.role }, v);
+          }
+        },
+      });
+    perConnection(
+      'dcpx_node_dcp_noop_round_trip_seconds',
+      'Round trip of the last answered DCP NOOP, per DCP connection',
+      (c) => (c.stats.noop?.lastRoundTripMs === undefined ? undefined : c.stats.noop.lastRoundTripMs / 1000),
+    );
+    perConnection(
+      'dcpx_node_dcp_noops_unanswered',
+      'DCP NOOPs sent and not yet answered, per DCP connection',
+      (c) => c.stats.noop?.unanswered,
+    );
+    perConnection(
+      'dcpx_node_dcp_flow_control_window_bytes',
+      'Flow-control window the consumer announced',
+      (c) => (c.role === 'producer' ? c.stats.windowSize : undefined),
+    );
+    perConnection(
+      'dcpx_node_dcp_flow_control_outstanding_bytes',
+      'Bytes sent and not yet acknowledged within the flow-control window',
+      (c) => (c.role === 'producer' ? c.stats.bytesOutstanding : undefined),
+    );
   }
 
   op(opcode: number, status: number): void {

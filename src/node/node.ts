@@ -70,6 +70,7 @@ export class StorageNode {
   ) {
     this.store = store;
     this.metrics = new NodeMetrics(store);
+    this.metrics.observeDcp(() => [...this.connections].map((c) => c.dcpStats()));
     this.log = options.logger ?? silentLogger;
   }
 
