@@ -128,7 +128,8 @@ export class Liveness {
    */
   answered(): void {
     this.heard = true;
-    const sentAt = this.outstanding.at(-1);
+    // answers come in order: this one is for the oldest NOOP outstanding
+    const sentAt = this.outstanding[0];
     if (sentAt === undefined) return;
     this.noopsAnswered++;
     this.lastRoundTripMs = Math.max(0, this.clock.now() - sentAt);
