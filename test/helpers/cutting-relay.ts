@@ -9,6 +9,8 @@ export interface RelayedConnection {
   ackedBytes: number;
   /** Frames forwarded from the node to the client. */
   framesToClient: number;
+  /** DCP_CONTROL replies forwarded (the handshake's progress). */
+  controlsAnswered: number;
   cut: boolean;
 }
 
@@ -32,7 +34,13 @@ export async function startCuttingRelay(target: { host: string; port: number }):
   const server = net.createServer((client) => {
     const node = net.connect(target.port, target.host);
     sockets.add(client).add(node);
-    const stats: RelayedConnection = { countedBytes: 0, ackedBytes: 0, framesToClient: 0, cut: false };
+    const stats: RelayedConnection = {
+      countedBytes: 0,
+      ackedBytes: 0,
+      framesToClient: 0,
+      controlsAnswered: 0,
+      cut: false,
+    };
     connections.push(stats);
     const toNode = new p.FrameDecoder();
     const toClient = new p.FrameDecoder();
@@ -57,6 +65,7 @@ export async function startCuttingRelay(target: { host: string; port: number }):
           frame.opcode !== p.Opcode.DCP_BUFFER_ACK;
         if (counted) stats.countedBytes += frame.length;
         stats.framesToClient++;
+        if (frame.isResponse && frame.opcode === p.Opcode.DCP_CONTROL) stats.controlsAnswered++;
         client.write(Buffer.from(frame.bytes));
         if (cutWhen?.(frame)) {
           cutWhen = undefined;
