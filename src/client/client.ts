@@ -210,6 +210,20 @@ export class DcpClient implements AsyncIterable<DcpEvent> {
     let from = o.from ?? 'beginning';
     if (o.positionsFile && fs.existsSync(o.positionsFile)) from = DcpClient.readPositions(o.positionsFile);
     const conn = await this.open();
+    try {
+      await this.negotiate(conn, from);
+    } catch (error) {
+      conn.destroy(error instanceof Error ? error : undefined);
+      throw error;
+    }
+    this.requestAll();
+  }
+
+  private async negotiate(
+    conn: FrameConnection,
+    from: 'beginning' | 'now' | ReadonlyMap<number, StreamPosition>,
+  ): Promise<void> {
+    const o = this.options;
     if (from === 'now') {
       // "now" = the current high seqno on the current branch, never vbuuid 0 with a non-zero seqno
       const seqnos = await this.statGroup(conn, 'vbucket-seqno');
@@ -223,13 +237,17 @@ export class DcpClient implements AsyncIterable<DcpEvent> {
         this.positions.set(vb, (from === 'beginning' ? undefined : from.get(vb)) ?? BEGINNING);
     }
     this.session = await this.dcpOpen(conn);
-    this.requestAll();
   }
 
   private async open(): Promise<FrameConnection> {
     const o = this.options;
     const conn = await connectTcp({ host: o.host, port: o.port, timeoutMs: o.requestTimeoutMs ?? 10_000 });
-    if (o.user !== undefined) await authenticate(conn, o.user, o.password ?? '', o.requestTimeoutMs);
+    try {
+      if (o.user !== undefined) await authenticate(conn, o.user, o.password ?? '', o.requestTimeoutMs);
+    } catch (error) {
+      conn.destroy(error instanceof Error ? error : undefined);
+      throw error;
+    }
     return conn;
   }
 
