@@ -157,6 +157,11 @@ export class NodeMetrics {
       'Bytes sent and not yet acknowledged within the flow-control window',
       (c) => (c.role === 'producer' ? c.stats.bytesOutstanding : undefined),
     );
+    perConnection(
+      'dcpx_node_dcp_flow_control_window_full_seconds',
+      'How long the flow-control window has been full with no ack (0 when it is not full)',
+      (c) => (c.role === 'producer' ? c.stats.windowFullMs / 1000 : undefined),
+    );
   }
 
   op(opcode: number, status: number): void {
