@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import pRetry, { AbortError } from 'p-retry';
 import {
   ConnectionClosedError,
@@ -9,7 +10,6 @@ import {
   encodeAddStream,
   encodeCloseStream,
   type Frame,
-  isRetriable,
   type Logger,
   Opcode,
   OpenFlag,
@@ -20,29 +20,42 @@ import {
   StreamFlag,
   silentLogger,
   statusName,
-  TimeoutError,
-  VBucketState,
-  vbucketStateName,
 } from '../protocol/index.js';
 import type { FrameConnection } from '../protocol/transport/index.js';
+import { type Clock, systemClock } from './clock.js';
 import { forwardFrames } from './forward.js';
 import { ProxyMetrics } from './metrics.js';
-import { ProxyOpaques } from './opaques.js';
-import {
-  getVBucketState,
-  type NodeAddress,
-  openControlSession,
-  openDcpSession,
-  type SessionOptions,
-  setVBucketState,
-} from './sessions.js';
+import { type ProxyCommand, ProxyOpaques } from './opaques.js';
+import { type NodeAddress, openControlSession, openDcpSession, type SessionOptions } from './sessions.js';
+import { StreamTracks } from './stream-tracks.js';
 import { TakeoverAttempt } from './takeover.js';
+import {
+  type StreamResult,
+  TakeoverDriver,
+  type TakeoverHost,
+  type TakeoverOptions,
+  type TakeoverResult,
+} from './takeover-driver.js';
+
+export {
+  CopyStateError,
+  type StreamResult,
+  TakeoverError,
+  type TakeoverOptions,
+  type TakeoverResult,
+} from './takeover-driver.js';
 
 export interface ReplicatorOptions {
   producer: NodeAddress;
   consumer: NodeAddress;
   /** Connection number (ns_server: several connections per node pair). */
   connection?: number;
+  /**
+   * Makes the DCP connection names unique to this replicator: a node closes the older connection when
+   * a name is reused, so two replicators (two `dcpx move`s) between the same nodes must differ here.
+   * Default: the process id and random bytes.
+   */
+  instance?: string;
   user?: string;
   password?: string;
   logger?: Logger;
@@ -51,89 +64,101 @@ export interface ReplicatorOptions {
   requestTimeoutMs?: number;
   /** Reconnect policy when a connection drops. */
   reconnect?: ReconnectPolicy;
+  /** Backoff of a replica stream the producer refused or that failed to start (retried while wanted). */
+  streamRetry?: { minBackoffMs?: number; maxBackoffMs?: number };
+  /** Where time is read for takeover deadlines (tests inject one). */
+  clock?: Clock;
+  /** Jitter on takeover and stream backoffs (p-retry `randomize`); default true. */
+  randomizeBackoff?: boolean;
 }
 
-export interface TakeoverOptions {
-  /** Most attempts (the first included). */
-  attempts?: number;
-  /** Total budget for all attempts, ms. */
-  deadlineMs?: number;
-  /** First backoff, ms (doubles, with jitter). */
-  minBackoffMs?: number;
-  maxBackoffMs?: number;
+/** The replicator was closed: nothing more runs on it. */
+export class ReplicatorClosedError extends DcpxError {
+  constructor(name: string) {
+    super('DCPX_ERR_REPLICATOR_CLOSED', `replicator ${name} is closed`);
+  }
 }
 
-export interface StreamResult {
-  vbucket: number;
-  ok: boolean;
-  error?: string;
-}
-
-/** A takeover that could not complete: says why; the old owner is active again. */
-export class TakeoverError extends DcpxError {
+/** A takeover of this vBucket already runs on this replicator. */
+export class TakeoverInProgressError extends DcpxError {
   readonly vbucket: number;
-  readonly attempts: number;
-  constructor(vbucket: number, attempts: number, reason: string, options?: { cause?: unknown }) {
-    super(
-      'DCPX_ERR_TAKEOVER',
-      `takeover of vb ${vbucket} failed after ${attempts} attempt(s): ${reason}`,
-      options,
-    );
+  constructor(vbucket: number) {
+    super('DCPX_ERR_TAKEOVER_IN_PROGRESS', `a takeover of vb ${vbucket} already runs on this replicator`);
     this.vbucket = vbucket;
-    this.attempts = attempts;
   }
 }
 
-/** The consumer asked for a retry (ETMPFAIL to ADD_STREAM or to a set-state). */
-class RetryAsked extends DcpxError {
-  constructor(vbucket: number, what: string) {
-    super('DCPX_ERR_RETRY_ASKED', `vb ${vbucket}: the consumer asked for a retry (${what})`);
-  }
-}
+/** Replies to these requests on the forwarding connections can only be replies to the proxy's own. */
+const INJECTED_OPCODES: ReadonlySet<number> = new Set([
+  Opcode.DCP_ADD_STREAM,
+  Opcode.DCP_CLOSE_STREAM,
+  Opcode.SET_VBUCKET,
+]);
 
-interface StreamTrack {
-  /** Current stream opaque (from the consumer's latest STREAM_REQ for the vBucket). */
-  opaque: number | undefined;
-  /** Stream opaques of closed or retired streams: their frames are dropped. */
-  retired: Set<number>;
-  /** Resolves the wait for the producer's STREAM_END(Closed) of a closing stream. */
-  endWaiter?: { opaque: number; resolve: () => void };
+const STREAM_FRAMES: ReadonlySet<number> = new Set([
+  Opcode.DCP_SNAPSHOT_MARKER,
+  Opcode.DCP_MUTATION,
+  Opcode.DCP_DELETION,
+  Opcode.DCP_EXPIRATION,
+  Opcode.DCP_SET_VBUCKET_STATE,
+  Opcode.DCP_STREAM_END,
+  Opcode.DCP_SEQNO_ADVANCED,
+]);
+
+interface StreamRetry {
+  timer: NodeJS.Timeout | undefined;
+  failures: number;
 }
 
 /**
  * The replicator between one producer node and one consumer node (ns_server's dcp_replicator with its
  * two dcp_proxy halves): forwards whole frames both ways, injects its own ADD_STREAM/CLOSE_STREAM,
- * tracks stream opaques, and drives takeover with the retry protocol of DESIGN.md.
+ * tracks stream opaques, supervises replica streams, and hands takeovers to the TakeoverDriver.
  */
 export class Replicator {
   readonly name: string;
   private readonly log: Logger;
   readonly metrics: ProxyMetrics;
   private readonly opaques = new ProxyOpaques();
-  private readonly tracks = new Map<number, StreamTrack>();
+  private readonly tracks = new StreamTracks();
   private readonly wanted = new Set<number>();
   private readonly open = new Set<number>();
-  private readonly takeovers = new Map<number, TakeoverAttempt>();
-  private readonly takeoverEvents = new Map<
-    number,
-    (event: 'progress' | 'retry' | 'error', detail?: unknown) => void
-  >();
+  private readonly retrying = new Map<number, StreamRetry>();
+  /** The attempt in flight per vBucket (the interception reports to it). */
+  private readonly attempts = new Map<number, TakeoverAttempt>();
+  /** vBuckets with a takeover running (one at a time each). */
+  private readonly takingOver = new Set<number>();
   private consumerConn: FrameConnection | undefined;
   private producerConn: FrameConnection | undefined;
-  private producerControl: FrameConnection | undefined;
-  private consumerControl: FrameConnection | undefined;
+  private readonly controls = new Map<'producer' | 'consumer', Promise<FrameConnection>>();
   private readonly requestTimeoutMs: number;
-  private closing = false;
+  private readonly closer = new AbortController();
   private connecting: Promise<void> | undefined;
   private readonly session: SessionOptions;
+  private readonly clock: Clock;
+  private readonly randomizeBackoff: boolean;
+  private readonly driver: TakeoverDriver;
 
   constructor(private readonly options: ReplicatorOptions) {
     const n = options.connection ?? 0;
-    this.name = `replication:${options.producer.host}:${options.producer.port}->${options.consumer.host}:${options.consumer.port}:${n}`;
+    const instance = options.instance ?? `${process.pid}-${randomBytes(4).toString('hex')}`;
+    // ns_server's style (replication:<from>-><to>:<bucket>), plus this replicator's instance (defect 13)
+    this.name = `replication:${options.producer.host}:${options.producer.port}->${options.consumer.host}:${options.consumer.port}:${n}:${instance}`;
     this.log = childLogger(options.logger ?? silentLogger, { replicator: this.name });
     this.metrics = options.metrics ?? new ProxyMetrics();
     this.requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
     this.session = { user: options.user, password: options.password, timeoutMs: this.requestTimeoutMs };
+    this.clock = options.clock ?? systemClock;
+    this.randomizeBackoff = options.randomizeBackoff ?? true;
+    this.driver = new TakeoverDriver(this.host());
+  }
+
+  private get closed(): boolean {
+    return this.closer.signal.aborted;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new ReplicatorClosedError(this.name);
   }
 
   /** The vBuckets with an open replica stream. */
@@ -141,8 +166,14 @@ export class Replicator {
     return [...this.open].sort((a, b) => a - b);
   }
 
+  /** Entries held for finished work (all zero when nothing runs): a check that nothing only grows. */
+  footprint(): { takeovers: number; pendingRequests: number } {
+    return { takeovers: this.attempts.size + this.takingOver.size, pendingRequests: this.opaques.size };
+  }
+
   /** Connects both sides (consumer first, as ns_server does) and wires the forwarding. */
   async connect(): Promise<void> {
+    this.assertOpen();
     if (this.consumerConn && this.producerConn && !this.consumerConn.isClosed && !this.producerConn.isClosed)
       return;
     this.connecting ??= this.connectOnce().finally(() => {
@@ -160,6 +191,11 @@ export class Replicator {
       consumer.close();
       throw error;
     }
+    if (this.closed) {
+      consumer.close();
+      producer.close();
+      throw new ReplicatorClosedError(this.name);
+    }
     this.consumerConn = consumer;
     this.producerConn = producer;
     this.wire(producer, consumer, 'producer');
@@ -167,16 +203,35 @@ export class Replicator {
     this.log.info({}, 'connected');
   }
 
-  private async control(side: 'producer' | 'consumer'): Promise<FrameConnection> {
-    const existing = side === 'producer' ? this.producerControl : this.consumerControl;
-    if (existing && !existing.isClosed) return existing;
-    const conn = await openControlSession(
-      side === 'producer' ? this.options.producer : this.options.consumer,
-      this.session,
-    );
-    if (side === 'producer') this.producerControl = conn;
-    else this.consumerControl = conn;
-    return conn;
+  /** The control session to one side: one per side, shared by concurrent callers, none after close. */
+  private control(side: 'producer' | 'consumer'): Promise<FrameConnection> {
+    if (this.closed) return Promise.reject(new ReplicatorClosedError(this.name));
+    let session = this.controls.get(side);
+    if (!session) {
+      session = openControlSession(
+        side === 'producer' ? this.options.producer : this.options.consumer,
+        this.session,
+      ).then((conn) => {
+        if (this.closed) {
+          conn.close();
+          throw new ReplicatorClosedError(this.name);
+        }
+        // a reply that comes after its request timed out is dropped here (unheld, the connection
+        // would stop reading: frames nobody listens for pause it)
+        conn.on('frame', (frame) =>
+          this.log.debug({ side, opaque: frame.opaque, opcode: frame.opcode }, 'late control reply dropped'),
+        );
+        conn.once('close', () => {
+          if (this.controls.get(side) === session) this.controls.delete(side);
+        });
+        return conn;
+      });
+      session.catch(() => {
+        if (this.controls.get(side) === session) this.controls.delete(side);
+      });
+      this.controls.set(side, session);
+    }
+    return session;
   }
 
   /** Wires `from`'s frames to `to`, with interception, batching and backpressure. */
@@ -191,59 +246,65 @@ export class Replicator {
         this.metrics.bytesForwarded.inc({ direction }, bytes);
       },
     );
-    from.on('close', (error?: Error) => this.connectionLost(side, error));
+    from.on('close', (error?: Error) => this.connectionLost(side, from, error));
   }
 
   // ---- interception (dcp-spec §10.2, plus stale-stream drops and the retry ask) --------------------
 
-  private track(vb: number): StreamTrack {
-    let t = this.tracks.get(vb);
-    if (!t) {
-      t = { opaque: undefined, retired: new Set() };
-      this.tracks.set(vb, t);
-    }
-    return t;
+  private drop(frame: Frame, why: string): 'block' {
+    // invariant 3: a frame of a dead stream (or a reply nobody waits for) is dropped and counted
+    this.metrics.staleFrame(frame.opcode);
+    this.log.debug(
+      { vb: frame.isResponse ? undefined : frame.vbucket, opaque: frame.opaque, op: frame.opcode },
+      why,
+    );
+    return 'block';
+  }
+
+  /** A late reply to a request the proxy made itself: never forwarded (defect 2). */
+  private isLateReply(frame: Frame): boolean {
+    return frame.isResponse && INJECTED_OPCODES.has(frame.opcode) && ProxyOpaques.isProxyOpaque(frame.opaque);
   }
 
   /** Frames read from the producer, on their way to the consumer. */
   private fromProducer(frame: Frame): 'proxy' | 'block' {
-    if (frame.isResponse) return 'proxy';
     const opcode = frame.opcode;
-    const streamFrame =
-      opcode === Opcode.DCP_SNAPSHOT_MARKER ||
-      opcode === Opcode.DCP_MUTATION ||
-      opcode === Opcode.DCP_DELETION ||
-      opcode === Opcode.DCP_EXPIRATION ||
-      opcode === Opcode.DCP_SET_VBUCKET_STATE ||
-      opcode === Opcode.DCP_STREAM_END ||
-      opcode === Opcode.DCP_SEQNO_ADVANCED;
-    if (!streamFrame) return 'proxy';
-    const track = this.track(frame.vbucket);
-    if (track.retired.has(frame.opaque)) {
-      if (opcode === Opcode.DCP_STREAM_END && track.endWaiter?.opaque === frame.opaque) {
-        track.endWaiter.resolve();
-        track.endWaiter = undefined;
-      }
-      // invariant 3: a frame of a dead stream is dropped and counted, never forwarded
-      this.metrics.staleFramesDropped.inc({ opcode: opcode.toString(16) });
-      this.log.debug({ vb: frame.vbucket, opaque: frame.opaque, opcode }, 'stale frame dropped');
-      return 'block';
+    if (frame.isResponse) {
+      if (this.isLateReply(frame)) return this.drop(frame, 'late reply to a proxy request dropped');
+      if (opcode === Opcode.DCP_STREAM_REQ) this.streamReqAnswered(frame);
+      return 'proxy';
+    }
+    if (!STREAM_FRAMES.has(opcode)) return 'proxy';
+    const vb = frame.vbucket;
+    if (!this.tracks.isLive(vb, frame.opaque)) {
+      if (opcode === Opcode.DCP_STREAM_END) this.tracks.staleEnd(vb, frame.opaque);
+      return this.drop(frame, 'stale frame dropped');
     }
     if (opcode === Opcode.DCP_SET_VBUCKET_STATE) {
       // record the requested state before the request is forwarded (dcp-spec §10.3)
-      const attempt = this.takeovers.get(frame.vbucket);
+      const attempt = this.attempts.get(vb);
       if (attempt && attempt.streamOpaque === frame.opaque)
         attempt.requestedState = decodeSetVBucketState(frame).state;
     }
     if (opcode === Opcode.DCP_STREAM_END) {
-      const { vbucket, reason } = decodeStreamEnd(frame);
-      if (track.opaque === frame.opaque && this.open.has(vbucket)) {
-        this.open.delete(vbucket);
-        this.metrics.setStreamCount(this.open.size);
-        this.log.info({ vb: vbucket, reason }, 'replica stream ended by the producer');
+      this.tracks.retire(vb);
+      if (this.markClosed(vb)) {
+        const { reason } = decodeStreamEnd(frame);
+        this.log.info({ vb, reason }, 'replica stream ended by the producer');
+        if (this.wanted.has(vb)) this.retryStream(vb);
       }
     }
     return 'proxy';
+  }
+
+  /** The producer's answer to a consumer's STREAM_REQ: a refusal is counted by status (issue 9 C). */
+  private streamReqAnswered(frame: Frame): void {
+    if (frame.status === Status.Success || frame.status === Status.Rollback) return;
+    const vb = this.tracks.vbucketOf(frame.opaque);
+    if (vb === undefined) return;
+    this.tracks.retire(vb); // the consumer retires it too
+    this.metrics.streamRefusals.inc({ status: statusName(frame.status) });
+    this.log.warn({ vb, status: statusName(frame.status) }, 'the producer refused a stream request');
   }
 
   /** Frames read from the consumer, on their way to the producer. */
@@ -251,38 +312,45 @@ export class Replicator {
     if (!frame.isResponse) {
       if (frame.opcode === Opcode.DCP_STREAM_REQ) {
         // track the stream opaque from every STREAM_REQ, rollback re-requests included (DESIGN.md)
-        const track = this.track(frame.vbucket);
-        track.opaque = frame.opaque;
-        const attempt = this.takeovers.get(frame.vbucket);
-        if (attempt && !attempt.finished) {
-          attempt.streamOpaque = frame.opaque;
-          attempt.move('opaque_known');
-        }
+        this.tracks.requested(frame.vbucket, frame.opaque);
+        this.attempts.get(frame.vbucket)?.streamRequested(frame.opaque);
       }
       return 'proxy';
     }
+    if (this.isLateReply(frame)) return this.drop(frame, 'late reply to a proxy request dropped');
     if (frame.opcode === Opcode.DCP_SET_VBUCKET_STATE) {
-      const attempt = [...this.takeovers.values()].find(
-        (a) => a.streamOpaque === frame.opaque && !a.finished,
-      );
-      if (!attempt) return 'proxy';
-      if (frame.status === Status.Etmpfail) {
-        // the retry ask: never forwarded (a producer treats any set-state reply as an ack)
-        this.takeoverEvents.get(attempt.vbucket)?.(
-          'retry',
-          `ETMPFAIL to SET_VBUCKET_STATE(${vbucketStateName(attempt.requestedState ?? 0)})`,
-        );
+      const vb = this.tracks.vbucketOf(frame.opaque);
+      // the stream was retired (a failed attempt): its producer must not take this for an ack
+      if (vb === undefined) return this.drop(frame, 'set-state reply of a retired stream dropped');
+      const attempt = this.attempts.get(vb);
+      if (
+        attempt &&
+        attempt.streamOpaque === frame.opaque &&
+        !attempt.finished &&
+        attempt.stateReplied(frame.status)
+      )
         return 'block';
-      }
-      if (frame.status === Status.Success) {
-        if (attempt.requestedState === VBucketState.Pending) attempt.pendingAcked = true;
-        if (attempt.requestedState === VBucketState.Active) attempt.activeAcked = true;
-        attempt.requestedState = undefined;
-        this.takeoverEvents.get(attempt.vbucket)?.('progress');
-      }
-      return 'proxy';
     }
     return 'proxy';
+  }
+
+  // ---- the proxy's own requests -------------------------------------------------------------------
+
+  /** Sends an injected request with a fresh opaque, forgotten once it settles (defects 3 and 9). */
+  private async inject(
+    conn: FrameConnection,
+    vb: number,
+    command: ProxyCommand,
+    encode: (opaque: number) => Buffer,
+    opcode: number,
+    timeoutMs = this.requestTimeoutMs,
+    opaque = this.opaques.make(vb, command),
+  ): Promise<Frame> {
+    try {
+      return await conn.request(encode(opaque), { opaque, opcode, timeoutMs });
+    } finally {
+      this.opaques.release(opaque);
+    }
   }
 
   // ---- replica streams --------------------------------------------------------------------------
@@ -293,330 +361,284 @@ export class Replicator {
     const next = new Set(vbuckets);
     for (const vb of [...this.wanted]) if (!next.has(vb)) this.wanted.delete(vb);
     for (const vb of next) this.wanted.add(vb);
+    for (const vb of [...this.retrying.keys()]) this.stopRetrying(vb);
     const toAdd = [...next].filter((vb) => !this.open.has(vb));
     const toClose = [...this.open].filter((vb) => !next.has(vb));
-    const results = await Promise.all([
-      ...toAdd.map((vb) => this.addStream(vb, 0)),
+    return Promise.all([
+      ...toAdd.map((vb) => this.addReplica(vb)),
       ...toClose.map((vb) => this.closeBoth(vb)),
     ]);
-    this.metrics.setStreamCount(this.open.size);
-    return results;
   }
 
-  private async addStream(vb: number, flags: number): Promise<StreamResult> {
-    const conn = this.consumerConn!;
-    const opaque = this.opaques.make(vb, 'add_stream');
+  /** Adds a replica stream; one that does not come back is retried with backoff while wanted (C). */
+  private async addReplica(vb: number): Promise<StreamResult> {
+    const result = await this.addStream(vb);
+    if (result.ok) {
+      this.stopRetrying(vb);
+      if (this.wanted.has(vb)) this.markOpen(vb);
+    } else if (this.wanted.has(vb) && !this.closed) {
+      this.retryStream(vb);
+    }
+    return result;
+  }
+
+  private async addStream(vb: number): Promise<StreamResult> {
+    const conn = this.consumerConn;
+    if (!conn || conn.isClosed) return { vbucket: vb, ok: false, error: 'not connected' };
     try {
-      const response = await conn.request(encodeAddStream({ opaque, vbucket: vb, flags }), {
-        opaque,
-        opcode: Opcode.DCP_ADD_STREAM,
-        timeoutMs: this.requestTimeoutMs,
-      });
+      const response = await this.inject(
+        conn,
+        vb,
+        'add_stream',
+        (opaque) => encodeAddStream({ opaque, vbucket: vb, flags: 0 }),
+        Opcode.DCP_ADD_STREAM,
+      );
       const { status } = decodeAddStreamResponse(response);
       if (status !== Status.Success) return { vbucket: vb, ok: false, error: statusName(status) };
-      if (flags === 0) this.open.add(vb);
       return { vbucket: vb, ok: true };
     } catch (error) {
+      // no answer: the consumer may still hold the stream; close it so the retry starts clean
+      if (!conn.isClosed && !this.closed) await this.closeOn(conn, vb, 'close_stream').catch(() => undefined);
+      this.tracks.retire(vb);
       return { vbucket: vb, ok: false, error: error instanceof Error ? error.message : String(error) };
     }
+  }
+
+  /** Schedules the next ADD_STREAM of a wanted stream that did not come back; shown on /metrics. */
+  private retryStream(vb: number): void {
+    let retry = this.retrying.get(vb);
+    if (!retry) {
+      retry = { timer: undefined, failures: 0 };
+      this.retrying.set(vb, retry);
+      this.metrics.streamsChanged('retrying', 1);
+    }
+    if (retry.timer) return;
+    const policy = this.options.streamRetry ?? {};
+    const min = policy.minBackoffMs ?? 500;
+    const max = policy.maxBackoffMs ?? 30_000;
+    const jitter = this.randomizeBackoff ? 1 + Math.random() : 1;
+    const delay = Math.min(max, min * 2 ** retry.failures * jitter);
+    retry.failures++;
+    const entry = retry;
+    retry.timer = setTimeout(() => {
+      entry.timer = undefined;
+      if (this.closed || !this.wanted.has(vb) || this.retrying.get(vb) !== entry) return;
+      this.log.info({ vb, attempt: entry.failures + 1 }, 'retrying a replica stream');
+      this.connect()
+        .then(() => this.addReplica(vb))
+        .catch((error: unknown) => {
+          this.log.warn({ vb, err: String(error) }, 'replica stream retry failed');
+          if (!this.closed && this.wanted.has(vb) && this.retrying.get(vb) === entry) this.retryStream(vb);
+        });
+    }, delay);
+  }
+
+  private stopRetrying(vb: number): void {
+    const retry = this.retrying.get(vb);
+    if (!retry) return;
+    clearTimeout(retry.timer);
+    this.retrying.delete(vb);
+    this.metrics.streamsChanged('retrying', -1);
+  }
+
+  private markOpen(vb: number): void {
+    if (this.open.has(vb)) return;
+    this.open.add(vb);
+    this.metrics.streamsChanged('open', 1);
+  }
+
+  /** Returns true when `vb` was open. */
+  private markClosed(vb: number): boolean {
+    if (!this.open.delete(vb)) return false;
+    this.metrics.streamsChanged('open', -1);
+    return true;
+  }
+
+  private async closeOn(
+    conn: FrameConnection,
+    vb: number,
+    command: 'close_stream' | 'close_stream_producer',
+  ): Promise<boolean> {
+    const response = await this.inject(
+      conn,
+      vb,
+      command,
+      (opaque) => encodeCloseStream({ opaque, vbucket: vb }),
+      Opcode.DCP_CLOSE_STREAM,
+    );
+    // KEY_ENOENT counts as closed (ns_server, dcp-spec §10.4)
+    if (
+      response.status !== Status.Success &&
+      response.status !== Status.KeyEnoent &&
+      response.status !== Status.DcpStreamNotFound
+    ) {
+      throw new StatusError(
+        Opcode.DCP_CLOSE_STREAM,
+        response.status,
+        `vb ${vb} on the ${command === 'close_stream' ? 'consumer' : 'producer'}`,
+      );
+    }
+    return response.status === Status.Success;
   }
 
   /**
    * Closes `vb`'s stream on both sides and waits for both replies and for the producer's STREAM_END
-   * (bounded). The stream's opaque is retired first, so its late frames are dropped.
+   * (bounded). The stream's opaque is retired first, so its late frames are dropped. Never rejects.
    */
   private async closeBoth(vb: number): Promise<StreamResult> {
-    const track = this.track(vb);
-    if (track.opaque !== undefined) track.retired.add(track.opaque);
-    this.open.delete(vb);
-    const closeOn = async (conn: FrameConnection, command: 'close_stream' | 'close_stream_producer') => {
-      const opaque = this.opaques.make(vb, command);
-      const response = await conn.request(encodeCloseStream({ opaque, vbucket: vb }), {
-        opaque,
-        opcode: Opcode.DCP_CLOSE_STREAM,
-        timeoutMs: this.requestTimeoutMs,
-      });
-      // KEY_ENOENT counts as closed (ns_server, dcp-spec §10.4)
-      if (
-        response.status !== Status.Success &&
-        response.status !== Status.KeyEnoent &&
-        response.status !== Status.DcpStreamNotFound
-      ) {
-        throw new StatusError(
-          Opcode.DCP_CLOSE_STREAM,
-          response.status,
-          `vb ${vb} on the ${command === 'close_stream' ? 'consumer' : 'producer'}`,
-        );
-      }
-      return response.status === Status.Success;
-    };
-    try {
-      const streamEnd =
-        track.opaque === undefined
-          ? Promise.resolve()
-          : this.waitStreamEnd(track, track.opaque, this.requestTimeoutMs);
-      const [, producerHadStream] = await Promise.all([
-        closeOn(this.consumerConn!, 'close_stream'),
-        closeOn(this.producerConn!, 'close_stream_producer'),
-      ]);
-      // the producer sends STREAM_END(Closed) only when it had the stream
-      if (producerHadStream) await streamEnd;
-      else this.cancelStreamEndWait(track);
-      return { vbucket: vb, ok: true };
-    } catch (error) {
-      this.cancelStreamEndWait(track);
+    this.markClosed(vb);
+    const consumer = this.consumerConn;
+    const producer = this.producerConn;
+    const retired = this.tracks.retire(vb);
+    if (!consumer || !producer) return { vbucket: vb, ok: false, error: 'not connected' };
+    // expected before the close goes out: the STREAM_END may come before the reply
+    const end = retired === undefined ? undefined : this.tracks.expectEnd(vb, retired);
+    const [onConsumer, onProducer] = await Promise.allSettled([
+      this.closeOn(consumer, vb, 'close_stream'),
+      this.closeOn(producer, vb, 'close_stream_producer'),
+    ]);
+    const failed = [onConsumer, onProducer].find((r) => r.status === 'rejected');
+    // the producer sends STREAM_END(Closed) only when it had the stream
+    if (onProducer.status === 'fulfilled' && onProducer.value && end) {
+      const outcome = await end.wait(this.requestTimeoutMs, this.closer.signal);
+      if (outcome === 'timeout' && !failed)
+        return {
+          vbucket: vb,
+          ok: false,
+          error: `no STREAM_END(Closed) of stream ${retired} within ${this.requestTimeoutMs} ms`,
+        };
+    } else {
+      end?.cancel();
+    }
+    if (failed) {
+      const error = failed.reason;
       return { vbucket: vb, ok: false, error: error instanceof Error ? error.message : String(error) };
     }
-  }
-
-  private waitStreamEnd(track: StreamTrack, opaque: number, timeoutMs: number): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        track.endWaiter = undefined;
-        reject(new TimeoutError(`STREAM_END(Closed) of stream ${opaque}`, timeoutMs));
-      }, timeoutMs);
-      track.endWaiter = {
-        opaque,
-        resolve: () => {
-          clearTimeout(timer);
-          resolve();
-        },
-      };
-    });
-  }
-
-  private cancelStreamEndWait(track: StreamTrack): void {
-    track.endWaiter?.resolve();
-    track.endWaiter = undefined;
+    return { vbucket: vb, ok: true };
   }
 
   // ---- takeover ---------------------------------------------------------------------------------
 
-  /**
-   * Moves `vb` to the consumer node: closes any replica stream on both sides, then runs takeover
-   * attempts under p-retry until the consumer is active (and the producer dead), or fails with a
-   * TakeoverError with the producer's vBucket active again and no stream left open.
-   */
-  async takeover(vb: number, options: TakeoverOptions = {}): Promise<{ attempts: number; ms: number }> {
-    await this.connect();
-    const started = Date.now();
-    const attempts = options.attempts ?? 5;
-    const deadline = options.deadlineMs ?? 60_000;
-    this.metrics.takeovers.inc({ outcome: 'started' });
-    if (this.open.has(vb) || this.wanted.has(vb)) {
-      this.wanted.delete(vb);
-      const closed = await this.closeBoth(vb);
-      if (!closed.ok) throw new TakeoverError(vb, 0, `could not close the replica stream: ${closed.error}`);
-    }
-    // a takeover cut short earlier (a killed proxy, a lost connection) may have left the vBucket
-    // moved already, or dead on both sides: settle that first (invariants 1 and 2)
-    if ((await this.reconcile(vb, false)) === 'moved') {
-      this.log.info({ vb }, 'already moved: the consumer is active and the producer dead');
-      this.metrics.takeovers.inc({ outcome: 'succeeded' });
-      return { attempts: 0, ms: Date.now() - started };
-    }
-    let made = 0;
+  /** Moves `vb` to the consumer node with the retry protocol of DESIGN.md (see TakeoverDriver). */
+  async takeover(vb: number, options: TakeoverOptions = {}): Promise<TakeoverResult> {
+    this.assertOpen();
+    if (this.takingOver.has(vb)) throw new TakeoverInProgressError(vb);
+    this.takingOver.add(vb);
     try {
-      await pRetry(
-        async () => {
-          made++;
-          const remaining = deadline - (Date.now() - started);
-          if (remaining <= 0) throw new AbortError(`deadline of ${deadline} ms passed`);
-          try {
-            await this.connect();
-            await this.takeoverAttempt(vb, remaining);
-          } catch (error) {
-            // the connection broke after the consumer took the active state: the move is done
-            if ((await this.cleanUpAttempt(vb)) === 'moved') return;
-            if (error instanceof RetryAsked || isRetriable(error)) {
-              this.metrics.takeovers.inc({ outcome: 'retried' });
-              throw error;
-            }
-            throw new AbortError(error instanceof Error ? error : String(error));
-          }
-        },
-        {
-          retries: attempts - 1,
-          minTimeout: options.minBackoffMs ?? 50,
-          maxTimeout: options.maxBackoffMs ?? 2_000,
-          factor: 2,
-          randomize: true,
-          maxRetryTime: deadline,
-          onFailedAttempt: ({ error, attemptNumber }) => {
-            this.log.info({ vb, attempt: attemptNumber, err: error.message }, 'takeover attempt failed');
-          },
-        },
-      );
-    } catch (error) {
-      this.metrics.takeovers.inc({ outcome: 'failed' });
-      const reason = error instanceof Error ? error.message : String(error);
-      throw new TakeoverError(vb, made, reason, { cause: error });
+      await this.connect();
+      return await this.driver.run(vb, options);
+    } finally {
+      this.takingOver.delete(vb);
     }
-    const ms = Date.now() - started;
-    this.metrics.takeovers.inc({ outcome: 'succeeded' });
-    this.metrics.takeoverSeconds.observe(ms / 1000);
-    this.log.info({ vb, attempts: made, ms }, 'takeover done');
-    return { attempts: made, ms };
   }
 
-  /** One attempt with a new generation: resolves when done, rejects on a retry ask or a failure. */
-  private takeoverAttempt(vb: number, budgetMs: number): Promise<void> {
-    const generation = this.opaques.nextGeneration(vb);
-    const addOpaque = this.opaques.make(vb, 'add_stream');
-    const attempt = new TakeoverAttempt(vb, generation, addOpaque, this.consumerConn);
-    this.takeovers.set(vb, attempt);
-    this.log.info({ vb, generation, opaque: addOpaque }, 'takeover attempt');
-    return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () => finish(new TimeoutError(`takeover attempt of vb ${vb}`, budgetMs)),
-        budgetMs,
-      );
-      const finish = (error?: unknown) => {
-        if (attempt.finished) return;
-        clearTimeout(timer);
-        this.takeoverEvents.delete(vb);
-        if (error === undefined) {
-          attempt.move('done');
-          resolve();
-        } else {
-          attempt.move(error instanceof RetryAsked ? 'retry_asked' : 'failed');
-          reject(error);
-        }
-      };
-      this.takeoverEvents.set(vb, (event, detail) => {
-        if (event === 'retry') finish(new RetryAsked(vb, String(detail)));
-        else if (event === 'error') finish(detail);
-        else if (attempt.complete) finish();
-      });
-      this.consumerConn!.request(
-        encodeAddStream({ opaque: addOpaque, vbucket: vb, flags: StreamFlag.TakeOver }),
-        {
-          opaque: addOpaque,
-          opcode: Opcode.DCP_ADD_STREAM,
-          timeoutMs: budgetMs,
-        },
-      )
-        .then((response) => {
-          const { status } = decodeAddStreamResponse(response);
-          if (status === Status.Etmpfail) return finish(new RetryAsked(vb, 'ETMPFAIL to ADD_STREAM'));
-          if (status !== Status.Success)
-            return finish(new StatusError(Opcode.DCP_ADD_STREAM, status, `takeover of vb ${vb}`));
-          attempt.addAcked = true;
-          if (attempt.complete) finish();
-        })
-        .catch((error) => finish(error));
-    });
-  }
-
-  /**
-   * After a failed attempt: retire the stream, close it on the producer and wait for its reply and its
-   * STREAM_END(Closed) (bounded), close it on the consumer, and make the producer's vBucket active again
-   * if it went dead, and the consumer's a replica again if it went pending (invariants 1 and 2).
-   */
-  private async cleanUpAttempt(vb: number): Promise<'moved' | 'restored'> {
-    const attempt = this.takeovers.get(vb);
-    this.takeovers.delete(vb);
-    // the attempt's stream lives on the connections it ran on; if those went, so did the stream (and
-    // its opaques mean nothing on the new connections)
-    const same =
-      attempt !== undefined && attempt.connection === this.consumerConn && !this.consumerConn?.isClosed;
-    if (same && this.producerConn && !this.producerConn.isClosed) {
-      const track = this.track(vb);
-      if (attempt.streamOpaque !== undefined) track.opaque = attempt.streamOpaque;
-      const closed = await this.closeBoth(vb);
-      if (!closed.ok) this.log.warn({ vb, err: closed.error }, 'closing the failed takeover stream');
-    }
-    return this.reconcile(vb, true);
-  }
-
-  /**
-   * Looks at both copies of `vb` (control connections) and restores invariants 1 and 2 after a cut:
-   * consumer active → the move is done (the producer must be dead); otherwise the producer is made
-   * active again if it went dead, and a consumer left pending goes back to replica. A dead producer is
-   * revived only when this takeover killed it (`ours`) or the consumer is pending (a takeover to it was
-   * cut between the two acks); a producer dead for another reason may be active elsewhere.
-   */
-  private async reconcile(vb: number, ours: boolean): Promise<'moved' | 'restored'> {
-    try {
-      const producer = await this.control('producer');
-      const consumer = await this.control('consumer');
-      const consumerState = await getVBucketState(consumer, vb, this.requestTimeoutMs);
-      const producerState = await getVBucketState(producer, vb, this.requestTimeoutMs);
-      if (consumerState === VBucketState.Active) {
-        if (producerState === VBucketState.Active) {
-          throw new TakeoverError(vb, 0, 'both copies are active: refusing to touch them (invariant 1)');
-        }
-        return 'moved';
-      }
-      if (producerState === VBucketState.Dead) {
-        if (!ours && consumerState !== VBucketState.Pending) {
-          throw new TakeoverError(
-            vb,
-            0,
-            `the source copy is dead and the target is ${vbucketStateName(consumerState)}: nothing to move from here`,
-          );
-        }
-        await setVBucketState(producer, vb, VBucketState.Active, this.requestTimeoutMs);
-        this.log.info({ vb }, 'producer vBucket set active again');
-      }
-      if (consumerState === VBucketState.Pending) {
-        await setVBucketState(consumer, vb, VBucketState.Replica, this.requestTimeoutMs);
-      }
-      return 'restored';
-    } catch (error) {
-      this.log.error({ vb, err: String(error) }, 'could not reconcile vBucket states');
-      throw error;
-    }
+  private host(): TakeoverHost {
+    return {
+      log: this.log,
+      metrics: this.metrics,
+      clock: this.clock,
+      randomizeBackoff: this.randomizeBackoff,
+      requestTimeoutMs: this.requestTimeoutMs,
+      signal: this.closer.signal,
+      connect: () => this.connect(),
+      dropReplicaStream: async (vb) => {
+        this.stopRetrying(vb);
+        const had = this.open.has(vb) || this.wanted.has(vb);
+        this.wanted.delete(vb);
+        return had ? this.closeBoth(vb) : undefined;
+      },
+      beginAttempt: (vb, timeoutMs) => {
+        const conn = this.consumerConn;
+        if (!conn || conn.isClosed) throw new ConnectionClosedError(this.name, 'consumer connection not up');
+        const generation = this.opaques.nextGeneration(vb);
+        const opaque = this.opaques.make(vb, 'add_stream');
+        const attempt = new TakeoverAttempt(vb, generation, opaque, conn);
+        this.attempts.set(vb, attempt);
+        this.log.info({ vb, generation, opaque }, 'takeover attempt');
+        const added = this.inject(
+          conn,
+          vb,
+          'add_stream',
+          (o) => encodeAddStream({ opaque: o, vbucket: vb, flags: StreamFlag.TakeOver }),
+          Opcode.DCP_ADD_STREAM,
+          timeoutMs,
+          opaque,
+        ).then((response) => decodeAddStreamResponse(response).status);
+        return { attempt, added };
+      },
+      endAttempt: (vb) => {
+        this.attempts.delete(vb);
+      },
+      runsOnCurrentConnections: (attempt) =>
+        attempt.connection === this.consumerConn &&
+        !this.consumerConn?.isClosed &&
+        this.producerConn !== undefined &&
+        !this.producerConn.isClosed,
+      closeBoth: (vb) => this.closeBoth(vb),
+      control: (side) => this.control(side),
+    };
   }
 
   // ---- connection loss --------------------------------------------------------------------------
 
-  private connectionLost(side: 'producer' | 'consumer', error?: Error): void {
-    if (this.closing) return;
-    const conn = side === 'producer' ? this.producerConn : this.consumerConn;
-    if (!conn) return;
+  private connectionLost(side: 'producer' | 'consumer', conn: FrameConnection, error?: Error): void {
+    if (this.closed) return;
+    // a late close of a connection already replaced must not tear down the fresh one (defect 9)
+    if (conn !== (side === 'producer' ? this.producerConn : this.consumerConn)) return;
     this.log.warn({ side, err: error?.message }, 'connection lost; reconnecting');
     // both halves go: a replicator is a pair (ns_server's dcp_replicator restarts both)
-    this.producerConn?.close();
-    this.consumerConn?.close();
+    const producer = this.producerConn;
+    const consumer = this.consumerConn;
     this.producerConn = undefined;
     this.consumerConn = undefined;
+    producer?.close();
+    consumer?.close();
     // stream opaques are per connection: nothing of the old connections can arrive on the new ones,
     // and the new consumer connection numbers its streams from 1 again
-    for (const track of this.tracks.values()) this.cancelStreamEndWait(track);
     this.tracks.clear();
-    for (const [vb, notify] of this.takeoverEvents) {
-      notify(
-        'error',
-        new ConnectionClosedError(this.name, `${side} connection lost during takeover of vb ${vb}`),
-      );
+    for (const [vb, attempt] of this.attempts) {
+      attempt.emit({
+        kind: 'error',
+        error: new ConnectionClosedError(this.name, `${side} connection lost during takeover of vb ${vb}`),
+      });
     }
-    this.open.clear();
-    this.metrics.setStreamCount(0);
+    for (const vb of [...this.open]) this.markClosed(vb);
+    for (const vb of [...this.retrying.keys()]) this.stopRetrying(vb);
     void this.reconnect();
   }
 
   private async reconnect(): Promise<void> {
     try {
-      await pRetry(async () => {
-        if (this.closing) throw new AbortError('replicator closed');
-        this.metrics.reconnects.inc();
-        await this.connect();
-      }, reconnectOptions(this.options.reconnect));
+      await pRetry(
+        async () => {
+          if (this.closed) throw new AbortError(new ReplicatorClosedError(this.name));
+          this.metrics.reconnects.inc();
+          await this.connect();
+        },
+        { ...reconnectOptions(this.options.reconnect), signal: this.closer.signal },
+      );
       // the consumer resumes each stream from its own position: nothing lost, nothing applied twice
       const results = await this.setStreams([...this.wanted]);
       const failed = results.filter((r) => !r.ok);
-      if (failed.length > 0) this.log.warn({ failed }, 'some streams did not come back');
+      if (failed.length > 0) this.log.warn({ failed }, 'some streams did not come back; retrying them');
     } catch (error) {
+      if (this.closed) return;
       this.log.error({ err: String(error) }, 'could not reconnect');
+      // still wanted: shown as retrying rather than silently gone
+      for (const vb of this.wanted) if (!this.retrying.has(vb)) this.retryStream(vb);
     }
   }
 
+  /** Ends every takeover and retry in flight at once, closes the replica streams, then the connections. */
   async close(): Promise<void> {
-    this.closing = true;
+    if (this.closed) return;
+    this.closer.abort(new ReplicatorClosedError(this.name));
+    for (const vb of [...this.retrying.keys()]) this.stopRetrying(vb);
     const open = [...this.open];
     if (this.consumerConn && this.producerConn) await Promise.all(open.map((vb) => this.closeBoth(vb)));
-    for (const conn of [this.consumerConn, this.producerConn, this.producerControl, this.consumerControl])
-      conn?.close();
+    const controls = await Promise.allSettled(this.controls.values());
+    this.controls.clear();
+    for (const c of controls) if (c.status === 'fulfilled') c.value.close();
+    for (const conn of [this.consumerConn, this.producerConn]) conn?.close();
   }
 }

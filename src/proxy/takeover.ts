@@ -1,6 +1,8 @@
 // The state of one takeover attempt as the proxy sees it (dcp-spec §10.5, with DESIGN.md's retry).
 // One transition function; illegal moves throw.
 
+import { DcpxError, Status, VBucketState, vbucketStateName } from '../protocol/index.js';
+
 export type TakeoverPhase =
   /** ADD_STREAM(TakeOver) sent to the consumer; its STREAM_REQ not yet seen. */
   | 'requested'
@@ -20,6 +22,19 @@ const NEXT: Record<TakeoverPhase, readonly TakeoverPhase[]> = {
   failed: [],
 };
 
+/** The consumer asked for a retry (ETMPFAIL to ADD_STREAM or to a set-state). */
+export class RetryAsked extends DcpxError {
+  constructor(vbucket: number, what: string) {
+    super('DCPX_ERR_RETRY_ASKED', `vb ${vbucket}: the consumer asked for a retry (${what})`);
+  }
+}
+
+/** What the frame interception tells the attempt waiting on it. */
+export type AttemptEvent =
+  | { kind: 'progress' }
+  | { kind: 'retry'; detail: string }
+  | { kind: 'error'; error: Error };
+
 export class TakeoverAttempt {
   phase: TakeoverPhase = 'requested';
   streamOpaque: number | undefined;
@@ -28,7 +43,8 @@ export class TakeoverAttempt {
   addAcked = false;
   pendingAcked = false;
   activeAcked = false;
-  readonly startedAt = Date.now();
+  /** Set by the driver while it waits on the attempt. */
+  listener: ((event: AttemptEvent) => void) | undefined;
 
   constructor(
     readonly vbucket: number,
@@ -54,5 +70,39 @@ export class TakeoverAttempt {
 
   get finished(): boolean {
     return this.phase === 'done' || this.phase === 'retry_asked' || this.phase === 'failed';
+  }
+
+  // ---- what the interception saw ----------------------------------------------------------------
+
+  /** The consumer's STREAM_REQ for the attempt's vBucket. */
+  streamRequested(opaque: number): void {
+    if (this.finished) return;
+    this.streamOpaque = opaque;
+    this.move('opaque_known');
+  }
+
+  /**
+   * The consumer's reply to SET_VBUCKET_STATE on the attempt's stream. Returns true when the reply must
+   * not reach the producer (the retry ask: a producer treats any set-state reply as an ack).
+   */
+  stateReplied(status: number): boolean {
+    if (status === Status.Etmpfail) {
+      this.emit({
+        kind: 'retry',
+        detail: `ETMPFAIL to SET_VBUCKET_STATE(${vbucketStateName(this.requestedState ?? 0)})`,
+      });
+      return true;
+    }
+    if (status === Status.Success) {
+      if (this.requestedState === VBucketState.Pending) this.pendingAcked = true;
+      if (this.requestedState === VBucketState.Active) this.activeAcked = true;
+      this.requestedState = undefined;
+      this.emit({ kind: 'progress' });
+    }
+    return false;
+  }
+
+  emit(event: AttemptEvent): void {
+    this.listener?.(event);
   }
 }
