@@ -3,6 +3,7 @@ import { VERSION } from '../version.js';
 import { registerBench } from './bench-command.js';
 import { registerConform } from './conform-command.js';
 import { registerDemo } from './demo.js';
+import { installLastResort } from './last-resort.js';
 import { registerNode } from './node-command.js';
 import { registerProxy } from './proxy-command.js';
 import { registerRelay } from './relay-command.js';
@@ -22,5 +23,7 @@ export async function main(argv: string[]): Promise<void> {
   registerRelay(program);
   registerConform(program);
   registerBench(program);
+  // every command gets the same last resort, named after itself (defect 1)
+  program.hook('preAction', (_program, action) => installLastResort(`dcpx ${action.name()}`));
   await program.parseAsync(argv);
 }

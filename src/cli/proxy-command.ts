@@ -24,6 +24,7 @@ interface MoveFlags {
   password?: string;
   attempts: string;
   deadlineMs: string;
+  requestTimeoutMs: string;
 }
 
 export function registerProxy(program: Command): void {
@@ -91,6 +92,7 @@ export function registerProxy(program: Command): void {
     .option('--password <password>', 'SASL password')
     .option('--attempts <n>', 'most takeover attempts', '5')
     .option('--deadline-ms <ms>', 'total time budget', '60000')
+    .option('--request-timeout-ms <ms>', 'deadline of each request to a node', '10000')
     .action(async (flags: MoveFlags) => {
       const logger = cliLogger('dcpx-move');
       const vb = Number(flags.vbucket);
@@ -101,6 +103,7 @@ export function registerProxy(program: Command): void {
         user: flags.user,
         password: flags.password,
         logger,
+        requestTimeoutMs: Number(flags.requestTimeoutMs),
       });
       try {
         const { attempts, ms } = await replicator.takeover(vb, {
