@@ -65,7 +65,11 @@ export function registerProxy(program: Command): void {
       let adminUrl = '';
       if (flags.adminPort !== undefined) {
         admin = new AdminServer(metrics.registry, () => ({
-          replicators: replicators.map((r) => ({ name: r.name, streams: r.streams })),
+          replicators: replicators.map((r) => ({
+            name: r.name,
+            streams: r.streams,
+            retrying: r.retryingStreams,
+          })),
         }));
         const address = await admin.listen(Number(flags.adminPort));
         adminUrl = ` admin http://${address.address}:${address.port}`;

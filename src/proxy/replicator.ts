@@ -166,6 +166,11 @@ export class Replicator {
     return [...this.open].sort((a, b) => a - b);
   }
 
+  /** The wanted vBuckets whose replica stream did not come back and is being retried (issue 9 C). */
+  get retryingStreams(): number[] {
+    return [...this.retrying.keys()].sort((a, b) => a - b);
+  }
+
   /** Entries held for finished work (all zero when nothing runs): a check that nothing only grows. */
   footprint(): { takeovers: number; pendingRequests: number } {
     return { takeovers: this.attempts.size + this.takingOver.size, pendingRequests: this.opaques.size };

@@ -278,12 +278,14 @@ describe('C: a replica stream the producer refuses', () => {
     const r = replicator(fake.port, b.address.port, { streamRetry: { minBackoffMs: 50, maxBackoffMs: 50 } });
     const [first] = await r.setStreams([VB]);
     expect(first).toEqual({ vbucket: VB, ok: false, error: 'Erange' });
+    expect(r.retryingStreams).toEqual([VB]);
     expect(await metricsText(r)).toContain('dcpx_proxy_streams{state="retrying"} 1');
     await until(() => r.streams.includes(VB), 'stream back');
     const text = await metricsText(r);
     expect(text).toContain('dcpx_proxy_stream_refusals_total{status="Erange"} 2');
     expect(text).toContain('dcpx_proxy_streams{state="retrying"} 0');
     expect(text).toContain('dcpx_proxy_streams{state="open"} 1');
+    expect(r.retryingStreams).toEqual([]);
   });
 });
 
