@@ -1,0 +1,166 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import * as p from '../../src/protocol/index.js';
+import {
+  connectTcp,
+  type FrameConnection,
+  type FrameServer,
+  listenTcp,
+} from '../../src/protocol/transport/index.js';
+import { ProxyMetrics } from '../../src/proxy/metrics.js';
+import { TakeoverAttempt } from '../../src/proxy/takeover.js';
+import { TakeoverDriver, TakeoverError, type TakeoverHost } from '../../src/proxy/takeover-driver.js';
+
+// DESIGN.md's retry protocol, read in one place and tested there: the driver against a scripted host
+// (each attempt does what the script says) and two fake copies of the vBucket answering GET_VBUCKET and
+// SET_VBUCKET, on an injected clock with no jitter.
+
+const VB = 7;
+const { Active, Replica, Dead } = p.VBucketState;
+type Step = 'retry' | 'done' | 'refused' | 'lost';
+
+const cleanups: (() => Promise<unknown> | unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+/** One fake copy of the vBucket: its state, read and set over the wire. */
+async function copy(initial: p.VBucketState) {
+  const state = { value: initial };
+  const server: FrameServer = await listenTcp({ port: 0 }, (conn) => {
+    conn.on('frame', (f) => {
+      if (f.opcode === p.Opcode.GET_VBUCKET)
+        conn.send(p.encodeGetVBucketResponse({ opaque: f.opaque, status: 0, state: state.value }));
+      if (f.opcode === p.Opcode.SET_VBUCKET) {
+        state.value = p.decodeSetVBucket(f).state;
+        conn.send(p.encodeStatusResponse({ opcode: f.opcode, opaque: f.opaque, status: 0 }));
+      }
+    });
+  });
+  cleanups.push(() => server.close());
+  let conn: Promise<FrameConnection> | undefined;
+  return {
+    state,
+    control: () => {
+      conn ??= connectTcp({ host: '127.0.0.1', port: server.address().port });
+      cleanups.push(async () => (await conn!).destroy());
+      return conn;
+    },
+  };
+}
+
+async function scripted(steps: Step[], options: { onClose?: () => void } = {}) {
+  const producer = await copy(Active);
+  const consumer = await copy(Replica);
+  const log: string[] = [];
+  const clock = { t: 0, now: () => clock.t };
+  const closer = new AbortController();
+  let n = 0;
+  const host: TakeoverHost = {
+    log: p.silentLogger,
+    metrics: new ProxyMetrics(),
+    clock,
+    randomizeBackoff: false,
+    requestTimeoutMs: 1_000,
+    signal: closer.signal,
+    connect: async () => {},
+    dropReplicaStream: async () => undefined,
+    beginAttempt: (vb) => {
+      const step = steps[n++] ?? 'refused';
+      log.push(`attempt ${n}: ${step}`);
+      const attempt = new TakeoverAttempt(vb, n, n, 'connection');
+      const added = Promise.resolve(step === 'refused' ? p.Status.Einval : p.Status.Success);
+      setImmediate(() => {
+        if (step === 'refused') return;
+        attempt.streamRequested(100 + n);
+        // the producer's takeover: pending acked → the old copy dead (dcp-spec §9)
+        attempt.requestedState = p.VBucketState.Pending;
+        if (attempt.stateReplied(p.Status.Success)) return;
+        producer.state.value = Dead;
+        attempt.requestedState = Active;
+        if (step === 'retry') attempt.stateReplied(p.Status.Etmpfail);
+        if (step === 'done' || step === 'lost') consumer.state.value = Active;
+        if (step === 'done') attempt.stateReplied(p.Status.Success);
+        if (step === 'lost') attempt.emit({ kind: 'error', error: new p.ConnectionClosedError('c', 'cut') });
+      });
+      return { attempt, added };
+    },
+    endAttempt: () => {},
+    runsOnCurrentConnections: () => true,
+    closeBoth: async (vb) => {
+      log.push('close');
+      options.onClose?.();
+      return { vbucket: vb, ok: true };
+    },
+    control: (side) => (side === 'producer' ? producer.control() : consumer.control()),
+  };
+  return { driver: new TakeoverDriver(host), producer, consumer, log, clock, closer };
+}
+
+describe('the takeover driver', () => {
+  it('cleans each asked-for retry up (close, source active again) before the next attempt', async () => {
+    const { driver, producer, consumer, log } = await scripted(['retry', 'retry', 'done']);
+    const result = await driver.run(VB, { attempts: 5, minBackoffMs: 1 });
+    expect(result.attempts).toBe(3);
+    expect(log).toEqual(['attempt 1: retry', 'close', 'attempt 2: retry', 'close', 'attempt 3: done']);
+    expect([producer.state.value, consumer.state.value]).toEqual([Dead, Active]);
+  });
+
+  it('aborts on a refusal no retry can fix, after its cleanup: one attempt, the source active', async () => {
+    const { driver, producer, log } = await scripted(['refused', 'done']);
+    const error = await driver.run(VB, { attempts: 5, minBackoffMs: 1 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TakeoverError);
+    expect((error as TakeoverError).attempts).toBe(1);
+    expect((error as TakeoverError).message).toMatch(/Einval/);
+    expect(log).toEqual(['attempt 1: refused', 'close']);
+    expect(producer.state.value).toBe(Active);
+  });
+
+  it('aborts when the cleanup finds both copies active, whatever attempts are left (invariant 1)', async () => {
+    let consumerCopy: { value: p.VBucketState } | undefined;
+    const s = await scripted(['retry', 'done'], {
+      onClose: () => {
+        consumerCopy!.value = Active;
+        s.producer.state.value = Active;
+      },
+    });
+    consumerCopy = s.consumer.state;
+    const error = await s.driver.run(VB, { attempts: 5, minBackoffMs: 1 }).catch((e: unknown) => e);
+    expect((error as TakeoverError).attempts).toBe(1);
+    expect((error as TakeoverError).message).toMatch(/both copies are active/);
+    expect(s.log).toEqual(['attempt 1: retry', 'close']);
+  });
+
+  it('counts a connection lost after the consumer went active as done', async () => {
+    const { driver, log } = await scripted(['lost']);
+    const result = await driver.run(VB, { attempts: 5, minBackoffMs: 1 });
+    expect(result.attempts).toBe(1);
+    expect(log).toEqual(['attempt 1: lost', 'close']);
+  });
+
+  it('stops when the injected clock passes the deadline, between attempts', async () => {
+    let clockRef: { t: number } | undefined;
+    const s = await scripted(['retry', 'retry', 'retry', 'retry'], {
+      onClose: () => {
+        clockRef!.t += 600;
+      },
+    });
+    clockRef = s.clock;
+    const error = await s.driver
+      .run(VB, { attempts: 10, deadlineMs: 1_000, minBackoffMs: 1 })
+      .catch((e) => e);
+    expect((error as TakeoverError).attempts).toBe(2);
+    expect((error as TakeoverError).message).toMatch(/deadline of 1000 ms passed/);
+    expect(s.producer.state.value).toBe(Active);
+  });
+
+  it('ends at once when its owner closes, with the closing reason as the cause', async () => {
+    const s = await scripted(['retry', 'retry', 'retry']);
+    const reason = new Error('owner closed');
+    const run = s.driver.run(VB, { attempts: 3, minBackoffMs: 60_000 }).catch((e: unknown) => e);
+    for (let i = 0; i < 1_000 && !s.log.includes('close'); i++) await new Promise((r) => setTimeout(r, 2));
+    s.closer.abort(reason);
+    const error = await run;
+    expect(error).toBeInstanceOf(TakeoverError);
+    expect((error as TakeoverError).cause).toBe(reason);
+  });
+});
