@@ -63,15 +63,18 @@ interface FakeConsumer {
   server: FrameServer;
   port: number;
   addStreams: p.Frame[];
+  /** CLOSE_STREAMs held unanswered (with `holdCloses`). */
+  closeStreams: p.Frame[];
   setStates: p.Frame[];
   dcp?: FrameConnection;
 }
-async function fakeConsumer(): Promise<FakeConsumer> {
+async function fakeConsumer(holdCloses = false): Promise<FakeConsumer> {
   let streamOpaque = 0;
   const fake: FakeConsumer = {
     server: undefined as unknown as FrameServer,
     port: 0,
     addStreams: [],
+    closeStreams: [],
     setStates: [],
   };
   fake.server = await listenTcp({ port: 0 }, (conn) => {
@@ -108,6 +111,7 @@ async function fakeConsumer(): Promise<FakeConsumer> {
           fake.setStates.push(f);
           return;
         case p.Opcode.DCP_CLOSE_STREAM:
+          if (holdCloses) return void fake.closeStreams.push(f);
           return reply();
         default:
           return;
@@ -156,6 +160,20 @@ describe('defect 2: late replies to the proxy’s own requests', () => {
     c.dcp!.send(p.encodeAddStreamResponse({ opaque: add.opaque, status: 0, streamOpaque: 1 }));
     await barrier(c, fake);
     expect(fake.received.filter((f) => f.isResponse && f.opcode === p.Opcode.DCP_ADD_STREAM)).toEqual([]);
+  });
+
+  it('never forwards a late CLOSE_STREAM reply to the producer', async () => {
+    const fake = await producer({ streamReq: () => 'accept' });
+    const c = await fakeConsumer(true);
+    const r = replicator(fake.port, c.port, { streamRetry: { minBackoffMs: 60_000 } });
+    const [result] = await r.setStreams([VB]);
+    expect(result?.ok).toBe(false); // the ADD_STREAM timed out, then the CLOSE_STREAM that cleans it up
+    const close = c.closeStreams[0]!;
+    c.dcp!.send(
+      p.encodeStatusResponse({ opcode: p.Opcode.DCP_CLOSE_STREAM, opaque: close.opaque, status: 0 }),
+    );
+    await barrier(c, fake);
+    expect(fake.received.filter((f) => f.isResponse && f.opcode === p.Opcode.DCP_CLOSE_STREAM)).toEqual([]);
   });
 
   it('never forwards a late Success to SET_VBUCKET_STATE of a retired attempt (the producer stays active)', async () => {
