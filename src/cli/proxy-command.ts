@@ -14,6 +14,7 @@ interface ProxyFlags {
   user?: string;
   password?: string;
   adminPort?: string;
+  requestTimeoutMs: string;
 }
 
 interface MoveFlags {
@@ -38,6 +39,7 @@ export function registerProxy(program: Command): void {
     .option('--user <user>', 'SASL user on both nodes')
     .option('--password <password>', 'SASL password')
     .option('--admin-port <port>', 'admin HTTP port for /metrics and /status')
+    .option('--request-timeout-ms <ms>', 'deadline of each request to a node', '10000')
     .action(async (flags: ProxyFlags) => {
       const logger = cliLogger('dcpx-proxy');
       const vbuckets = parseRanges(flags.vbuckets);
@@ -54,6 +56,7 @@ export function registerProxy(program: Command): void {
             password: flags.password,
             logger,
             metrics,
+            requestTimeoutMs: Number(flags.requestTimeoutMs),
           }),
       );
       const results = (

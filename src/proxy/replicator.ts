@@ -530,7 +530,7 @@ export class Replicator {
     if (this.takingOver.has(vb)) throw new TakeoverInProgressError(vb);
     this.takingOver.add(vb);
     try {
-      await this.connect();
+      // the driver connects inside its attempts: a node that is down is retried, then a TakeoverError
       return await this.driver.run(vb, options);
     } finally {
       this.takingOver.delete(vb);
@@ -550,7 +550,9 @@ export class Replicator {
         this.stopRetrying(vb);
         const had = this.open.has(vb) || this.wanted.has(vb);
         this.wanted.delete(vb);
-        return had ? this.closeBoth(vb) : undefined;
+        // without connections there is no stream to close (it went with them)
+        if (!had || !this.consumerConn || !this.producerConn) return undefined;
+        return this.closeBoth(vb);
       },
       beginAttempt: (vb, timeoutMs) => {
         const conn = this.consumerConn;

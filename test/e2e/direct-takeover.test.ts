@@ -42,6 +42,7 @@ async function setup(refuse: number) {
   const state = () =>
     `${p.vbucketStateName(a.store.vbucket(VB).state)}/${p.vbucketStateName(b.store.vbucket(VB).state)}`;
   let addReply: p.Frame | undefined;
+  let streamOpaque: number | undefined;
   // producer → consumer: everything; record the states whenever a set-state request passes
   producer.on('frame', (f) => {
     if (!f.isResponse && f.opcode === p.Opcode.DCP_SET_VBUCKET_STATE) {
@@ -53,6 +54,7 @@ async function setup(refuse: number) {
   });
   // consumer → producer: everything but the reply to our own ADD_STREAM
   consumer.on('frame', (f) => {
+    if (!f.isResponse && f.opcode === p.Opcode.DCP_STREAM_REQ) streamOpaque = f.opaque;
     if (f.isResponse && f.opcode === p.Opcode.DCP_ADD_STREAM) {
       addReply = f;
       return;
@@ -65,7 +67,7 @@ async function setup(refuse: number) {
     producer.send(f.bytes);
   });
   consumer.send(p.encodeAddStream({ opaque: 0x10000 | VB, vbucket: VB, flags: p.StreamFlag.TakeOver }));
-  return { a, b, steps, addReply: () => addReply };
+  return { a, b, steps, consumer, addReply: () => addReply, streamOpaque: () => streamOpaque };
 }
 
 async function until(cond: () => boolean, ms = 5000) {
@@ -108,5 +110,29 @@ describe('takeover over one direct connection pair, driven by the test', () => {
       t.a.store.vbucket(VB).mutate({ op: 'set', key: Buffer.from('still'), value: Buffer.from('writable') })
         .status,
     ).toBe('ok');
+    // the consumer's stream is retired: it holds no stream, and a frame of the old stream is dropped
+    const consumerStats = () => {
+      const status = t.b.status() as {
+        dcp: { role: string; stats: { streams: number; staleFramesDropped: number } }[];
+      };
+      return status.dcp.find((d) => d.role === 'consumer')!.stats;
+    };
+    expect(consumerStats().streams).toBe(0);
+    const stale = consumerStats().staleFramesDropped;
+    t.consumer.send(
+      p.encodeSnapshotMarker({
+        version: '1',
+        opaque: t.streamOpaque()!,
+        vbucket: VB,
+        startSeqno: 1000n,
+        endSeqno: 1000n,
+        flags: p.SnapshotFlag.Memory,
+      }),
+    );
+    const highSeqno = t.b.store.vbucket(VB).highSeqno;
+    await until(() => consumerStats().staleFramesDropped > stale);
+    expect(t.b.store.vbucket(VB).state).toBe(p.VBucketState.Replica);
+    expect(t.b.store.vbucket(VB).highSeqno).toBe(highSeqno);
+    expect(t.b.store.vbucket(VB).get(Buffer.from('still'))).toBeUndefined();
   });
 });
