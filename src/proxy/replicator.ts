@@ -27,6 +27,7 @@ import { forwardFrames } from './forward.js';
 import { ProxyMetrics } from './metrics.js';
 import { type ProxyCommand, ProxyOpaques } from './opaques.js';
 import { type NodeAddress, openControlSession, openDcpSession, type SessionOptions } from './sessions.js';
+import { StreamRetries, type StreamRetryPolicy } from './stream-retries.js';
 import { StreamTracks } from './stream-tracks.js';
 import { TakeoverAttempt } from './takeover.js';
 import {
@@ -65,7 +66,7 @@ export interface ReplicatorOptions {
   /** Reconnect policy when a connection drops. */
   reconnect?: ReconnectPolicy;
   /** Backoff of a replica stream the producer refused or that failed to start (retried while wanted). */
-  streamRetry?: { minBackoffMs?: number; maxBackoffMs?: number };
+  streamRetry?: StreamRetryPolicy;
   /** Where time is read for takeover deadlines (tests inject one). */
   clock?: Clock;
   /** Jitter on takeover and stream backoffs (p-retry `randomize`); default true. */
@@ -105,11 +106,6 @@ const STREAM_FRAMES: ReadonlySet<number> = new Set([
   Opcode.DCP_SEQNO_ADVANCED,
 ]);
 
-interface StreamRetry {
-  timer: NodeJS.Timeout | undefined;
-  failures: number;
-}
-
 /**
  * The replicator between one producer node and one consumer node (ns_server's dcp_replicator with its
  * two dcp_proxy halves): forwards whole frames both ways, injects its own ADD_STREAM/CLOSE_STREAM,
@@ -123,7 +119,7 @@ export class Replicator {
   private readonly tracks = new StreamTracks();
   private readonly wanted = new Set<number>();
   private readonly open = new Set<number>();
-  private readonly retrying = new Map<number, StreamRetry>();
+  private readonly retries: StreamRetries;
   /** The attempt in flight per vBucket (the interception reports to it). */
   private readonly attempts = new Map<number, TakeoverAttempt>();
   /** vBuckets with a takeover running (one at a time each). */
@@ -151,6 +147,12 @@ export class Replicator {
     this.clock = options.clock ?? systemClock;
     this.randomizeBackoff = options.randomizeBackoff ?? true;
     this.driver = new TakeoverDriver(this.host());
+    this.retries = new StreamRetries(
+      options.streamRetry ?? {},
+      this.randomizeBackoff,
+      (delta) => this.metrics.streamsChanged('retrying', delta),
+      (vb, n) => this.retryReplica(vb, n),
+    );
   }
 
   private get closed(): boolean {
@@ -168,7 +170,7 @@ export class Replicator {
 
   /** The wanted vBuckets whose replica stream did not come back and is being retried (issue 9 C). */
   get retryingStreams(): number[] {
-    return [...this.retrying.keys()].sort((a, b) => a - b);
+    return this.retries.vbuckets;
   }
 
   /** Entries held for finished work (all zero when nothing runs): a check that nothing only grows. */
@@ -296,7 +298,7 @@ export class Replicator {
       if (this.markClosed(vb)) {
         const { reason } = decodeStreamEnd(frame);
         this.log.info({ vb, reason }, 'replica stream ended by the producer');
-        if (this.wanted.has(vb)) this.retryStream(vb);
+        if (this.wanted.has(vb)) this.retries.schedule(vb);
       }
     }
     return 'proxy';
@@ -366,7 +368,7 @@ export class Replicator {
     const next = new Set(vbuckets);
     for (const vb of [...this.wanted]) if (!next.has(vb)) this.wanted.delete(vb);
     for (const vb of next) this.wanted.add(vb);
-    for (const vb of [...this.retrying.keys()]) this.stopRetrying(vb);
+    this.retries.stopAll();
     const toAdd = [...next].filter((vb) => !this.open.has(vb));
     const toClose = [...this.open].filter((vb) => !next.has(vb));
     return Promise.all([
@@ -379,10 +381,10 @@ export class Replicator {
   private async addReplica(vb: number): Promise<StreamResult> {
     const result = await this.addStream(vb);
     if (result.ok) {
-      this.stopRetrying(vb);
+      this.retries.stop(vb);
       if (this.wanted.has(vb)) this.markOpen(vb);
     } else if (this.wanted.has(vb) && !this.closed) {
-      this.retryStream(vb);
+      this.retries.schedule(vb);
     }
     return result;
   }
@@ -409,41 +411,16 @@ export class Replicator {
     }
   }
 
-  /** Schedules the next ADD_STREAM of a wanted stream that did not come back; shown on /metrics. */
-  private retryStream(vb: number): void {
-    let retry = this.retrying.get(vb);
-    if (!retry) {
-      retry = { timer: undefined, failures: 0 };
-      this.retrying.set(vb, retry);
-      this.metrics.streamsChanged('retrying', 1);
-    }
-    if (retry.timer) return;
-    const policy = this.options.streamRetry ?? {};
-    const min = policy.minBackoffMs ?? 500;
-    const max = policy.maxBackoffMs ?? 30_000;
-    const jitter = this.randomizeBackoff ? 1 + Math.random() : 1;
-    const delay = Math.min(max, min * 2 ** retry.failures * jitter);
-    retry.failures++;
-    const entry = retry;
-    retry.timer = setTimeout(() => {
-      entry.timer = undefined;
-      if (this.closed || !this.wanted.has(vb) || this.retrying.get(vb) !== entry) return;
-      this.log.info({ vb, attempt: entry.failures + 1 }, 'retrying a replica stream');
-      this.connect()
-        .then(() => this.addReplica(vb))
-        .catch((error: unknown) => {
-          this.log.warn({ vb, err: String(error) }, 'replica stream retry failed');
-          if (!this.closed && this.wanted.has(vb) && this.retrying.get(vb) === entry) this.retryStream(vb);
-        });
-    }, delay);
-  }
-
-  private stopRetrying(vb: number): void {
-    const retry = this.retrying.get(vb);
-    if (!retry) return;
-    clearTimeout(retry.timer);
-    this.retrying.delete(vb);
-    this.metrics.streamsChanged('retrying', -1);
+  /** The retry of a wanted stream that did not come back (StreamRetries calls it after the backoff). */
+  private retryReplica(vb: number, n: number): void {
+    if (this.closed || !this.wanted.has(vb)) return this.retries.stop(vb);
+    this.log.info({ vb, retry: n }, 'retrying a replica stream');
+    this.connect()
+      .then(() => this.addReplica(vb))
+      .catch((error: unknown) => {
+        this.log.warn({ vb, err: String(error) }, 'replica stream retry failed');
+        if (!this.closed && this.wanted.has(vb) && this.retries.has(vb)) this.retries.schedule(vb);
+      });
   }
 
   private markOpen(vb: number): void {
@@ -547,7 +524,7 @@ export class Replicator {
       signal: this.closer.signal,
       connect: () => this.connect(),
       dropReplicaStream: async (vb) => {
-        this.stopRetrying(vb);
+        this.retries.stop(vb);
         const had = this.open.has(vb) || this.wanted.has(vb);
         this.wanted.delete(vb);
         // without connections there is no stream to close (it went with them)
@@ -610,7 +587,7 @@ export class Replicator {
       });
     }
     for (const vb of [...this.open]) this.markClosed(vb);
-    for (const vb of [...this.retrying.keys()]) this.stopRetrying(vb);
+    this.retries.stopAll();
     void this.reconnect();
   }
 
@@ -632,7 +609,7 @@ export class Replicator {
       if (this.closed) return;
       this.log.error({ err: String(error) }, 'could not reconnect');
       // still wanted: shown as retrying rather than silently gone
-      for (const vb of this.wanted) if (!this.retrying.has(vb)) this.retryStream(vb);
+      for (const vb of this.wanted) if (!this.retries.has(vb)) this.retries.schedule(vb);
     }
   }
 
@@ -640,7 +617,7 @@ export class Replicator {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closer.abort(new ReplicatorClosedError(this.name));
-    for (const vb of [...this.retrying.keys()]) this.stopRetrying(vb);
+    this.retries.stopAll();
     const open = [...this.open];
     if (this.consumerConn && this.producerConn) await Promise.all(open.map((vb) => this.closeBoth(vb)));
     const controls = await Promise.allSettled(this.controls.values());
