@@ -25,6 +25,8 @@ export interface FakeProducerOptions {
   answerCloseStream?: boolean;
   /** Called for every CLOSE_STREAM request read. */
   onCloseStream?: () => void;
+  /** Delay of the answer to the n-th GET_VBUCKET (0-based), ms; default at once. */
+  getVBucketDelayMs?: (n: number) => number;
 }
 
 export interface FakeProducer {
@@ -38,6 +40,8 @@ export interface FakeProducer {
   /** Connections that never sent DCP_OPEN (vBucket control sessions). */
   controlConnections(): number;
   connections(): number;
+  /** GET_VBUCKETs answered so far. */
+  getVBucketsAnswered(): number;
   /** Releases held STREAM_REQs: accepts them, then sends a NOOP request (its reply marks "all forwarded"). */
   release(): void;
   /** Resolves when a NOOP reply arrives (every frame the proxy forwarded before it has arrived). */
@@ -53,6 +57,8 @@ export async function fakeProducer(options: FakeProducerOptions): Promise<FakePr
   const held: { conn: FrameConnection; frame: p.Frame }[] = [];
   const conns: { conn: FrameConnection; dcp: boolean }[] = [];
   let streamReqs = 0;
+  let getVBuckets = 0;
+  let answeredGetVBuckets = 0;
   let noopWaiters: (() => void)[] = [];
   const vb = options.vbucket;
   const accept = (conn: FrameConnection, f: p.Frame) =>
@@ -94,8 +100,16 @@ export async function fakeProducer(options: FakeProducerOptions): Promise<FakePr
           entry.dcp = true;
           dcpNames.push(p.decodeDcpOpen(f).name);
           return reply(conn, f);
-        case p.Opcode.GET_VBUCKET:
-          return conn.send(p.encodeGetVBucketResponse({ opaque: f.opaque, status: 0, state: fake.state }));
+        case p.Opcode.GET_VBUCKET: {
+          const answer = () => {
+            conn.send(p.encodeGetVBucketResponse({ opaque: f.opaque, status: 0, state: fake.state }));
+            answeredGetVBuckets++;
+          };
+          const delay = options.getVBucketDelayMs?.(getVBuckets++) ?? 0;
+          if (delay > 0) setTimeout(answer, delay);
+          else answer();
+          return;
+        }
         case p.Opcode.SET_VBUCKET:
           fake.state = p.decodeSetVBucket(f).state;
           return reply(conn, f);
@@ -134,6 +148,7 @@ export async function fakeProducer(options: FakeProducerOptions): Promise<FakePr
     dcpNames,
     controlConnections: () => conns.filter((c) => !c.dcp).length,
     connections: () => conns.length,
+    getVBucketsAnswered: () => answeredGetVBuckets,
     release() {
       for (const { conn, frame } of held.splice(0)) {
         accept(conn, frame);

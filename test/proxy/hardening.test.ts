@@ -194,6 +194,25 @@ describe('defect 2: late replies to the proxy’s own requests', () => {
   });
 });
 
+describe('defect 2 on control sessions: a late GET_VBUCKET reply', () => {
+  it('is dropped, and the session keeps answering the next requests', async () => {
+    // the first GET_VBUCKET is answered after its request timed out (300 ms)
+    const fake = await producer({
+      streamReq: (n) => (n === 0 ? 'takeover' : 'ignore'),
+      getVBucketDelayMs: (n) => (n === 0 ? 400 : 0),
+    });
+    const b = await consumerNode();
+    const r = replicator(fake.port, b.address.port);
+    const first = await r.takeover(VB, { attempts: 1 }).catch((e: unknown) => e);
+    expect((first as TakeoverError).message).toMatch(/GET_VBUCKET|timed out/);
+    // the late reply is on its way before the next request (TCP keeps the order)
+    await until(() => fake.getVBucketsAnswered() === 1, 'late GET_VBUCKET reply sent');
+    const second = await r.takeover(VB, { attempts: 1 });
+    expect(second.attempts).toBe(1);
+    expect(b.store.vbucket(VB).state).toBe(p.VBucketState.Active);
+  });
+});
+
 describe('defect 3: the proxy’s opaques', () => {
   it('gives every injected command its own opaque, with the attempt generation in it', () => {
     const opaques = new ProxyOpaques();
