@@ -90,14 +90,6 @@ export class ProxyOpaques {
     this.pending.delete(opaque);
   }
 
-  /** True when `opaque` was made for an earlier generation of its vBucket. */
-  isStale(opaque: number): boolean {
-    return (
-      ProxyOpaques.isProxyOpaque(opaque) &&
-      ProxyOpaques.generationOf(opaque) !== this.generation(ProxyOpaques.vbucketOf(opaque))
-    );
-  }
-
   /** Requests in flight. */
   get size(): number {
     return this.pending.size;

@@ -273,11 +273,25 @@ export class Replicator {
     return frame.isResponse && INJECTED_OPCODES.has(frame.opcode) && ProxyOpaques.isProxyOpaque(frame.opaque);
   }
 
+  private lateReply(frame: Frame): 'block' {
+    this.metrics.staleFrame(frame.opcode);
+    this.log.debug(
+      {
+        vb: ProxyOpaques.vbucketOf(frame.opaque),
+        generation: ProxyOpaques.generationOf(frame.opaque),
+        opaque: frame.opaque,
+        op: frame.opcode,
+      },
+      'late reply to a proxy request dropped',
+    );
+    return 'block';
+  }
+
   /** Frames read from the producer, on their way to the consumer. */
   private fromProducer(frame: Frame): 'proxy' | 'block' {
     const opcode = frame.opcode;
     if (frame.isResponse) {
-      if (this.isLateReply(frame)) return this.drop(frame, 'late reply to a proxy request dropped');
+      if (this.isLateReply(frame)) return this.lateReply(frame);
       if (opcode === Opcode.DCP_STREAM_REQ) this.streamReqAnswered(frame);
       return 'proxy';
     }
@@ -324,7 +338,7 @@ export class Replicator {
       }
       return 'proxy';
     }
-    if (this.isLateReply(frame)) return this.drop(frame, 'late reply to a proxy request dropped');
+    if (this.isLateReply(frame)) return this.lateReply(frame);
     if (frame.opcode === Opcode.DCP_SET_VBUCKET_STATE) {
       const vb = this.tracks.vbucketOf(frame.opaque);
       // the stream was retired (a failed attempt): its producer must not take this for an ack
