@@ -1,9 +1,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { NodeClient } from '../../src/node/client.js';
+import { StorageNode } from '../../src/node/node.js';
 import { vbucketOfKey } from '../../src/node/ranges.js';
 import * as p from '../../src/protocol/index.js';
 import { TestKv } from '../helpers/kv-client.js';
 import { type NodeProc, type Proc, runDcpx, startNode } from '../helpers/processes.js';
+import { fakeProducer } from '../proxy/fake-producer.js';
 
 const procs: Proc[] = [];
 const clients: NodeClient[] = [];
@@ -242,4 +244,42 @@ describe('dcpx move killed with SIGKILL mid-takeover', () => {
       expect(after).toBe(before);
     });
   }
+});
+
+describe('dcpx proxy with a replica stream the producer refuses (issue 9 C)', () => {
+  it('keeps retrying it and shows it on /metrics and /status', async () => {
+    const fake = await fakeProducer({ vbucket: 1, streamReq: () => ({ refuse: p.Status.Erange }) });
+    const consumer = await StorageNode.start({ port: 0, vbuckets: 4, replica: [0, 1, 2, 3] });
+    try {
+      const proxy = runDcpx([
+        'proxy',
+        '--producer',
+        `127.0.0.1:${fake.port}`,
+        '--consumer',
+        `127.0.0.1:${consumer.address.port}`,
+        '--vbuckets',
+        '1',
+        '--admin-port',
+        '0',
+      ]);
+      procs.push(proxy);
+      await until(async () => /admin (\S+)/.test(proxy.stdout()), 15_000, 'proxy started');
+      const admin = /admin (\S+)/.exec(proxy.stdout())![1]!;
+      expect(proxy.stdout()).toContain('replicating 0 vBuckets');
+      const metrics = async () => (await fetch(`${admin}/metrics`)).text();
+      await until(
+        async () => /dcpx_proxy_stream_refusals_total\{status="Erange"\} [2-9]/.test(await metrics()),
+        15_000,
+        'a second refusal (the retry)',
+      );
+      expect(await metrics()).toContain('dcpx_proxy_streams{state="retrying"} 1');
+      const status = (await (await fetch(`${admin}/status`)).json()) as {
+        replicators: { retrying: number[] }[];
+      };
+      expect(status.replicators[0]!.retrying).toEqual([1]);
+    } finally {
+      await consumer.stop();
+      await fake.close();
+    }
+  });
 });
