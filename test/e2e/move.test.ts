@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { noAuth } from '../../src/node/auth.js';
 import { StorageNode } from '../../src/node/node.js';
 import * as p from '../../src/protocol/index.js';
 import { type Proc, runDcpx } from '../helpers/processes.js';
@@ -23,6 +24,7 @@ describe('dcpx move against a producer that never answers CLOSE_STREAM (defect 1
     cleanups.push(() => fake.close());
     const consumer = await StorageNode.start({
       port: 0,
+      auth: noAuth,
       vbuckets: 4,
       replica: [0, 1, 2, 3],
       refuseTakeoverStates: 1,
@@ -53,9 +55,15 @@ describe('dcpx move against a producer that never answers CLOSE_STREAM (defect 1
 describe('concurrent dcpx moves between the same two nodes (defect 13)', () => {
   it('four moves started together for different vBuckets all exit 0', async () => {
     const all = [0, 1, 2, 3];
-    const a = await StorageNode.start({ port: 0, vbuckets: 4, active: all });
+    const a = await StorageNode.start({ port: 0, auth: noAuth, vbuckets: 4, active: all });
     // each move needs several attempts (the target asks for retries), so the four overlap in time
-    const b = await StorageNode.start({ port: 0, vbuckets: 4, replica: all, refuseTakeoverStates: 3 });
+    const b = await StorageNode.start({
+      port: 0,
+      auth: noAuth,
+      vbuckets: 4,
+      replica: all,
+      refuseTakeoverStates: 3,
+    });
     cleanups.push(
       () => a.stop(),
       () => b.stop(),

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { noAuth } from '../../src/node/auth.js';
 import type { NodeClient } from '../../src/node/client.js';
 import { StorageNode } from '../../src/node/node.js';
 import { vbucketOfKey } from '../../src/node/ranges.js';
@@ -249,7 +250,7 @@ describe('dcpx move killed with SIGKILL mid-takeover', () => {
 describe('dcpx proxy with a replica stream the producer refuses (issue 9 C)', () => {
   it('keeps retrying it and shows it on /metrics and /status', async () => {
     const fake = await fakeProducer({ vbucket: 1, streamReq: () => ({ refuse: p.Status.Erange }) });
-    const consumer = await StorageNode.start({ port: 0, vbuckets: 4, replica: [0, 1, 2, 3] });
+    const consumer = await StorageNode.start({ port: 0, auth: noAuth, vbuckets: 4, replica: [0, 1, 2, 3] });
     try {
       const proxy = runDcpx([
         'proxy',

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { noAuth } from '../../src/node/auth.js';
 import { StorageNode } from '../../src/node/node.js';
 import * as p from '../../src/protocol/index.js';
 import { type FrameConnection, type FrameServer, listenTcp } from '../../src/protocol/transport/index.js';
@@ -29,6 +30,7 @@ async function producer(options: Omit<FakeProducerOptions, 'vbucket'>): Promise<
 async function consumerNode(refuseTakeoverStates = 0): Promise<StorageNode> {
   const node = await StorageNode.start({
     port: 0,
+    auth: noAuth,
     vbuckets: 8,
     replica: [0, 1, 2, 3, 4, 5, 6, 7],
     refuseTakeoverStates,

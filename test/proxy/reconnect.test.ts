@@ -1,5 +1,6 @@
 import * as net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { noAuth } from '../../src/node/auth.js';
 import { StorageNode } from '../../src/node/node.js';
 import * as p from '../../src/protocol/index.js';
 import { connectTcp } from '../../src/protocol/transport/index.js';
@@ -49,8 +50,8 @@ async function until(cond: () => boolean, what: string) {
 
 describe('a late close of a replaced connection', () => {
   it('does not tear down the replicator’s fresh connections', async () => {
-    const a = await StorageNode.start({ port: 0, vbuckets: 2, active: [0, 1] });
-    const b = await StorageNode.start({ port: 0, vbuckets: 2, replica: [0, 1] });
+    const a = await StorageNode.start({ port: 0, auth: noAuth, vbuckets: 2, active: [0, 1] });
+    const b = await StorageNode.start({ port: 0, auth: noAuth, vbuckets: 2, replica: [0, 1] });
     cleanups.push(
       () => a.stop(),
       () => b.stop(),
