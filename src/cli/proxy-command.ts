@@ -63,7 +63,8 @@ export function registerProxy(program: Command): void {
         await Promise.all(replicators.map((r, i) => r.setStreams(vbuckets.filter((vb) => vb % n === i))))
       ).flat();
       const failed = results.filter((r) => !r.ok);
-      for (const f of failed) logger.warn({ vb: f.vbucket, err: f.error }, 'stream not started');
+      for (const f of failed)
+        logger.warn({ vb: f.vbucket, err: f.error }, 'stream not started; retrying it with backoff');
       let admin: AdminServer | undefined;
       let adminUrl = '';
       if (flags.adminPort !== undefined) {
