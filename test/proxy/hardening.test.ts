@@ -359,3 +359,18 @@ describe('11 and the injected clock: takeover metrics and timing', () => {
     expect((error as TakeoverError).message).toMatch(/deadline of 1000 ms passed/);
   });
 });
+
+describe('defect 13: DCP connection names', () => {
+  it('differ between two replicators of the same node pair, and keep the replication: prefix', async () => {
+    const fake = await producer({ streamReq: () => 'accept' });
+    const b = await consumerNode();
+    const one = replicator(fake.port, b.address.port);
+    const two = replicator(fake.port, b.address.port);
+    await Promise.all([one.connect(), two.connect()]);
+    expect(fake.dcpNames).toHaveLength(2);
+    expect(new Set(fake.dcpNames).size).toBe(2);
+    for (const name of fake.dcpNames)
+      expect(name).toMatch(/^replication:127\.0\.0\.1:\d+->127\.0\.0\.1:\d+:0:/);
+    expect(one.name).not.toBe(two.name);
+  });
+});
