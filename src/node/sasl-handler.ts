@@ -67,7 +67,9 @@ export class SaslHandler {
       if (request.mechanism !== SCRAM_MECHANISM)
         return answer(Status.AuthError, `unsupported mechanism ${request.mechanism}`);
       if (frame.opcode === Opcode.SASL_AUTH) {
-        this.scram = new ScramServer((user) => this.auth.credential(user));
+        this.scram = new ScramServer((user) => this.auth.credential(user), {
+          fakeSaltSecret: this.auth.fakeSaltSecret,
+        });
         return answer(Status.AuthContinue, this.scram.start(request.data.toString('utf8')));
       }
       if (!this.scram) return answer(Status.AuthError, 'SASL_STEP without SASL_AUTH');

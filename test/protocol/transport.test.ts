@@ -1,6 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import * as p from '../../src/protocol/index.js';
 import {
+  authenticate,
   connectTcp,
   connectTls,
   connectWebSocket,
@@ -161,3 +162,34 @@ for (const kind of kinds) {
     });
   });
 }
+
+describe('authenticate against a hostile server', () => {
+  it('fails fast, without key derivation, when the server names two billion iterations', async () => {
+    // a fake node: answers SASL_AUTH with a server-first message that asks for i=2000000000
+    const server = await listenTcp({ port: 0 }, (conn) => {
+      conn.on('frame', (frame) => {
+        const nonce = /r=([^,]+)/.exec(p.decodeSaslAuth(frame).data.toString())![1]!;
+        const data = Buffer.from(`r=${nonce}x,s=${Buffer.alloc(16).toString('base64')},i=2000000000`);
+        conn.send(
+          p.encodeSaslAuthResponse({
+            opcode: frame.opcode as typeof p.Opcode.SASL_AUTH,
+            opaque: frame.opaque,
+            status: p.Status.AuthContinue,
+            data,
+          }),
+        );
+      });
+    });
+    servers.push(server);
+    const conn = await connectTcp({ host: '127.0.0.1', port: server.address().port });
+    conns.push(conn);
+    const started = performance.now();
+    const error = await authenticate(conn, 'alice', 'secret', 3_000).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toMatchObject({ code: 'DCPX_ERR_SCRAM_ITERATIONS' });
+    expect(p.isRetriable(error)).toBe(false);
+    expect(performance.now() - started).toBeLessThan(1_000);
+  });
+});

@@ -1,5 +1,8 @@
-import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, pbkdf2, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { promisify } from 'node:util';
 import { DcpxError } from '../errors.js';
+
+const pbkdf2Async = promisify(pbkdf2);
 
 // SASL SCRAM-SHA-256 (RFC 5802 / RFC 7677) as memcached speaks it: SASL_AUTH carries the client-first
 // message and gets AuthContinue with the server-first; SASL_STEP carries the client-final and gets
@@ -7,11 +10,30 @@ import { DcpxError } from '../errors.js';
 
 export const SCRAM_MECHANISM = 'SCRAM-SHA256';
 export const PLAIN_MECHANISM = 'PLAIN';
-const ITERATIONS = 4096;
+/** memcached's default iteration count, and what dcpx nodes use. */
+export const SCRAM_ITERATIONS = 4096;
+/** The most iterations a client derives a key for: a server asking for more is refused. */
+export const SCRAM_MAX_ITERATIONS = 100_000;
 
+/** Authentication failed or was refused; a retry cannot fix it (isRetriable is false). */
 export class AuthError extends DcpxError {
-  constructor(message: string) {
-    super('DCPX_ERR_AUTH', message);
+  readonly retriable = false;
+  constructor(message: string, code = 'DCPX_ERR_AUTH') {
+    super(code, message);
+  }
+}
+
+/** The server named more PBKDF2 iterations than the client allows (DESIGN.md "Security"). */
+export class ScramIterationsError extends AuthError {
+  readonly iterations: number;
+  readonly max: number;
+  constructor(iterations: number, max: number) {
+    super(
+      `SCRAM: the server's iteration count ${iterations} is over the maximum of ${max}; refusing to derive a key`,
+      'DCPX_ERR_SCRAM_ITERATIONS',
+    );
+    this.iterations = iterations;
+    this.max = max;
   }
 }
 
@@ -27,10 +49,11 @@ export interface ScramCredential {
   serverKey: Buffer;
 }
 
+/** Derives a user's credential (once, when the user table is built; never per authentication). */
 export function makeScramCredential(
   password: string,
   salt = randomBytes(16),
-  iterations = ITERATIONS,
+  iterations = SCRAM_ITERATIONS,
 ): ScramCredential {
   const salted = pbkdf2Sync(password.normalize('NFKC'), salt, iterations, 32, 'sha256');
   const clientKey = hmac(salted, 'Client Key');
@@ -54,15 +77,50 @@ function attributes(message: string): Map<string, string> {
   return map;
 }
 
+/**
+ * What an unknown user is shown instead of a credential (RFC 5802 §5.1 "the server SHOULD ... a
+ * stable fake salt"): the salt is an HMAC of the name under a secret, so it never changes between
+ * attempts and looks like a real one, and nothing is derived. The keys are made up the same way; no
+ * proof can match them, and the exchange fails at the proof, as a wrong password does.
+ */
+export function fakeScramCredential(
+  secret: Buffer,
+  user: string,
+  iterations = SCRAM_ITERATIONS,
+): ScramCredential {
+  const mac = (label: string) =>
+    createHmac('sha256', secret).update(label).update('\0').update(user).digest();
+  return {
+    salt: mac('salt').subarray(0, 16),
+    iterations,
+    storedKey: mac('stored-key'),
+    serverKey: mac('server-key'),
+  };
+}
+
+/** The secret of fake salts when a server is given none (one per process). */
+const processSecret = randomBytes(32);
+
+export interface ScramServerOptions {
+  /** The secret unknown users' fake salts are derived from (a node keeps one for its lifetime). */
+  fakeSaltSecret?: Buffer;
+  /** The iteration count shown to unknown users: the one real users have. */
+  iterations?: number;
+}
+
 /** One server-side SCRAM exchange. */
 export class ScramServer {
   private clientFirstBare = '';
   private serverFirst = '';
   private nonce = '';
   private credential: ScramCredential | undefined;
+  private known = false;
   user = '';
 
-  constructor(private readonly lookup: (user: string) => ScramCredential | undefined) {}
+  constructor(
+    private readonly lookup: (user: string) => ScramCredential | undefined,
+    private readonly options: ScramServerOptions = {},
+  ) {}
 
   /** Handles the client-first message; returns the server-first message. */
   start(clientFirst: string): string {
@@ -76,8 +134,16 @@ export class ScramServer {
     const clientNonce = attrs.get('r');
     if (!user || !clientNonce) throw new AuthError('SCRAM: client-first message lacks n= or r=');
     this.user = unescapeName(user);
-    // an unknown user gets a made-up salt so the exchange looks the same; it fails at the proof
-    this.credential = this.lookup(this.user) ?? makeScramCredential(randomBytes(16).toString('hex'));
+    // an unknown user gets a stable made-up credential so the exchange looks the same; it fails at the proof
+    const real = this.lookup(this.user);
+    this.known = real !== undefined;
+    this.credential =
+      real ??
+      fakeScramCredential(
+        this.options.fakeSaltSecret ?? processSecret,
+        this.user,
+        this.options.iterations ?? SCRAM_ITERATIONS,
+      );
     this.nonce = clientNonce + randomBytes(18).toString('base64');
     this.serverFirst = `r=${this.nonce},s=${this.credential.salt.toString('base64')},i=${this.credential.iterations}`;
     return this.serverFirst;
@@ -96,8 +162,7 @@ export class ScramServer {
     const clientSignature = hmac(this.credential.storedKey, authMessage);
     if (proof.length !== clientSignature.length) throw new AuthError('SCRAM: bad proof');
     const clientKey = xor(proof, clientSignature);
-    const ok =
-      timingSafeEqual(sha256(clientKey), this.credential.storedKey) && this.lookup(this.user) !== undefined;
+    const ok = timingSafeEqual(sha256(clientKey), this.credential.storedKey) && this.known;
     if (!ok) throw new AuthError(`SCRAM: authentication failed for "${this.user}"`);
     return `v=${hmac(this.credential.serverKey, authMessage).toString('base64')}`;
   }
@@ -112,6 +177,7 @@ export class ScramClient {
   constructor(
     private readonly user: string,
     private readonly password: string,
+    private readonly maxIterations = SCRAM_MAX_ITERATIONS,
   ) {}
 
   first(): string {
@@ -119,8 +185,11 @@ export class ScramClient {
     return `n,,${this.clientFirstBare}`;
   }
 
-  /** Answers the server-first message with the client-final message. */
-  final(serverFirst: string): string {
+  /**
+   * Answers the server-first message with the client-final message. The key is derived off the event
+   * loop, and never for more than `maxIterations` rounds (a hostile server could name billions).
+   */
+  async final(serverFirst: string): Promise<string> {
     const attrs = attributes(serverFirst);
     const nonce = attrs.get('r');
     const salt = attrs.get('s');
@@ -128,7 +197,8 @@ export class ScramClient {
     if (!nonce?.startsWith(this.clientNonce) || !salt || !Number.isInteger(iterations) || iterations < 1) {
       throw new AuthError('SCRAM: bad server-first message');
     }
-    const salted = pbkdf2Sync(
+    if (iterations > this.maxIterations) throw new ScramIterationsError(iterations, this.maxIterations);
+    const salted = await pbkdf2Async(
       this.password.normalize('NFKC'),
       Buffer.from(salt, 'base64'),
       iterations,

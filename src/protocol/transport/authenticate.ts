@@ -3,7 +3,10 @@ import { Opcode, Status } from '../constants.js';
 import { decodeSaslAuthResponse, encodeSaslAuth } from '../messages/index.js';
 import type { FrameConnection } from './frame-connection.js';
 
-/** SASL SCRAM-SHA-256 on a fresh connection. */
+/**
+ * SASL SCRAM-SHA-256 on a fresh connection. A server naming more than SCRAM_MAX_ITERATIONS rounds is
+ * refused with ScramIterationsError (not retriable) before any key derivation.
+ */
 export async function authenticate(
   conn: FrameConnection,
   user: string,
@@ -22,7 +25,7 @@ export async function authenticate(
   const first = await step(Opcode.SASL_AUTH, client.first());
   if (first.status !== Status.AuthContinue)
     throw new AuthError(`authentication as "${user}" refused by ${conn.peer}`);
-  const final = await step(Opcode.SASL_STEP, client.final(first.data.toString('utf8')));
+  const final = await step(Opcode.SASL_STEP, await client.final(first.data.toString('utf8')));
   if (final.status !== Status.Success)
     throw new AuthError(`authentication as "${user}" failed at ${conn.peer}`);
   client.verify(final.data.toString('utf8'));
