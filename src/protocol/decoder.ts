@@ -1,5 +1,5 @@
 import { HEADER_LENGTH, isKnownMagic, magicName, opcodeName } from './constants.js';
-import { ProtocolError } from './errors.js';
+import { DcpxError, ProtocolError } from './errors.js';
 import { allowedExtrasLengths } from './extras-sizes.js';
 import { Frame } from './frame.js';
 
@@ -8,6 +8,30 @@ export const DEFAULT_MAX_BODY_LENGTH = 20 * 1024 * 1024;
 export interface FrameDecoderOptions {
   /** Largest body accepted (default 20 MiB); a longer frame is a ProtocolError. */
   maxBodyLength?: number;
+  /** Where the bytes of a frame still arriving are accounted (a node bounds them across connections). */
+  budget?: FrameBudget;
+}
+
+/**
+ * An account for the memory of unfinished frames: the decoder acquires a frame's whole size when it
+ * allocates the frame's buffer (on its header) and releases it when the frame is complete or dropped.
+ */
+export interface FrameBudget {
+  /** False: the bytes cannot be had; the decoder fails with FrameBudgetError. */
+  acquire(bytes: number): boolean;
+  release(bytes: number): void;
+}
+
+/** A frame whose buffer the budget refused (not malformed input: the node is holding too much). */
+export class FrameBudgetError extends DcpxError {
+  readonly bytes: number;
+  constructor(bytes: number, offset: number) {
+    super(
+      'DCPX_ERR_FRAME_BUDGET',
+      `no room for an unfinished frame of ${bytes} bytes at stream offset ${offset}: the budget of unfinished frames is spent`,
+    );
+    this.bytes = bytes;
+  }
 }
 
 /**
@@ -16,7 +40,11 @@ export interface FrameDecoderOptions {
  * byte is copied at most once whatever the chunking. After a ProtocolError the decoder stays failed.
  */
 export class FrameDecoder {
-  private readonly maxBodyLength: number;
+  /** Largest body accepted; may change between frames (a node raises it after authentication). */
+  maxBodyLength: number;
+  private budget: FrameBudget | undefined;
+  /** Bytes acquired from the budget for the frame under assembly. */
+  private acquired = 0;
   /** Bytes of a header that spans chunks (allocated on demand). */
   private headerScratch: Buffer | null = null;
   /** The frame being assembled across chunks, or null. */
@@ -24,10 +52,50 @@ export class FrameDecoder {
   private partialFilled = 0;
   /** Stream offset of the first byte not yet part of an emitted frame. */
   private consumed = 0;
-  private failure: ProtocolError | null = null;
+  private failure: ProtocolError | FrameBudgetError | null = null;
 
   constructor(options: FrameDecoderOptions = {}) {
     this.maxBodyLength = options.maxBodyLength ?? DEFAULT_MAX_BODY_LENGTH;
+    this.budget = options.budget;
+  }
+
+  /** Accounts unfinished frames from now on in `budget`. */
+  setBudget(budget: FrameBudget | undefined): void {
+    this.releaseAcquired();
+    this.budget = budget;
+  }
+
+  /** Bytes allocated for the frame under assembly (its whole announced size once its header is in). */
+  get unfinishedBytes(): number {
+    return this.partial === null || this.partial === this.headerScratch
+      ? this.partialFilled
+      : this.partial.length;
+  }
+
+  /** Drops the frame under assembly and gives its bytes back (the connection is gone). */
+  dispose(): void {
+    this.partial = null;
+    this.partialFilled = 0;
+    this.releaseAcquired();
+  }
+
+  private releaseAcquired(): void {
+    if (this.acquired > 0) this.budget?.release(this.acquired);
+    this.acquired = 0;
+  }
+
+  /** Allocates the buffer of a frame of `total` bytes, within the budget. */
+  private allocate(total: number): Buffer {
+    if (this.budget) {
+      if (!this.budget.acquire(total)) {
+        this.partial = null;
+        this.partialFilled = 0;
+        this.failure = new FrameBudgetError(total, this.consumed);
+        throw this.failure;
+      }
+      this.acquired = total;
+    }
+    return Buffer.allocUnsafe(total);
   }
 
   /** Bytes held for a frame not yet complete. */
@@ -38,7 +106,7 @@ export class FrameDecoder {
   get offset(): number {
     return this.consumed;
   }
-  get failed(): ProtocolError | null {
+  get failed(): ProtocolError | FrameBudgetError | null {
     return this.failure;
   }
 
@@ -54,6 +122,7 @@ export class FrameDecoder {
       this.consumed += frame.length;
       this.partial = null;
       this.partialFilled = 0;
+      this.releaseAcquired();
       onFrame(frame);
     }
     while (length - pos >= HEADER_LENGTH) {
@@ -73,7 +142,7 @@ export class FrameDecoder {
     const rest = chunk.length - pos;
     if (rest >= HEADER_LENGTH) {
       const total = HEADER_LENGTH + chunk.readUInt32BE(pos + 8);
-      this.partial = Buffer.allocUnsafe(total);
+      this.partial = this.allocate(total);
     } else {
       this.headerScratch ??= Buffer.allocUnsafe(HEADER_LENGTH);
       this.partial = this.headerScratch;
@@ -93,8 +162,9 @@ export class FrameDecoder {
       if (this.partialFilled < HEADER_LENGTH) return -1;
       const header = new Frame(this.partial!, 0);
       this.validate(header);
-      const full = Buffer.allocUnsafe(header.length);
-      this.partial!.copy(full, 0, 0, HEADER_LENGTH);
+      const scratch = this.partial!;
+      const full = this.allocate(header.length);
+      scratch.copy(full, 0, 0, HEADER_LENGTH);
       this.partial = full;
     }
     const need = this.partial!.length - this.partialFilled;
@@ -110,6 +180,7 @@ export class FrameDecoder {
       this.failure = new ProtocolError(code, detail, { offset: this.consumed, header: frame.header() });
       this.partial = null;
       this.partialFilled = 0;
+      this.releaseAcquired();
       throw this.failure;
     };
     if (!isKnownMagic(frame.magic)) {

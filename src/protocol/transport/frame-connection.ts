@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { isResponseMagic } from '../constants.js';
-import { FrameDecoder, type FrameDecoderOptions } from '../decoder.js';
+import { type FrameBudget, FrameBudgetError, FrameDecoder, type FrameDecoderOptions } from '../decoder.js';
 import { ConnectionClosedError, ProtocolError, TimeoutError } from '../errors.js';
 import type { Frame } from '../frame.js';
 import { type Logger, silentLogger } from '../logger.js';
@@ -14,6 +14,8 @@ export interface ByteTransport extends EventEmitter {
   readonly peer: string;
   readonly secure: boolean;
   write(chunks: readonly Buffer[]): boolean;
+  /** Bytes written but not yet handed to the OS (the transport's own buffer). */
+  readonly bufferedBytes: number;
   pause(): void;
   resume(): void;
   /** Ends the write side after what is queued; 'close' follows. */
@@ -108,6 +110,22 @@ export class FrameConnection extends EventEmitter<FrameConnectionEvents> {
   /** True while the transport is full (a sender should wait for 'drain'). */
   get needsDrain(): boolean {
     return this.full;
+  }
+  /** Bytes written and not yet handed to the OS. */
+  get bufferedBytes(): number {
+    return this.transport.bufferedBytes;
+  }
+  /** Bytes allocated for a frame still arriving. */
+  get unfinishedBytes(): number {
+    return this.decoder.unfinishedBytes;
+  }
+  /** Largest frame body accepted from now on (a node raises it once a connection authenticates). */
+  setMaxBodyLength(bytes: number): void {
+    this.decoder.maxBodyLength = bytes;
+  }
+  /** Accounts the memory of frames still arriving in `budget` (see FrameBudget). */
+  setFrameBudget(budget: FrameBudget | undefined): void {
+    this.decoder.setBudget(budget);
   }
 
   /** A fresh opaque from this connection's counter. */
@@ -213,7 +231,7 @@ export class FrameConnection extends EventEmitter<FrameConnectionEvents> {
         this.emit('frame', frame);
       });
     } catch (error) {
-      if (!(error instanceof ProtocolError)) throw error;
+      if (!(error instanceof ProtocolError) && !(error instanceof FrameBudgetError)) throw error;
       // invariant 4: a malformed frame closes its own connection, with a logged reason
       this.log.warn(
         { peer: this.peer, reason: error.message, code: error.code },
@@ -226,6 +244,7 @@ export class FrameConnection extends EventEmitter<FrameConnectionEvents> {
   }
 
   private onClose(): void {
+    this.decoder.dispose();
     const reason = this.closedWith ?? undefined;
     if (this.closedWith === null) this.closedWith = undefined;
     const error = new ConnectionClosedError(this.peer, reason?.message ?? 'closed by peer or locally', {

@@ -29,6 +29,10 @@ export class SocketTransport extends EventEmitter implements ByteTransport {
     return ok && !this.socket.writableNeedDrain;
   }
 
+  get bufferedBytes(): number {
+    return this.socket.writableLength;
+  }
+
   pause(): void {
     this.socket.pause();
   }

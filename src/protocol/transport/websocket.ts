@@ -57,6 +57,10 @@ export class WebSocketTransport extends EventEmitter implements ByteTransport {
     }
   }
 
+  get bufferedBytes(): number {
+    return this.ws.bufferedAmount;
+  }
+
   pause(): void {
     this.ws.pause();
   }
