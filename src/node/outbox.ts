@@ -5,34 +5,68 @@ import type { Store } from '../store/index.js';
 export interface OutboxWire {
   /** Writes frames; false when the socket is full. */
   send(chunks: Buffer[]): boolean;
+  /** Bytes the socket holds that the OS has not taken yet. */
+  readonly bufferedBytes: number;
 }
 
 /**
  * The ordered, commit-gated output of one connection: frames leave in the order they were queued, and
  * only once the store has committed the writes they acknowledge (and, when asked, its metadata).
+ *
+ * It also owns the connection's write backpressure: the bytes it queues plus the bytes the socket holds
+ * are compared against a high-water mark. Above it the connection is not writable (the DCP producer
+ * stops, the KV path stops reading, as memcached stops reading a connection whose send buffer is
+ * full); `onWritable` says when it is again.
  */
 export class Outbox {
   private frames: Buffer[] = [];
+  private queuedBytes = 0;
   private flushScheduled = false;
   private waitMeta = false;
+  /** Someone was told "not writable" and waits for onWritable. */
+  private blocked = false;
 
   constructor(
     private readonly store: Store,
     private readonly wire: OutboxWire,
     private readonly log: Logger,
+    private readonly highWater: number,
     private readonly onSent: (bytes: number) => void,
+    private readonly onWritable: () => void,
   ) {}
 
-  push(chunks: readonly Buffer[]): void {
-    for (const c of chunks) this.frames.push(c);
-    if (this.flushScheduled) return;
-    this.flushScheduled = true;
-    void this.flush();
+  /** Bytes queued here and in the socket. */
+  get bufferedBytes(): number {
+    return this.queuedBytes + this.wire.bufferedBytes;
+  }
+
+  get writable(): boolean {
+    return this.bufferedBytes < this.highWater;
+  }
+
+  /** Queues frames; false when the connection is now above its high-water mark (wait for onWritable). */
+  push(chunks: readonly Buffer[]): boolean {
+    for (const c of chunks) {
+      this.frames.push(c);
+      this.queuedBytes += c.length;
+    }
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      void this.flush();
+    }
+    if (this.writable) return true;
+    this.blocked = true;
+    return false;
   }
 
   /** Frames queued from now on also wait for the store's metadata. */
   afterMetadata(): void {
     this.waitMeta = true;
+  }
+
+  /** The socket drained. */
+  drained(): void {
+    this.checkWritable();
   }
 
   /** Writes what is queued once the store has caught up. */
@@ -47,10 +81,17 @@ export class Outbox {
     this.flushScheduled = false;
     if (this.frames.length === 0) return;
     const out = this.frames;
+    const bytes = this.queuedBytes;
     this.frames = [];
-    let bytes = 0;
-    for (const b of out) bytes += b.length;
+    this.queuedBytes = 0;
     this.onSent(bytes);
-    this.wire.send(out);
+    // a full socket says so with 'drain' later; one that took everything lets us carry on now
+    if (this.wire.send(out)) this.checkWritable();
+  }
+
+  private checkWritable(): void {
+    if (!this.blocked || !this.writable) return;
+    this.blocked = false;
+    this.onWritable();
   }
 }

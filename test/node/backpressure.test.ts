@@ -1,0 +1,124 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { noAuth } from '../../src/node/auth.js';
+import { StorageNode } from '../../src/node/node.js';
+import * as p from '../../src/protocol/index.js';
+import { connectTcp, type FrameConnection } from '../../src/protocol/transport/index.js';
+import { rawSocket, until } from '../helpers/raw-socket.js';
+
+// Defect 6: the node stops producing (DCP) and stops reading (KV) a connection whose peer does not
+// read, as memcached does, instead of buffering without limit.
+
+const cleanups: (() => Promise<unknown> | unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+const HIGH_WATER = 1024 * 1024;
+/** What may sit in a connection's buffers above the mark: one producer turn or one reply. */
+const BOUND = HIGH_WATER + 256 * 1024;
+
+interface IoStatus {
+  io: { bufferedBytes: { max: number; total: number } };
+}
+const maxBuffered = (node: StorageNode) => (node.status() as IoStatus).io.bufferedBytes.max;
+
+/** Waits until `read()` has not changed for `quietMs`. */
+async function settled(read: () => number, quietMs = 300): Promise<number> {
+  let last = read();
+  let since = Date.now();
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 20));
+    const now = read();
+    if (now !== last) {
+      last = now;
+      since = Date.now();
+    } else if (Date.now() - since >= quietMs) return now;
+  }
+}
+
+describe('backpressure on a node connection', () => {
+  it('a DCP producer stops when its client stops reading, and resumes when it reads again', async () => {
+    const node = await StorageNode.start({
+      port: 0,
+      vbuckets: 1,
+      active: [0],
+      auth: noAuth,
+      sendHighWaterBytes: HIGH_WATER,
+    });
+    cleanups.push(() => node.stop());
+    const value = Buffer.alloc(1024, 7);
+    const items = 30_000;
+    for (let i = 0; i < items; i++)
+      node.store.vbucket(0).mutate({ op: 'set', key: Buffer.from(`k${i}`), value });
+    const conn: FrameConnection = await connectTcp({ host: '127.0.0.1', port: node.address.port });
+    cleanups.push(() => conn.destroy());
+    let opaque = conn.allocateOpaque();
+    await conn.request(p.encodeDcpOpen({ opaque, flags: p.OpenFlag.Producer, name: 'no-window' }), {
+      opaque,
+      opcode: p.Opcode.DCP_OPEN,
+    });
+    let mutations = 0;
+    conn.on('frame', (f) => {
+      if (f.opcode === p.Opcode.DCP_MUTATION) mutations++;
+    });
+    opaque = conn.allocateOpaque();
+    // no connection_buffer_size: no flow-control window, only the socket limits the producer
+    conn.send(
+      p.encodeStreamReq({
+        opaque,
+        vbucket: 0,
+        flags: 0,
+        startSeqno: 0n,
+        endSeqno: p.SEQNO_INFINITY,
+        vbucketUuid: 0n,
+        snapStartSeqno: 0n,
+        snapEndSeqno: 0n,
+      }),
+    );
+    conn.pause();
+    const buffered = await settled(() => maxBuffered(node));
+    expect(buffered).toBeLessThanOrEqual(BOUND);
+    conn.resume();
+    await until(() => mutations === items, 30_000, 'every mutation received');
+    expect(maxBuffered(node)).toBe(0);
+  });
+
+  it('a KV client that pipelines requests and never reads replies gets no more than the mark buffered, and others are served', async () => {
+    const node = await StorageNode.start({
+      port: 0,
+      vbuckets: 1,
+      active: [0],
+      auth: noAuth,
+      sendHighWaterBytes: HIGH_WATER,
+    });
+    cleanups.push(() => node.stop());
+    node.store.vbucket(0).mutate({ op: 'set', key: Buffer.from('big'), value: Buffer.alloc(64 * 1024, 1) });
+    const greedy = await rawSocket(node.address.port);
+    cleanups.push(() => greedy.destroy());
+    greedy.pause();
+    const gets = 1_000;
+    const get = (i: number) =>
+      p.encodeGet({ opcode: p.Opcode.GET, opaque: i, vbucket: 0, key: Buffer.from('big') });
+    greedy.write(Buffer.concat(Array.from({ length: gets }, (_, i) => get(i))));
+    const buffered = await settled(() => maxBuffered(node));
+    expect(buffered).toBeLessThanOrEqual(BOUND);
+    // another connection is served meanwhile
+    const other = await connectTcp({ host: '127.0.0.1', port: node.address.port });
+    cleanups.push(() => other.destroy());
+    const opaque = other.allocateOpaque();
+    const reply = await other.request(get(opaque), { opaque, opcode: p.Opcode.GET });
+    expect(reply.status).toBe(p.Status.Success);
+    // the greedy client reads at last and gets every reply
+    let received = 0;
+    let pending = Buffer.alloc(0);
+    greedy.on('data', (chunk: Buffer) => {
+      pending = Buffer.concat([pending, chunk]);
+      while (pending.length >= 24 && pending.length >= 24 + pending.readUInt32BE(8)) {
+        pending = pending.subarray(24 + pending.readUInt32BE(8));
+        received++;
+      }
+    });
+    greedy.resume();
+    await until(() => received === gets, 30_000, 'every GET answered');
+  });
+});
