@@ -24,7 +24,13 @@ interface NodeFlags {
   refuseTakeoverStates?: string;
   refuseTakeoverVbuckets?: string;
   takeoverBacklogBytes?: string;
+  authTimeoutMs?: string;
+  idleTimeoutMs?: string;
+  maxUnfinishedFrameBytes?: string;
+  sendHighWaterBytes?: string;
 }
+
+const optionalNumber = (value: string | undefined) => (value === undefined ? undefined : Number(value));
 
 export function registerNode(program: Command): void {
   program
@@ -48,6 +54,19 @@ export function registerNode(program: Command): void {
     .option('--refuse-takeover-states <n>', 'test option: refuse the first N takeover set-states per vBucket')
     .option('--refuse-takeover-vbuckets <ranges>', 'test option: only these vBuckets refuse (default all)')
     .option('--takeover-backlog-bytes <n>', 'refuse takeover states while the unsynced backlog exceeds this')
+    .option(
+      '--auth-timeout-ms <ms>',
+      'close connections not authenticated after this long (default 10000; 0 = never)',
+    )
+    .option('--idle-timeout-ms <ms>', 'close non-DCP connections silent for this long (default 0 = never)')
+    .option(
+      '--max-unfinished-frame-bytes <n>',
+      'bytes of partly received frames held over all connections (default 64 MiB)',
+    )
+    .option(
+      '--send-high-water-bytes <n>',
+      'per connection: output above which DCP pauses and KV stops reading (default 1 MiB)',
+    )
     .action(async (flags: NodeFlags) => {
       const vbuckets = Number(flags.vbuckets);
       const logger = cliLogger('dcpx-node');
@@ -83,6 +102,10 @@ export function registerNode(program: Command): void {
           flags.refuseTakeoverStates === undefined ? undefined : Number(flags.refuseTakeoverStates),
         takeoverBacklogBytes:
           flags.takeoverBacklogBytes === undefined ? undefined : Number(flags.takeoverBacklogBytes),
+        authTimeoutMs: optionalNumber(flags.authTimeoutMs),
+        idleTimeoutMs: optionalNumber(flags.idleTimeoutMs),
+        maxUnfinishedFrameBytes: optionalNumber(flags.maxUnfinishedFrameBytes),
+        sendHighWaterBytes: optionalNumber(flags.sendHighWaterBytes),
       });
       const { address, port } = node.address;
       const admin = node.adminUrl ? ` admin ${node.adminUrl}` : '';

@@ -2,6 +2,7 @@ import type { TakeStateCheck } from '../consumer/index.js';
 import type { FrameSink } from '../producer/index.js';
 import {
   childLogger,
+  DcpxError,
   encodeStatusResponse,
   type Frame,
   type Logger,
@@ -10,9 +11,9 @@ import {
 } from '../protocol/index.js';
 import type { Store } from '../store/index.js';
 import type { NodeAuth } from './auth.js';
-import { DcpHandler } from './dcp-handler.js';
+import { DCP_COUNTERS, type DcpConnectionStats, DcpHandler } from './dcp-handler.js';
 import { KV_OPCODES, KvHandler, SESSION_OPCODES } from './kv-handler.js';
-import type { DcpConnectionStats, NodeMetrics } from './metrics.js';
+import type { CloseReason, NodeMetrics } from './metrics.js';
 import { Outbox } from './outbox.js';
 import type { Replies } from './replies.js';
 import { SASL_OPCODES, SaslHandler } from './sasl-handler.js';
@@ -21,12 +22,33 @@ import { VBUCKET_OPCODES, VBucketHandler } from './vbucket-handler.js';
 
 /** What a node connection needs of the socket under it. */
 export interface NodeWire {
-  /** Writes frames; false when the socket is full. */
+  /** Writes frames; false when the socket is full ('drain' follows: call `drained()`). */
   send(chunks: Buffer[]): boolean;
   close(reason?: Error): void;
+  /** Bytes written and not yet taken by the OS. */
+  readonly bufferedBytes: number;
+  /** Stops and restarts reading (frames already decoded still arrive; the connection holds them). */
+  pause(): void;
+  resume(): void;
+  /** The largest frame body this connection may send from now on. */
+  setMaxBodyLength(bytes: number): void;
   readonly peer: string;
   /** TLS: PLAIN is allowed only here. */
   readonly secure: boolean;
+}
+
+/** Limits on one connection (DESIGN.md "Security"; issue 9 D and 6). */
+export interface ConnectionLimits {
+  /** Largest frame body before authentication, where authentication is required (SASL fits). */
+  preAuthMaxBodyLength: number;
+  /** Largest frame body otherwise. */
+  maxBodyLength: number;
+  /** A connection that must authenticate and has not after this long is closed; 0 = never. */
+  authTimeoutMs: number;
+  /** A connection that is not DCP and sends nothing for this long is closed; 0 = never. */
+  idleTimeoutMs: number;
+  /** Output bytes (queued and in the socket) above which a connection is not writable. */
+  sendHighWaterBytes: number;
 }
 
 export interface NodeContext {
@@ -44,6 +66,9 @@ export interface NodeContext {
   releaseDcpName(name: string, connection: NodeConnection): void;
   consumerBufferSize: number;
   consumerNoopIntervalMs: number;
+  limits: ConnectionLimits;
+  /** The clock of the idle timeout. */
+  now(): number;
 }
 
 /** Commands allowed before authentication (DESIGN.md "Security"). */
@@ -56,8 +81,9 @@ const PRE_AUTH: ReadonlySet<number> = new Set([
 
 /**
  * One client connection of a node. It owns the I/O: frames in, the ordered commit-gated outbox out,
- * and who may do what; the handlers (KV, SASL, vBucket control, DCP) decide the answers. Replies leave
- * in request order, and only once the writes they acknowledge are committed to the OS.
+ * backpressure both ways, who may do what, and how long a connection may stay unauthenticated or idle;
+ * the handlers (KV, SASL, vBucket control, DCP) decide the answers. Replies leave in request order, and
+ * only once the writes they acknowledge are committed to the OS.
  */
 export class NodeConnection {
   private readonly log: Logger;
@@ -68,6 +94,13 @@ export class NodeConnection {
   private readonly vbuckets: VBucketHandler;
   private readonly dcp: DcpHandler;
   private closing = false;
+  private finished = false;
+  /** Reading is paused while the outbox is above its mark; frames already decoded wait here. */
+  private paused = false;
+  private held: Frame[] = [];
+  private authTimer: NodeJS.Timeout | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private lastFrameAt: number;
 
   constructor(
     private readonly wire: NodeWire,
@@ -75,7 +108,15 @@ export class NodeConnection {
   ) {
     this.log = childLogger(ctx.logger, { peer: wire.peer });
     this.session = { user: undefined, mutationSeqno: false, peer: wire.peer, secure: wire.secure };
-    this.outbox = new Outbox(ctx.store, wire, this.log, (bytes) => ctx.metrics.bytesOut.inc(bytes));
+    const limits = ctx.limits;
+    this.outbox = new Outbox(
+      ctx.store,
+      wire,
+      this.log,
+      limits.sendHighWaterBytes,
+      (bytes) => ctx.metrics.sentBytes.inc(bytes),
+      () => this.writable(),
+    );
     const replies = this.replies();
     this.kv = new KvHandler(
       {
@@ -87,7 +128,7 @@ export class NodeConnection {
       this.session,
       replies,
     );
-    this.sasl = new SaslHandler(ctx.auth, this.session, replies, this.log, () => {});
+    this.sasl = new SaslHandler(ctx.auth, this.session, replies, this.log, () => this.authenticatedNow());
     this.vbuckets = new VBucketHandler(ctx.store, replies, this.log);
     this.dcp = new DcpHandler(
       {
@@ -103,16 +144,92 @@ export class NodeConnection {
         this.log.info({ name }, 'DCP connection opened');
         ctx.claimDcpName(name, this);
       },
+      (opcode, count) => ctx.metrics.staleFrame(opcode, count),
     );
+    this.lastFrameAt = ctx.now();
+    const mustAuthenticate = ctx.auth.mode === 'users' && !ctx.auth.anonymousKv;
+    wire.setMaxBodyLength(mustAuthenticate ? limits.preAuthMaxBodyLength : limits.maxBodyLength);
+    if (mustAuthenticate && limits.authTimeoutMs > 0) {
+      this.authTimer = setTimeout(
+        () => this.closeFor('auth_timeout', `not authenticated within ${limits.authTimeoutMs} ms`),
+        limits.authTimeoutMs,
+      );
+      this.authTimer.unref();
+    }
+    if (limits.idleTimeoutMs > 0) this.armIdle(limits.idleTimeoutMs);
   }
 
   get authenticated(): boolean {
     return this.session.user !== undefined;
   }
 
+  /** Bytes queued for this connection and not yet taken by the OS. */
+  get bufferedBytes(): number {
+    return this.outbox.bufferedBytes;
+  }
+
   /** Handles one frame; a ProtocolError thrown from here closes this connection (the server does it). */
   handleFrame(frame: Frame): void {
     if (this.closing) return;
+    this.lastFrameAt = this.ctx.now();
+    if (this.paused) {
+      this.held.push(frame);
+      return;
+    }
+    this.dispatch(frame);
+    // memcached's rule: a KV connection whose replies pile up is not read until they drain (defect 6);
+    // a DCP connection is always read (its NOOP replies and buffer acks are what unblocks it)
+    if (!this.outbox.writable && !this.dcp.isOpen) this.pauseReading();
+  }
+
+  /** The socket drained. */
+  drained(): void {
+    this.outbox.drained();
+  }
+
+  /** The socket closed. */
+  closed(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.closing = true;
+    this.held = [];
+    clearTimeout(this.authTimer);
+    clearTimeout(this.idleTimer);
+    this.authTimer = undefined;
+    this.idleTimer = undefined;
+    this.dcp.closed();
+    for (const counter of DCP_COUNTERS) this.ctx.metrics.dcpCounter(counter, this.dcp.takeDelta(counter));
+    const name = this.dcp.name;
+    if (name) this.ctx.releaseDcpName(name, this);
+  }
+
+  /** Closes this connection (its DCP name was taken by a newer one). */
+  evict(reason: string): void {
+    this.closeFor('dcp_name_reused', reason);
+  }
+
+  /** Closes this connection for `reason` (counted on /metrics). */
+  closeFor(reason: CloseReason, detail: string): void {
+    if (this.closing) return;
+    this.log.info({ reason, detail }, 'closing connection');
+    this.ctx.metrics.connectionClosed(reason);
+    this.closed();
+    // an evicted DCP connection ends in order (its peer reads what was sent); the others are cut
+    if (reason === 'dcp_name_reused') this.wire.close();
+    else this.wire.close(new DcpxError('DCPX_ERR_CLOSED_BY_NODE', `${reason}: ${detail}`));
+  }
+
+  /** Producer/consumer statistics of this connection (for /status and metrics). */
+  dcpStats(): DcpConnectionStats | undefined {
+    return this.dcp.stats();
+  }
+
+  /** How much an endpoint counter grew since last asked (metrics). */
+  takeDcpDelta(counter: (typeof DCP_COUNTERS)[number]): number {
+    return this.dcp.takeDelta(counter);
+  }
+
+  private dispatch(frame: Frame): void {
     if (this.dcp.isOpen) return this.dcp.handle(frame);
     if (frame.isResponse) return; // a client has nothing to answer outside DCP
     const opcode = frame.opcode;
@@ -135,36 +252,48 @@ export class NodeConnection {
     }
   }
 
-  /** The socket drained. */
-  drained(): void {
-    this.dcp.drained();
-  }
-
-  /** The socket closed. */
-  closed(): void {
-    this.closing = true;
-    this.dcp.closed();
-    const name = this.dcp.name;
-    if (name) this.ctx.releaseDcpName(name, this);
-  }
-
-  /** Closes this connection (its DCP name was taken by a newer one). */
-  evict(reason: string): void {
-    this.log.info({ reason }, 'closing connection');
-    this.closed();
-    this.wire.close();
-  }
-
-  /** Producer/consumer statistics of this connection (for /status and metrics). */
-  dcpStats(): DcpConnectionStats | undefined {
-    return this.dcp.stats();
-  }
-
   private allowed(opcode: number): boolean {
     if (this.session.user !== undefined || PRE_AUTH.has(opcode)) return true;
     const auth = this.ctx.auth;
     if (auth.mode === 'none') return true;
     return auth.anonymousKv && KV_OPCODES.has(opcode);
+  }
+
+  private authenticatedNow(): void {
+    clearTimeout(this.authTimer);
+    this.authTimer = undefined;
+    this.wire.setMaxBodyLength(this.ctx.limits.maxBodyLength);
+  }
+
+  private armIdle(ms: number): void {
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = undefined;
+      // DCP connections have their own liveness: NOOPs both ways (dcp-spec §4.12)
+      if (this.closing || this.dcp.isOpen) return;
+      const idle = this.ctx.now() - this.lastFrameAt;
+      if (idle >= ms) return this.closeFor('idle_timeout', `idle for ${idle} ms`);
+      this.armIdle(ms - idle);
+    }, ms);
+    this.idleTimer.unref();
+  }
+
+  private pauseReading(): void {
+    if (this.paused) return;
+    this.paused = true;
+    this.ctx.metrics.readPauses.inc();
+    this.wire.pause();
+  }
+
+  /** The outbox went below its mark: the producer carries on, held frames run, reading resumes. */
+  private writable(): void {
+    this.dcp.drained();
+    if (!this.paused) return;
+    while (this.held.length > 0 && !this.closing) {
+      this.dispatch(this.held.shift()!);
+      if (!this.outbox.writable) return; // still paused; the next onWritable carries on
+    }
+    this.paused = false;
+    if (!this.closing) this.wire.resume();
   }
 
   private status(frame: Frame, status: number, value?: string): void {
@@ -189,20 +318,24 @@ export class NodeConnection {
       respond: (frame, bytes) => this.respond(frame, bytes),
       status: (frame, status, text) => this.status(frame, status, text),
       silent: (frame, status) => this.ctx.metrics.op(frame.opcode, status),
-      queue: (bytes) => this.outbox.push([bytes]),
+      queue: (bytes) => {
+        this.outbox.push([bytes]);
+      },
       afterMetadata: () => this.outbox.afterMetadata(),
     };
   }
 
-  /** The sink the DCP endpoints write through: the same ordered, commit-gated path. */
+  /**
+   * The sink the DCP endpoints write through: the same ordered, commit-gated path, writable only below
+   * the connection's mark (the producer stops on false and carries on at `drained()`).
+   */
   private dcpSink(): FrameSink {
     return {
-      write: (chunks) => {
-        this.outbox.push(chunks);
-        return true;
-      },
+      write: (chunks) => this.outbox.push(chunks),
       close: (reason) => {
+        if (this.closing) return;
         this.log.warn({ reason: reason.message }, 'DCP endpoint closed the connection');
+        this.ctx.metrics.connectionClosed('dcp_endpoint');
         this.closed();
         this.wire.close(reason);
       },

@@ -1,8 +1,7 @@
-import { DcpConsumer, type TakeStateCheck } from '../consumer/index.js';
-import { DcpProducer, type FrameSink } from '../producer/index.js';
+import { type ConsumerStats, DcpConsumer, type TakeStateCheck } from '../consumer/index.js';
+import { DcpProducer, type FrameSink, type ProducerStats } from '../producer/index.js';
 import { decodeDcpOpen, type Frame, type Logger, OpenFlag, Status } from '../protocol/index.js';
 import type { Store } from '../store/index.js';
-import type { DcpConnectionStats } from './metrics.js';
 import type { Replies } from './replies.js';
 
 export interface DcpOptions {
@@ -13,6 +12,15 @@ export interface DcpOptions {
   consumerNoopIntervalMs: number;
 }
 
+/** Counters of the endpoints, read as deltas so that the node's metrics only ever add. */
+export type DcpCounter = 'itemsSent' | 'itemsApplied' | 'rollbacks' | 'retryAsks';
+export const DCP_COUNTERS: readonly DcpCounter[] = ['itemsSent', 'itemsApplied', 'rollbacks', 'retryAsks'];
+
+/** One DCP connection's endpoint statistics (for /status and the DCP gauges). */
+export type DcpConnectionStats =
+  | { name: string; role: 'producer'; stats: ProducerStats }
+  | { name: string; role: 'consumer'; stats: ConsumerStats };
+
 /**
  * DCP on one connection: DCP_OPEN makes it a producer or a consumer endpoint (dcp-spec §4.1), and from
  * then on every frame is the endpoint's.
@@ -21,6 +29,12 @@ export class DcpHandler {
   private producer: DcpProducer | undefined;
   private consumer: DcpConsumer | undefined;
   private dcpName: string | undefined;
+  private readonly reported: Record<DcpCounter, number> = {
+    itemsSent: 0,
+    itemsApplied: 0,
+    rollbacks: 0,
+    retryAsks: 0,
+  };
 
   constructor(
     private readonly options: DcpOptions,
@@ -28,6 +42,8 @@ export class DcpHandler {
     private readonly sink: FrameSink,
     /** Takes the DCP name for this connection (the node closes an older one with the same name). */
     private readonly claimName: (name: string) => void,
+    /** A consumer dropped `count` frames of dead streams on `opcode` (invariant 3). */
+    private readonly onStaleFrames: (opcode: number, count: number) => void = () => {},
   ) {}
 
   /** True once DCP_OPEN succeeded: every later frame goes to `handle`. */
@@ -71,7 +87,29 @@ export class DcpHandler {
   /** A frame for the open endpoint. */
   handle(frame: Frame): void {
     if (this.producer) return this.producer.handleFrame(frame);
-    this.consumer?.handleFrame(frame);
+    const consumer = this.consumer;
+    if (!consumer) return;
+    // the consumer counts stale frames as it drops them, synchronously: the difference is this frame's
+    const before = consumer.stats.staleFramesDropped;
+    try {
+      consumer.handleFrame(frame);
+    } finally {
+      const stale = consumer.stats.staleFramesDropped - before;
+      if (stale > 0) this.onStaleFrames(frame.opcode, stale);
+    }
+  }
+
+  /** How much `counter` grew since it was last taken. */
+  takeDelta(counter: DcpCounter): number {
+    const now = this.counterValue(counter);
+    const delta = now - this.reported[counter];
+    this.reported[counter] = now;
+    return delta;
+  }
+
+  private counterValue(counter: DcpCounter): number {
+    if (counter === 'itemsSent') return this.producer?.stats.itemsSent ?? 0;
+    return this.consumer?.stats[counter] ?? 0;
   }
 
   /** The connection can take more bytes. */

@@ -1,93 +1,143 @@
 import { Counter, Gauge, Registry } from 'prom-client';
-import type { ConsumerStats } from '../consumer/index.js';
-import type { ProducerStats } from '../producer/index.js';
 import { opcodeName, statusName, vbucketStateName } from '../protocol/index.js';
 import type { Store } from '../store/index.js';
+import type { DcpConnectionStats, DcpCounter } from './dcp-handler.js';
 
-/** One DCP connection's endpoint statistics (for /status and the DCP gauges). */
-export type DcpConnectionStats =
-  | { name: string; role: 'producer'; stats: ProducerStats }
-  | { name: string; role: 'consumer'; stats: ConsumerStats };
+export type { DcpConnectionStats } from './dcp-handler.js';
 
-/** The node's prom-client registry: ops by opcode and status, bytes, connections, vBuckets, items, DCP. */
+/** Why the node closed a connection (`dcpx_node_connections_closed_total{reason}`). */
+export type CloseReason =
+  | 'auth_timeout'
+  | 'idle_timeout'
+  | 'frame_too_large'
+  | 'unfinished_frames'
+  | 'malformed_frame'
+  | 'bad_request'
+  | 'dcp_name_reused'
+  | 'dcp_endpoint';
+
+/** What the metrics read from the node's live connections when scraped. */
+export interface MetricSources {
+  /** The growth of an endpoint counter on each live connection since last taken. */
+  takeDcpDeltas(counter: DcpCounter): number;
+  /** Each live DCP connection's endpoint statistics (NOOP round trip, flow-control window use). */
+  dcpConnections(): Iterable<DcpConnectionStats | undefined>;
+  unfinishedFrameBytes(): number;
+  sendBufferedBytes(): number;
+}
+
+/**
+ * The node's prom-client registry (Prometheus naming: counters end in `_total`, units in the name;
+ * opcode labels are opcode names).
+ */
 export class NodeMetrics {
   readonly registry = new Registry();
   readonly ops: Counter<'opcode' | 'status'>;
-  readonly bytesIn: Counter;
-  readonly bytesOut: Counter;
+  readonly receivedBytes: Counter;
+  readonly sentBytes: Counter;
   readonly connections: Gauge;
   readonly connectionsTotal: Counter;
+  readonly connectionsClosed: Counter<'reason'>;
   readonly decodeErrors: Counter;
-  readonly dcpItemsSent: Counter;
-  readonly dcpItemsApplied: Counter;
-  readonly staleFrames: Counter;
-  readonly rollbacks: Counter;
-  readonly takeoverRetryAsks: Counter;
-  private dcpConnections: () => Iterable<DcpConnectionStats | undefined> = () => [];
+  readonly readPauses: Counter;
+  private readonly dcpCounters: Record<DcpCounter, Counter>;
+  private readonly staleFrames: Counter<'opcode'>;
+  private sources: MetricSources | undefined;
 
   constructor(store: Store) {
-    const registry = this.registry;
+    const registers = [this.registry];
+    const sources = () => this.sources;
     this.ops = new Counter({
       name: 'dcpx_node_ops_total',
       help: 'Requests answered, by opcode and status',
       labelNames: ['opcode', 'status'],
-      registers: [registry],
+      registers,
     });
-    this.bytesIn = new Counter({
-      name: 'dcpx_node_bytes_in_total',
-      help: 'Bytes received',
-      registers: [registry],
+    this.receivedBytes = new Counter({
+      name: 'dcpx_node_received_bytes_total',
+      help: 'Bytes of frames received',
+      registers,
     });
-    this.bytesOut = new Counter({
-      name: 'dcpx_node_bytes_out_total',
-      help: 'Bytes sent',
-      registers: [registry],
+    this.sentBytes = new Counter({
+      name: 'dcpx_node_sent_bytes_total',
+      help: 'Bytes of frames sent',
+      registers,
     });
-    this.connections = new Gauge({
-      name: 'dcpx_node_connections',
-      help: 'Open connections',
-      registers: [registry],
-    });
+    this.connections = new Gauge({ name: 'dcpx_node_connections', help: 'Open connections', registers });
     this.connectionsTotal = new Counter({
       name: 'dcpx_node_connections_total',
       help: 'Connections accepted',
-      registers: [registry],
+      registers,
+    });
+    this.connectionsClosed = new Counter({
+      name: 'dcpx_node_connections_closed_total',
+      help: 'Connections the node closed, by reason',
+      labelNames: ['reason'],
+      registers,
     });
     this.decodeErrors = new Counter({
       name: 'dcpx_node_decode_errors_total',
       help: 'Connections closed for a malformed frame',
-      registers: [registry],
+      registers,
     });
-    this.dcpItemsSent = new Counter({
-      name: 'dcpx_dcp_items_sent_total',
-      help: 'DCP items sent by producers',
-      registers: [registry],
+    this.readPauses = new Counter({
+      name: 'dcpx_node_read_pauses_total',
+      help: 'Times a KV connection was not read because its replies were above the high-water mark',
+      registers,
     });
-    this.dcpItemsApplied = new Counter({
-      name: 'dcpx_dcp_items_applied_total',
-      help: 'DCP items applied by consumers',
-      registers: [registry],
-    });
+    const dcpCounter = (counter: DcpCounter, name: string, help: string) =>
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          const n = sources()?.takeDcpDeltas(counter) ?? 0;
+          if (n > 0) this.inc(n);
+        },
+      });
+    this.dcpCounters = {
+      itemsSent: dcpCounter('itemsSent', 'dcpx_node_dcp_items_sent_total', 'DCP items sent by producers'),
+      itemsApplied: dcpCounter(
+        'itemsApplied',
+        'dcpx_node_dcp_items_applied_total',
+        'DCP items applied by consumers',
+      ),
+      rollbacks: dcpCounter('rollbacks', 'dcpx_node_dcp_rollbacks_total', 'Rollbacks taken by consumers'),
+      retryAsks: dcpCounter(
+        'retryAsks',
+        'dcpx_node_dcp_takeover_retry_asks_total',
+        'Takeover set-state requests a consumer answered with ETMPFAIL (the retry ask)',
+      ),
+    };
+    // the proxy has its own (dcpx_proxy_stale_frames_total): these are the node's consumers'
     this.staleFrames = new Counter({
-      name: 'dcpx_stale_frames_total',
-      help: 'Frames of dead streams dropped by consumers',
-      registers: [registry],
+      name: 'dcpx_node_dcp_stale_frames_total',
+      help: 'Frames of dead streams dropped by consumers, by opcode',
+      labelNames: ['opcode'],
+      registers,
     });
-    this.rollbacks = new Counter({
-      name: 'dcpx_rollbacks_total',
-      help: 'Rollbacks taken by consumers',
-      registers: [registry],
+    this.registerDcpGauges();
+    new Gauge({
+      name: 'dcpx_node_unfinished_frame_bytes',
+      help: 'Bytes held for frames still arriving, on all connections',
+      registers,
+      collect() {
+        this.set(sources()?.unfinishedFrameBytes() ?? 0);
+      },
     });
-    this.takeoverRetryAsks = new Counter({
-      name: 'dcpx_takeover_retry_asks_total',
-      help: 'Takeover set-state requests answered with ETMPFAIL',
-      registers: [registry],
+    new Gauge({
+      name: 'dcpx_node_send_buffer_bytes',
+      help: 'Bytes queued for clients and not yet taken by the OS, on all connections',
+      registers,
+      collect() {
+        this.set(sources()?.sendBufferedBytes() ?? 0);
+      },
     });
     new Gauge({
       name: 'dcpx_node_vbuckets',
       help: 'vBuckets by state',
       labelNames: ['state'],
-      registers: [registry],
+      registers,
       collect() {
         const counts = new Map<string, number>();
         for (const vb of store.vbuckets) {
@@ -101,19 +151,18 @@ export class NodeMetrics {
     new Gauge({
       name: 'dcpx_node_items',
       help: 'Live documents in active vBuckets',
-      registers: [registry],
+      registers,
       collect() {
         let n = 0;
         for (const vb of store.vbuckets) if (vb.state === 1) n += vb.liveCount;
         this.set(n);
       },
     });
-    this.registerDcpGauges();
   }
 
-  /** Where the per-connection DCP gauges (NOOP round trip, flow-control window use) read from. */
-  observeDcp(source: () => Iterable<DcpConnectionStats | undefined>): void {
-    this.dcpConnections = source;
+  /** Where scrape-time values come from (the node, once it listens). */
+  attach(sources: MetricSources): void {
+    this.sources = sources;
   }
 
   private registerDcpGauges(): void {
@@ -130,7 +179,7 @@ export class NodeMetrics {
         registers: [this.registry],
         collect() {
           this.reset();
-          for (const c of metrics.dcpConnections()) {
+          for (const c of metrics.sources?.dcpConnections() ?? []) {
             if (!c) continue;
             const v = value(c);
             if (v !== undefined) this.set({ connection: c.name, role: c.role }, v);
@@ -166,5 +215,18 @@ export class NodeMetrics {
 
   op(opcode: number, status: number): void {
     this.ops.inc({ opcode: opcodeName(opcode), status: statusName(status) });
+  }
+
+  connectionClosed(reason: CloseReason): void {
+    this.connectionsClosed.inc({ reason });
+  }
+
+  staleFrame(opcode: number, count = 1): void {
+    this.staleFrames.inc({ opcode: opcodeName(opcode) }, count);
+  }
+
+  /** A closing connection's last counter growth. */
+  dcpCounter(counter: DcpCounter, delta: number): void {
+    if (delta > 0) this.dcpCounters[counter].inc(delta);
   }
 }

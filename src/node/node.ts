@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import {
   childLogger,
+  FrameBudgetError,
   type Logger,
   ProtocolError,
   silentLogger,
@@ -11,9 +12,10 @@ import { type FrameConnection, type FrameServer, listenTcp, listenTls } from '..
 import { Store } from '../store/index.js';
 import { VERSION } from '../version.js';
 import { AdminServer } from './admin.js';
-import { type NodeAuth, noAuth } from './auth.js';
-import { NodeConnection, type NodeContext } from './connection.js';
+import { denyAll, type NodeAuth } from './auth.js';
+import { type ConnectionLimits, NodeConnection, type NodeContext } from './connection.js';
 import { NodeMetrics } from './metrics.js';
+import { UnfinishedFrames } from './unfinished-frames.js';
 
 export interface StorageNodeOptions {
   host?: string;
@@ -24,6 +26,11 @@ export interface StorageNodeOptions {
   /** vBuckets replica on a new node. */
   replica?: readonly number[];
   dataDir?: string;
+  /**
+   * Who may do what. Without it the node refuses everything but SASL, HELLO, VERSION and NOOP to an
+   * unauthenticated connection, and nobody can authenticate: pass `userAuth(...)`, or `noAuth` to
+   * allow everything (tests, conformance). DESIGN.md "Security".
+   */
   auth?: NodeAuth;
   vbucketFromKey?: boolean;
   tls?: { cert: Buffer; key: Buffer };
@@ -47,10 +54,29 @@ export interface StorageNodeOptions {
   consumerBufferSize?: number;
   consumerNoopIntervalMs?: number;
   syncIntervalMs?: number;
+  /** Largest frame body before authentication where it is required (default 4 KiB: SASL fits). */
+  preAuthMaxBodyLength?: number;
+  /** Bytes of frames still arriving the node holds over all connections (default 64 MiB). */
+  maxUnfinishedFrameBytes?: number;
+  /** Close a connection that must authenticate and has not after this long (default 10 s; 0 = never). */
+  authTimeoutMs?: number;
+  /** Close a non-DCP connection that sends nothing for this long (default 0 = never, as memcached). */
+  idleTimeoutMs?: number;
+  /** Per connection: output bytes above which DCP stops producing and KV stops reading (default 1 MiB). */
+  sendHighWaterBytes?: number;
+  /** The clock of the idle timeout (tests). */
+  now?: () => number;
 }
 
 /** Couchbase's item size limit. */
 const DEFAULT_MAX_VALUE = 20 * 1024 * 1024;
+const DEFAULTS = {
+  preAuthMaxBodyLength: 4 * 1024,
+  maxUnfinishedFrameBytes: 64 * 1024 * 1024,
+  authTimeoutMs: 10_000,
+  idleTimeoutMs: 0,
+  sendHighWaterBytes: 1024 * 1024,
+};
 
 /** A reference storage node: one port for memcached binary KV, SASL, vBucket control and DCP. */
 export class StorageNode {
@@ -63,6 +89,7 @@ export class StorageNode {
   private readonly connections = new Set<NodeConnection>();
   private readonly dcpNames = new Map<string, NodeConnection>();
   private readonly refusals = new Map<number, number>();
+  private readonly unfinished: UnfinishedFrames;
 
   private constructor(
     store: Store,
@@ -70,8 +97,24 @@ export class StorageNode {
   ) {
     this.store = store;
     this.metrics = new NodeMetrics(store);
-    this.metrics.observeDcp(() => [...this.connections].map((c) => c.dcpStats()));
     this.log = options.logger ?? silentLogger;
+    this.unfinished = new UnfinishedFrames(
+      options.maxUnfinishedFrameBytes ?? DEFAULTS.maxUnfinishedFrameBytes,
+    );
+    this.metrics.attach({
+      takeDcpDeltas: (counter) => {
+        let n = 0;
+        for (const c of this.connections) n += c.takeDcpDelta(counter);
+        return n;
+      },
+      dcpConnections: () => [...this.connections].map((c) => c.dcpStats()),
+      unfinishedFrameBytes: () => this.unfinished.bytes,
+      sendBufferedBytes: () => {
+        let n = 0;
+        for (const c of this.connections) n += c.bufferedBytes;
+        return n;
+      },
+    });
   }
 
   static async start(options: StorageNodeOptions): Promise<StorageNode> {
@@ -99,10 +142,26 @@ export class StorageNode {
     return this.adminAddress ? `http://${this.adminAddress.address}:${this.adminAddress.port}` : undefined;
   }
 
+  private limits(): ConnectionLimits {
+    const o = this.options;
+    return {
+      preAuthMaxBodyLength: o.preAuthMaxBodyLength ?? DEFAULTS.preAuthMaxBodyLength,
+      maxBodyLength: this.maxBodyLength(),
+      authTimeoutMs: o.authTimeoutMs ?? DEFAULTS.authTimeoutMs,
+      idleTimeoutMs: o.idleTimeoutMs ?? DEFAULTS.idleTimeoutMs,
+      sendHighWaterBytes: o.sendHighWaterBytes ?? DEFAULTS.sendHighWaterBytes,
+    };
+  }
+
+  /** Frames up to 1.5× the value limit are read and answered (E2BIG) rather than dropped as malformed. */
+  private maxBodyLength(): number {
+    return Math.ceil((this.options.maxValueSize ?? DEFAULT_MAX_VALUE) * 1.5) + 64 * 1024;
+  }
+
   private context(): NodeContext {
     return {
       store: this.store,
-      auth: this.options.auth ?? noAuth,
+      auth: this.options.auth ?? denyAll,
       metrics: this.metrics,
       logger: this.log,
       version: VERSION,
@@ -119,6 +178,8 @@ export class StorageNode {
       },
       consumerBufferSize: this.options.consumerBufferSize ?? 4 * 1024 * 1024,
       consumerNoopIntervalMs: this.options.consumerNoopIntervalMs ?? 1_000,
+      limits: this.limits(),
+      now: this.options.now ?? Date.now,
     };
   }
 
@@ -152,43 +213,56 @@ export class StorageNode {
         {
           send: (chunks) => conn.send(chunks),
           close: (reason) => (reason ? conn.destroy(reason) : conn.close()),
+          get bufferedBytes() {
+            return conn.bufferedBytes;
+          },
+          pause: () => conn.pause(),
+          resume: () => conn.resume(),
+          setMaxBodyLength: (bytes) => conn.setMaxBodyLength(bytes),
           peer: conn.peer,
           secure: conn.secure,
         },
         context,
       );
+      const account = this.unfinished.open((reason) => node.closeFor('unfinished_frames', reason));
+      conn.setFrameBudget(account);
       this.connections.add(node);
       this.metrics.connections.inc();
       this.metrics.connectionsTotal.inc();
       conn.on('frame', (frame) => {
-        this.metrics.bytesIn.inc(frame.length);
+        this.metrics.receivedBytes.inc(frame.length);
         try {
           node.handleFrame(frame);
         } catch (error) {
           // a malformed message closes its own connection only (invariant 4)
           const reason = error instanceof Error ? error.message : String(error);
           if (error instanceof ProtocolError) this.metrics.decodeErrors.inc();
-          log.warn({ reason }, 'closing connection: bad request');
+          node.closeFor('bad_request', reason);
           conn.destroy(error instanceof Error ? error : new Error(reason));
         }
       });
       conn.on('drain', () => node.drained());
       conn.on('error', (error: Error) => {
-        if (error instanceof ProtocolError) {
+        if (error instanceof FrameBudgetError) {
+          node.closeFor('unfinished_frames', error.message);
+        } else if (error instanceof ProtocolError) {
           this.metrics.decodeErrors.inc();
           log.warn({ reason: error.message }, 'closing connection: malformed frame');
+          node.closeFor(
+            error.code === 'DCPX_ERR_BODY_TOO_LARGE' ? 'frame_too_large' : 'malformed_frame',
+            error.message,
+          );
         }
       });
       conn.on('close', () => {
+        account.close();
         this.connections.delete(node);
         this.metrics.connections.dec();
         node.closed();
       });
     };
     const host = this.options.host ?? '127.0.0.1';
-    // frames up to 1.5× the value limit are read and answered (E2BIG) rather than dropped as malformed
-    const maxBodyLength = Math.ceil((this.options.maxValueSize ?? DEFAULT_MAX_VALUE) * 1.5) + 64 * 1024;
-    const listen = { host, port: this.options.port, maxBodyLength, logger: this.log };
+    const listen = { host, port: this.options.port, maxBodyLength: this.maxBodyLength(), logger: this.log };
     this.server = this.options.tls
       ? await listenTls({ ...listen, cert: this.options.tls.cert, key: this.options.tls.key }, onConnection)
       : await listenTcp(listen, onConnection);
@@ -217,6 +291,13 @@ export class StorageNode {
         0,
       ),
       connections: this.connections.size,
+      io: {
+        unfinishedFrameBytes: this.unfinished.bytes,
+        bufferedBytes: {
+          total: [...this.connections].reduce((n, c) => n + c.bufferedBytes, 0),
+          max: Math.max(0, ...[...this.connections].map((c) => c.bufferedBytes)),
+        },
+      },
       dcp: [...this.connections].map((c) => c.dcpStats()).filter((s) => s !== undefined),
     };
   }

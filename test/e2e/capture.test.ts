@@ -3,6 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe, expect } from 'vitest';
 import { captureWhile, decodeCapture } from '../../src/conformance/index.js';
+import { noAuth } from '../../src/node/auth.js';
 import { StorageNode } from '../../src/node/node.js';
 import * as p from '../../src/protocol/index.js';
 import { Replicator } from '../../src/proxy/replicator.js';
@@ -23,8 +24,14 @@ describe('captured conversations (tshark)', () => {
     'a producer↔consumer conversation through the proxy decodes clean, and the close is synchronous',
     async () => {
       const all = [0, 1, 2, 3];
-      const a = await StorageNode.start({ port: 0, vbuckets: 4, active: all });
-      const b = await StorageNode.start({ port: 0, vbuckets: 4, replica: all, refuseTakeoverStates: 1 });
+      const a = await StorageNode.start({ port: 0, vbuckets: 4, active: all, auth: noAuth });
+      const b = await StorageNode.start({
+        port: 0,
+        vbuckets: 4,
+        replica: all,
+        refuseTakeoverStates: 1,
+        auth: noAuth,
+      });
       cleanups.push(
         () => a.stop(),
         () => b.stop(),

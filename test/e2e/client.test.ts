@@ -3,6 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DcpClient, type DcpEvent } from '../../src/client/index.js';
+import { noAuth } from '../../src/node/auth.js';
 import { StorageNode } from '../../src/node/node.js';
 import { vbucketOfKey } from '../../src/node/ranges.js';
 import * as p from '../../src/protocol/index.js';
@@ -17,7 +18,7 @@ afterEach(async () => {
 const all64 = [...Array(64).keys()];
 
 async function startNode(options: Partial<Parameters<typeof StorageNode.start>[0]> = {}) {
-  const node = await StorageNode.start({ port: 0, vbuckets: 64, active: all64, ...options });
+  const node = await StorageNode.start({ port: 0, vbuckets: 64, active: all64, auth: noAuth, ...options });
   cleanups.push(() => node.stop());
   return node;
 }

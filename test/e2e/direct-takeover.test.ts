@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { noAuth } from '../../src/node/auth.js';
 import { StorageNode } from '../../src/node/node.js';
 import * as p from '../../src/protocol/index.js';
 import { connectTcp, type FrameConnection } from '../../src/protocol/transport/index.js';
@@ -24,8 +25,14 @@ async function dcpOpen(port: number, flags: number): Promise<FrameConnection> {
 }
 
 async function setup(refuse: number) {
-  const a = await StorageNode.start({ port: 0, vbuckets: 8, active: [VB] });
-  const b = await StorageNode.start({ port: 0, vbuckets: 8, replica: [VB], refuseTakeoverStates: refuse });
+  const a = await StorageNode.start({ port: 0, vbuckets: 8, active: [VB], auth: noAuth });
+  const b = await StorageNode.start({
+    port: 0,
+    vbuckets: 8,
+    replica: [VB],
+    refuseTakeoverStates: refuse,
+    auth: noAuth,
+  });
   cleanups.push(
     () => a.stop(),
     () => b.stop(),

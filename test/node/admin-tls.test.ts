@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { userAuth } from '../../src/node/auth.js';
+import { noAuth, userAuth } from '../../src/node/auth.js';
 import { StorageNode } from '../../src/node/node.js';
 import * as p from '../../src/protocol/index.js';
 import { connectTcp, connectTls, type FrameConnection } from '../../src/protocol/transport/index.js';
@@ -35,6 +35,7 @@ describe('admin HTTP', () => {
       active: [0, 1],
       replica: [2],
       adminPort: 0,
+      auth: noAuth,
     });
     cleanups.push(() => node.stop());
     expect(node.adminUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { DcpClient } from '../../src/client/index.js';
+import { noAuth } from '../../src/node/auth.js';
 import { StorageNode } from '../../src/node/node.js';
 
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
@@ -16,7 +17,7 @@ function gauge(text: string, name: string, connection: string): number | undefin
 
 describe('node /metrics for DCP connections', () => {
   it('shows each producer connection’s NOOP round trip, unanswered NOOPs, and its flow-control window use and how long it has been full', async () => {
-    const node = await StorageNode.start({ port: 0, vbuckets: 4, active: [0, 1, 2, 3] });
+    const node = await StorageNode.start({ port: 0, vbuckets: 4, active: [0, 1, 2, 3], auth: noAuth });
     cleanups.push(() => node.stop());
     for (let i = 0; i < 100; i++)
       node.store.vbucket(0).mutate({ op: 'set', key: Buffer.from(`k${i}`), value: Buffer.alloc(100) });

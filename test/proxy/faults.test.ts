@@ -1,5 +1,6 @@
 import * as net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { noAuth } from '../../src/node/auth.js';
 import { StorageNode } from '../../src/node/node.js';
 import * as p from '../../src/protocol/index.js';
 import { Replicator } from '../../src/proxy/replicator.js';
@@ -113,12 +114,14 @@ for (const side of (process.env.FSIDE ? [process.env.FSIDE] : ['consumer', 'prod
           port: 0,
           vbuckets: 2,
           active: [0, 1],
+          auth: noAuth,
           logger: logger?.child?.({ node: 'A' }),
         });
         const b = await StorageNode.start({
           port: 0,
           vbuckets: 2,
           replica: [0, 1],
+          auth: noAuth,
           logger: logger?.child?.({ node: 'B' }),
         });
         cleanups.push(

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { noAuth } from '../../src/node/auth.js';
 import { StorageNode } from '../../src/node/node.js';
 import * as p from '../../src/protocol/index.js';
 import { type FrameConnection, type FrameServer, listenTcp } from '../../src/protocol/transport/index.js';
@@ -150,6 +151,7 @@ describe('the race of the seed', () => {
       vbuckets: 8,
       replica: [VB],
       refuseTakeoverStates: 1,
+      auth: noAuth,
     });
     cleanups.push(() => consumer.stop());
     const replicator = new Replicator({

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { noAuth } from '../../src/node/auth.js';
 import { StorageNode } from '../../src/node/node.js';
 import * as p from '../../src/protocol/index.js';
 import { Replicator, TakeoverError } from '../../src/proxy/replicator.js';
@@ -14,8 +15,8 @@ afterEach(async () => {
 
 async function cluster(vbuckets = 8, extra: { refuseTakeoverStates?: number } = {}) {
   const all = [...Array(vbuckets).keys()];
-  const a = await StorageNode.start({ port: 0, vbuckets, active: all });
-  const b = await StorageNode.start({ port: 0, vbuckets, replica: all, ...extra });
+  const a = await StorageNode.start({ port: 0, vbuckets, active: all, auth: noAuth });
+  const b = await StorageNode.start({ port: 0, vbuckets, replica: all, auth: noAuth, ...extra });
   nodes.push(a, b);
   const r = new Replicator({
     producer: { host: '127.0.0.1', port: a.address.port },
