@@ -237,8 +237,8 @@ export class StorageNode {
           // a malformed message closes its own connection only (invariant 4)
           const reason = error instanceof Error ? error.message : String(error);
           if (error instanceof ProtocolError) this.metrics.decodeErrors.inc();
-          node.closeFor('bad_request', reason);
           conn.destroy(error instanceof Error ? error : new Error(reason));
+          node.closeFor('bad_request', reason);
         }
       });
       conn.on('drain', () => node.drained());

@@ -1,6 +1,9 @@
 import type { Logger } from '../protocol/index.js';
 import type { Store } from '../store/index.js';
 
+/** Node's default socket high-water mark is 16 KiB (64 KiB from Node 22): stay above both. */
+const MIN_HIGH_WATER = 128 * 1024;
+
 /** Where the outbox writes: the connection's socket. */
 export interface OutboxWire {
   /** Writes frames; false when the socket is full. */
@@ -25,15 +28,20 @@ export class Outbox {
   private waitMeta = false;
   /** Someone was told "not writable" and waits for onWritable. */
   private blocked = false;
+  private readonly highWater: number;
 
   constructor(
     private readonly store: Store,
     private readonly wire: OutboxWire,
     private readonly log: Logger,
-    private readonly highWater: number,
+    highWater: number,
     private readonly onSent: (bytes: number) => void,
     private readonly onWritable: () => void,
-  ) {}
+  ) {
+    // never below the socket's own mark: a socket that took a write without asking for 'drain' must
+    // leave us writable, or nothing would ever wake us
+    this.highWater = Math.max(highWater, MIN_HIGH_WATER);
+  }
 
   /** Bytes queued here and in the socket. */
   get bufferedBytes(): number {

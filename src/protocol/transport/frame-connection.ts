@@ -235,7 +235,9 @@ export class FrameConnection extends EventEmitter<FrameConnectionEvents> {
       // invariant 4: a malformed frame closes its own connection, with a logged reason
       this.log.warn(
         { peer: this.peer, reason: error.message, code: error.code },
-        'closing connection: malformed frame',
+        error instanceof ProtocolError
+          ? 'closing connection: malformed frame'
+          : 'closing connection: no room',
       );
       this.closedWith = error;
       if (this.listenerCount('error') > 0) this.emit('error', error);
