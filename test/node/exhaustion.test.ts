@@ -106,8 +106,8 @@ describe('a node before authentication', () => {
     const opaque = probe.allocateOpaque();
     await probe.request(p.encodeNoop({ opaque }), { opaque, opcode: p.Opcode.NOOP });
     const lagMs = performance.now() - started;
-    // 2,000 key derivations of 4,096 rounds take about 3 s here; without any, the whole batch is well under 1 s
-    expect(lagMs).toBeLessThan(1_000);
+    // 2,000 key derivations of 4,096 rounds took 3-4 s here; without any, the whole batch takes about 0.3 s
+    expect(lagMs).toBeLessThan(1_500);
   });
 });
 
