@@ -7,6 +7,7 @@ import {
   type Frame,
   type Logger,
   Opcode,
+  ProtocolError,
   Status,
 } from '../protocol/index.js';
 import type { Store } from '../store/index.js';
@@ -168,7 +169,7 @@ export class NodeConnection {
     return this.outbox.bufferedBytes;
   }
 
-  /** Handles one frame; a ProtocolError thrown from here closes this connection (the server does it). */
+  /** Handles one frame; a malformed request closes this connection only (invariant 4). */
   handleFrame(frame: Frame): void {
     if (this.closing) return;
     this.lastFrameAt = this.ctx.now();
@@ -176,7 +177,7 @@ export class NodeConnection {
       this.held.push(frame);
       return;
     }
-    this.dispatch(frame);
+    this.dispatchSafely(frame);
     // memcached's rule: a KV connection whose replies pile up is not read until they drain (defect 6);
     // a DCP connection is always read (its NOOP replies and buffer acks are what unblocks it)
     if (!this.outbox.writable && !this.dcp.isOpen) this.pauseReading();
@@ -227,6 +228,19 @@ export class NodeConnection {
   /** How much an endpoint counter grew since last asked (metrics). */
   takeDcpDelta(counter: (typeof DCP_COUNTERS)[number]): number {
     return this.dcp.takeDelta(counter);
+  }
+
+  private dispatchSafely(frame: Frame): void {
+    try {
+      this.dispatch(frame);
+    } catch (error) {
+      const reason = error instanceof Error ? error : new Error(String(error));
+      if (error instanceof ProtocolError) this.ctx.metrics.decodeErrors.inc();
+      this.log.warn({ reason: reason.message }, 'closing connection: bad request');
+      this.ctx.metrics.connectionClosed('bad_request');
+      this.closed();
+      this.wire.close(reason);
+    }
   }
 
   private dispatch(frame: Frame): void {
@@ -289,7 +303,7 @@ export class NodeConnection {
     this.dcp.drained();
     if (!this.paused) return;
     while (this.held.length > 0 && !this.closing) {
-      this.dispatch(this.held.shift()!);
+      this.dispatchSafely(this.held.shift()!);
       if (!this.outbox.writable) return; // still paused; the next onWritable carries on
     }
     this.paused = false;

@@ -231,15 +231,7 @@ export class StorageNode {
       this.metrics.connectionsTotal.inc();
       conn.on('frame', (frame) => {
         this.metrics.receivedBytes.inc(frame.length);
-        try {
-          node.handleFrame(frame);
-        } catch (error) {
-          // a malformed message closes its own connection only (invariant 4)
-          const reason = error instanceof Error ? error.message : String(error);
-          if (error instanceof ProtocolError) this.metrics.decodeErrors.inc();
-          conn.destroy(error instanceof Error ? error : new Error(reason));
-          node.closeFor('bad_request', reason);
-        }
+        node.handleFrame(frame);
       });
       conn.on('drain', () => node.drained());
       conn.on('error', (error: Error) => {

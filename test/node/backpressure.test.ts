@@ -121,4 +121,38 @@ describe('backpressure on a node connection', () => {
     greedy.resume();
     await until(() => received === gets, 30_000, 'every GET answered');
   });
+
+  it('a malformed request held while reading is paused closes only its connection when its turn comes', async () => {
+    const node = await StorageNode.start({
+      port: 0,
+      vbuckets: 1,
+      active: [0],
+      auth: noAuth,
+      sendHighWaterBytes: HIGH_WATER,
+    });
+    cleanups.push(() => node.stop());
+    node.store.vbucket(0).mutate({ op: 'set', key: Buffer.from('big'), value: Buffer.alloc(64 * 1024, 1) });
+    const greedy = await rawSocket(node.address.port);
+    cleanups.push(() => greedy.destroy());
+    greedy.pause();
+    const get = (i: number, key = 'big') =>
+      p.encodeGet({ opcode: p.Opcode.GET, opaque: i, vbucket: 0, key: Buffer.from(key) });
+    const keyless = get(999, 'x');
+    keyless.writeUInt16BE(0, 2); // key length 0: a GET without a key is malformed
+    greedy.write(Buffer.concat([...Array.from({ length: 200 }, (_, i) => get(i)), keyless]));
+    await settled(() => maxBuffered(node));
+    const closed = new Promise<void>((resolve) => greedy.once('close', () => resolve()));
+    greedy.on('data', () => {});
+    greedy.resume();
+    await closed;
+    expect(await node.metrics.registry.metrics()).toMatch(
+      /dcpx_node_connections_closed_total\{reason="bad_request"\} 1/,
+    );
+    const other = await connectTcp({ host: '127.0.0.1', port: node.address.port });
+    cleanups.push(() => other.destroy());
+    const opaque = other.allocateOpaque();
+    expect((await other.request(get(opaque), { opaque, opcode: p.Opcode.GET })).status).toBe(
+      p.Status.Success,
+    );
+  });
 });
