@@ -1,4 +1,4 @@
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { makeScramCredential, type ScramCredential } from '../protocol/index.js';
 
 /** Who may do what on a node (DESIGN.md "Security"). */
@@ -20,17 +20,18 @@ export interface NodeAuth {
 export function userAuth(users: ReadonlyMap<string, string>, anonymousKv = false): NodeAuth {
   const credentials = new Map<string, ScramCredential>();
   for (const [user, password] of users) credentials.set(user, makeScramCredential(password));
+  const secret = randomBytes(32);
+  // PLAIN compares digests of equal length, the same work for unknown users and for any password length
+  const digest = (text: string) => createHmac('sha256', secret).update(text).digest();
   return {
     mode: 'users',
     anonymousKv,
-    fakeSaltSecret: randomBytes(32),
+    fakeSaltSecret: secret,
     credential: (user) => credentials.get(user),
     checkPassword(user, password) {
       const expected = users.get(user);
-      if (expected === undefined) return false;
-      const a = Buffer.from(expected);
-      const b = Buffer.from(password);
-      return a.length === b.length && timingSafeEqual(a, b);
+      const same = timingSafeEqual(digest(expected ?? ''), digest(password));
+      return same && expected !== undefined;
     },
   };
 }
