@@ -160,10 +160,6 @@ export class NodeMetrics {
     });
   }
 
-  // Hook for NOOP round trips: when the shared `Liveness` (issue 9, structure) lands in the endpoints,
-  // register `dcpx_node_dcp_noop_round_trip_seconds` (a Histogram) here and observe each round trip
-  // it reports; not registered before, so that no metric sits at zero forever.
-
   /** Where scrape-time values come from (the node, once it listens). */
   attach(sources: MetricSources): void {
     this.sources = sources;

@@ -3,6 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DcpClient, type DcpEvent } from '../../src/client/index.js';
+import { noAuth } from '../../src/node/auth.js';
 import { StorageNode } from '../../src/node/node.js';
 import * as p from '../../src/protocol/index.js';
 import { type CuttingRelay, startCuttingRelay } from '../helpers/cutting-relay.js';
@@ -14,7 +15,7 @@ afterEach(async () => {
 
 async function setup(vbuckets: number, itemsPerVb: number) {
   const all = [...Array(vbuckets).keys()];
-  const node = await StorageNode.start({ port: 0, vbuckets, active: all });
+  const node = await StorageNode.start({ port: 0, vbuckets, active: all, auth: noAuth });
   cleanups.push(() => node.stop());
   for (let vb = 0; vb < vbuckets; vb++)
     for (let i = 1; i <= itemsPerVb; i++)
