@@ -102,6 +102,7 @@ describe('backpressure on a node connection', () => {
     greedy.write(Buffer.concat(Array.from({ length: gets }, (_, i) => get(i))));
     const buffered = await settled(() => maxBuffered(node));
     expect(buffered).toBeLessThanOrEqual(BOUND);
+    expect(await node.metrics.registry.metrics()).toMatch(/dcpx_node_read_pauses_total [1-9]/);
     // another connection is served meanwhile
     const other = await connectTcp({ host: '127.0.0.1', port: node.address.port });
     cleanups.push(() => other.destroy());
