@@ -429,9 +429,33 @@ export class DcpConsumer {
       this.retire(vbucket, 'retry ask');
       return this.reply(frame, Status.Etmpfail);
     }
-    this.store.vbucket(vbucket).setState(state);
-    this.log.info({ vb: vbucket, state: vbucketStateName(state) }, 'takeover state taken');
-    this.reply(frame, Status.Success);
+    // invariant 6: Success only once the state is on disk (a pending or active state acts, and is
+    // acknowledged, only after its metadata write; VBucket.setState orders the two)
+    this.store
+      .vbucket(vbucket)
+      .setState(state)
+      .then(
+        () => {
+          if (this.closed) return;
+          if (this.byVb.get(vbucket) !== entry) {
+            // retired while the state was written: the stream's opaque is dead, so is its answer
+            this.log.info({ vb: vbucket, state: vbucketStateName(state) }, 'state taken by a retired stream');
+            return;
+          }
+          this.log.info({ vb: vbucket, state: vbucketStateName(state) }, 'takeover state taken');
+          this.reply(frame, Status.Success);
+        },
+        (error: unknown) => {
+          this.log.error(
+            { vb: vbucket, err: String(error) },
+            'takeover state not written: asking for a retry',
+          );
+          if (this.closed || this.byVb.get(vbucket) !== entry) return;
+          this.stats.retryAsks++;
+          this.retire(vbucket, 'state not written');
+          this.reply(frame, Status.Etmpfail);
+        },
+      );
   }
 
   /** STREAM_END: ends the current stream; a stale one is answered Success and ignored (MB-34951). */

@@ -52,6 +52,11 @@ export interface RenderOptions {
   markerV22: boolean;
 }
 
+/** What a Success to SET_VBUCKET_STATE did to a takeover stream. */
+export type TakeoverAck =
+  | { outcome: 'marked-dead'; durable: Promise<void> }
+  | { outcome: 'completed' | 'unexpected' };
+
 const BATCH_ITEMS = 64;
 
 export class ActiveStream {
@@ -70,6 +75,8 @@ export class ActiveStream {
   private readonly startSeqno: bigint;
   /** Takeover: whether the pending set-state was acknowledged (the vBucket is then dead here). */
   private pendingAcked = false;
+  /** Takeover: the dead state is on disk; nothing more leaves before (DESIGN.md invariant 6). */
+  private deadDurable = false;
   private endReason: number | undefined;
   private readonly render: RenderOptions;
   private readonly batch: Item[] = [];
@@ -130,6 +137,7 @@ export class ActiveStream {
     if (this.stateValue === 'dead') return false;
     if (this.endReason !== undefined) return true;
     if (this.stateValue === 'takeover-wait') return false;
+    if (this.pendingAcked && !this.deadDurable) return false;
     if (this.snapEnd > this.lastSent) return true;
     if (this.lastSent >= this.endSeqno) return true;
     if (this.vb.highSeqno > this.lastSent) return true;
@@ -144,6 +152,7 @@ export class ActiveStream {
     let bytes = 0;
     while (bytes < budget && this.stateValue !== 'dead') {
       if (this.endReason !== undefined) return bytes + this.pushEnd(out, this.endReason);
+      if (this.pendingAcked && !this.deadDurable) return bytes;
       if (this.snapEnd > this.lastSent) {
         bytes += this.produceItems(out, budget - bytes);
         continue;
@@ -175,19 +184,23 @@ export class ActiveStream {
 
   /**
    * The consumer answered a SET_VBUCKET_STATE with Success. Returns what happened, for the caller to
-   * log; a reply while not in takeover-wait changes nothing (kv_engine only warns).
+   * log; a reply while not in takeover-wait changes nothing (kv_engine only warns). After the pending
+   * ack the vBucket is dead here at once, and `durable` resolves once that is on disk: the stream
+   * sends nothing more (not the SET_VBUCKET_STATE(active) above all) before it.
    */
-  setStateAcked(): 'marked-dead' | 'completed' | 'unexpected' {
-    if (this.stateValue !== 'takeover-wait') return 'unexpected';
+  setStateAcked(): TakeoverAck {
+    if (this.stateValue !== 'takeover-wait') return { outcome: 'unexpected' };
     if (!this.pendingAcked) {
       this.pendingAcked = true;
-      // dcp-spec §9 step 5: the old copy is dead before the new one is told to become active
-      this.vb.setState(VBucketState.Dead);
       this.transition('takeover-send');
-      return 'marked-dead';
+      // dcp-spec §9 step 5: the old copy is dead before the new one is told to become active
+      const durable = this.vb.setState(VBucketState.Dead).then(() => {
+        this.deadDurable = true;
+      });
+      return { outcome: 'marked-dead', durable };
     }
     this.end(StreamEndReason.OK);
-    return 'completed';
+    return { outcome: 'completed' };
   }
 
   private pushEnd(out: Buffer[], reason: number): number {

@@ -454,9 +454,20 @@ export class DcpProducer {
       );
       return;
     }
-    const outcome = stream.setStateAcked();
-    this.log.info({ vb: stream.vb.id, opaque: stream.opaque, outcome }, 'takeover set-state acknowledged');
-    this.enqueue(stream);
+    const ack = stream.setStateAcked();
+    this.log.info(
+      { vb: stream.vb.id, opaque: stream.opaque, outcome: ack.outcome },
+      'takeover set-state acknowledged',
+    );
+    if (ack.outcome !== 'marked-dead') return this.enqueue(stream);
+    // the stream carries on only once the dead state is on disk (DESIGN.md invariant 6)
+    ack.durable.then(
+      () => this.enqueue(stream),
+      (error: unknown) => {
+        if (!this.closed)
+          this.fail(`vb ${stream.vb.id}: the dead state could not be written: ${String(error)}`);
+      },
+    );
   }
 
   private wake(vb: number): void {

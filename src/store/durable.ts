@@ -3,8 +3,8 @@ import * as path from 'node:path';
 import type { VBucketState } from '../protocol/index.js';
 import { AtomicFile, type AtomicFileOps } from './atomic-file.js';
 import { StoreError } from './errors.js';
-import { decodeRecords, encodeRecord, packr } from './record-codec.js';
-import type { VBucketMeta } from './types.js';
+import { decodeRecords, encodeRecord, encodeSnapshotRecord, packr } from './record-codec.js';
+import type { Item, SnapshotRange, VBucketMeta } from './types.js';
 import type { VBucket, VBucketSink } from './vbucket.js';
 
 // Durable mode (--data-dir): one append-only log file per vBucket (vb-<id>.log) and one metadata file
@@ -33,6 +33,7 @@ export interface DurableOptions {
   dataDir: string;
   syncIntervalMs?: number;
   metaFileOps?: AtomicFileOps;
+  metaRetryBudgetMs?: number;
   onError?: (error: unknown, context: string) => void;
 }
 
@@ -51,6 +52,7 @@ export class DurableStorage implements VBucketSink {
   constructor(private readonly options: DurableOptions) {
     this.metaFile = new AtomicFile(path.join(options.dataDir, META_FILE), () => this.metaSnapshot(), {
       ops: options.metaFileOps,
+      retryBudgetMs: options.metaRetryBudgetMs,
       onAttemptFailed: (error, attempt) => options.onError?.(error, `metadata write attempt ${attempt}`),
     });
     this.syncTimer = setInterval(() => this.syncSome(), options.syncIntervalMs ?? 100);
@@ -89,13 +91,19 @@ export class DurableStorage implements VBucketSink {
     return { clean: content.clean, metas };
   }
 
-  /** Reads a vBucket's log file back into it, cutting a torn tail. Returns the items restored. */
+  /**
+   * Reads a vBucket's log file back into it, cutting a torn tail, with the snapshot range of its last
+   * snapshot record. Returns the items restored.
+   */
   recoverLog(vb: VBucket): number {
     const file = this.logPath(vb.id);
+    vb.restoreSnapshot(undefined);
     if (!fs.existsSync(file)) return 0;
     const data = fs.readFileSync(file);
-    const { items, validLength } = decodeRecords(data, file);
+    const { items, snapshot, validLength } = decodeRecords(data, file);
     for (const item of items) vb.restore(item);
+    // items past the marker's end are the vBucket's own writes: no snapshot of another's history
+    vb.restoreSnapshot(snapshot && vb.highSeqno <= snapshot.end ? snapshot : undefined);
     if (validLength < data.length) {
       this.options.onError?.(
         new StoreError(
@@ -117,13 +125,21 @@ export class DurableStorage implements VBucketSink {
     await this.metaFile.changed();
   }
 
-  appended(vb: VBucket, item: import('./types.js').Item): void {
-    let list = this.pending.get(vb.id);
+  appended(vb: VBucket, item: Item): void {
+    this.pushRecord(vb.id, encodeRecord(item));
+  }
+
+  snapshotMarked(vb: VBucket, range: SnapshotRange | undefined): void {
+    this.pushRecord(vb.id, encodeSnapshotRecord(range));
+  }
+
+  private pushRecord(vb: number, record: Buffer): void {
+    let list = this.pending.get(vb);
     if (!list) {
       list = [];
-      this.pending.set(vb.id, list);
+      this.pending.set(vb, list);
     }
-    list.push(encodeRecord(item));
+    list.push(record);
     this.scheduleFlush();
   }
 
@@ -133,6 +149,8 @@ export class DurableStorage implements VBucketSink {
     const temp = `${file}.tmp-${process.pid}`;
     const records: Buffer[] = [];
     for (const item of vb.range(0n, vb.highSeqno)) records.push(encodeRecord(item));
+    const marked = vb.markedSnapshot;
+    if (marked) records.push(encodeSnapshotRecord(marked));
     const fd = fs.openSync(temp, 'w', 0o600);
     try {
       fs.writeSync(fd, Buffer.concat(records));
@@ -150,9 +168,17 @@ export class DurableStorage implements VBucketSink {
     this.unsynced.set(vb.id, 0);
   }
 
-  metaChanged(): void {
-    if (this.closed) return;
-    this.metaFile.changed().catch((error) => this.options.onError?.(error, 'metadata write'));
+  metaChanged(vb: VBucket): Promise<void> {
+    if (this.closed) {
+      const refused = Promise.reject(
+        new StoreError('DCPX_ERR_STORE_CLOSED', `vb ${vb.id}: metadata changed after the store closed`),
+      );
+      refused.catch(() => {});
+      return refused;
+    }
+    const written = this.metaFile.changed();
+    written.catch((error) => this.options.onError?.(error, 'metadata write'));
+    return written;
   }
 
   /** Resolves when every change so far has been written to the OS (survives a process crash). */

@@ -1,11 +1,14 @@
 import { crc32 } from 'node:zlib';
 import { Packr } from 'msgpackr';
 import { StoreError } from './errors.js';
-import type { Item } from './types.js';
+import type { Item, SnapshotRange } from './types.js';
 
 // On-disk records of a vBucket log file: | u32 payload length | u32 crc32 of payload | msgpack payload |.
 // The payload is an array, in this order (compact and schema-stable):
 // [key, value, cas, flags, expiry, revSeqno, bySeqno, datatype, deleted, expired, deleteTime]
+// or a snapshot record: [start, end] (a replica received this snapshot marker) or [] (the data
+// became the vBucket's own). Snapshot records sit in order with the items, so the snapshot range
+// read back after a crash always matches the items read back (dcp-spec §4.4 resume position).
 
 export const packr = new Packr({ useRecords: false, int64AsType: 'bigint', mapsAsObjects: true });
 const RECORD_HEADER = 8;
@@ -24,6 +27,15 @@ export function encodeRecord(item: Item): Buffer {
     item.expired ? 1 : 0,
     item.deleteTime ?? 0,
   ]);
+  return frameRecord(payload);
+}
+
+/** A snapshot record: the marker `range`, or undefined when the vBucket's data became its own. */
+export function encodeSnapshotRecord(range: SnapshotRange | undefined): Buffer {
+  return frameRecord(packr.pack(range ? [range.start, range.end] : []));
+}
+
+function frameRecord(payload: Buffer): Buffer {
   const out = Buffer.allocUnsafe(RECORD_HEADER + payload.length);
   out.writeUInt32BE(payload.length, 0);
   out.writeUInt32BE(crc32(payload), 4);
@@ -35,9 +47,8 @@ function big(value: unknown): bigint {
   return typeof value === 'bigint' ? value : BigInt(value as number);
 }
 
-function decodePayload(payload: Buffer, file: string, offset: number): Item {
-  const fields = packr.unpack(payload) as unknown[];
-  if (!Array.isArray(fields) || fields.length !== 11) {
+function decodeItem(fields: unknown[], file: string, offset: number): Item {
+  if (fields.length !== 11) {
     throw new StoreError('DCPX_ERR_STORE_CORRUPT', `${file}: record at ${offset} is not an item`);
   }
   const [key, value, cas, flags, expiry, revSeqno, bySeqno, datatype, deleted, expired, deleteTime] = fields;
@@ -59,6 +70,8 @@ function decodePayload(payload: Buffer, file: string, offset: number): Item {
 
 export interface DecodedRecords {
   items: Item[];
+  /** The last snapshot record's range (undefined when none, or when the last one says "own data"). */
+  snapshot: SnapshotRange | undefined;
   /** Bytes of whole, valid records; anything after is a torn or corrupt tail. */
   validLength: number;
 }
@@ -69,6 +82,7 @@ export interface DecodedRecords {
  */
 export function decodeRecords(data: Buffer, file: string): DecodedRecords {
   const items: Item[] = [];
+  let snapshot: SnapshotRange | undefined;
   let at = 0;
   while (data.length - at >= RECORD_HEADER) {
     const length = data.readUInt32BE(at);
@@ -76,8 +90,14 @@ export function decodeRecords(data: Buffer, file: string): DecodedRecords {
     if (end > data.length) break;
     const payload = data.subarray(at + RECORD_HEADER, end);
     if (crc32(payload) !== data.readUInt32BE(at + 4)) break;
-    items.push(decodePayload(payload, file, at));
+    const fields = packr.unpack(payload) as unknown;
+    if (!Array.isArray(fields)) {
+      throw new StoreError('DCPX_ERR_STORE_CORRUPT', `${file}: record at ${at} is not an array`);
+    }
+    if (fields.length === 0) snapshot = undefined;
+    else if (fields.length === 2) snapshot = { start: big(fields[0]), end: big(fields[1]) };
+    else items.push(decodeItem(fields, file, at));
     at = end;
   }
-  return { items, validLength: at };
+  return { items, snapshot, validLength: at };
 }

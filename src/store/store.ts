@@ -19,6 +19,8 @@ export interface StoreOptions {
   syncIntervalMs?: number;
   /** File operations of the metadata writer (tests inject failures). */
   metaFileOps?: AtomicFileOps;
+  /** How long a failing metadata write keeps retrying before the changes waiting on it fail. */
+  metaRetryBudgetMs?: number;
   onError?: (error: unknown, context: string) => void;
 }
 
@@ -58,6 +60,7 @@ export class Store {
         dataDir: options.dataDir,
         syncIntervalMs: options.syncIntervalMs,
         metaFileOps: options.metaFileOps,
+        metaRetryBudgetMs: options.metaRetryBudgetMs,
         onError: options.onError,
       });
       for (const vb of vbuckets) items += durable.recoverLog(vb);
@@ -90,9 +93,18 @@ export class Store {
     return this.durable ? this.durable.commit() : Promise.resolve();
   }
 
-  /** Resolves once vBucket states and failover logs so far are on disk. */
-  metaSettled(): Promise<void> {
-    return this.durable ? this.durable.metaSettled() : Promise.resolve();
+  /**
+   * Resolves once vBucket states and failover logs so far are on disk and every state change so far
+   * acts (a change to active acts only once written); rejects when a state change could not be written.
+   */
+  async metaSettled(): Promise<void> {
+    await Promise.all(this.vbuckets.map((vb) => vb.stateDurable()));
+    await this.durable?.metaSettled();
+  }
+
+  /** Resolves once the latest state change of vBucket `id` is on disk and acts (VBucket.setState). */
+  stateDurable(id: number): Promise<void> {
+    return this.vbucket(id).stateDurable();
   }
 
   /** Bytes of a vBucket not yet fsynced (0 in memory mode). */

@@ -22,9 +22,18 @@ const NO_CREATE = 0xffff_ffff;
 /** Where a vBucket reports what must be made durable (the durable store implements it). */
 export interface VBucketSink {
   appended(vb: VBucket, item: Item): void;
+  /**
+   * A replica received a snapshot marker (`range`), or its data became its own (`undefined`): written
+   * into the log in order with the items, so a crash never leaves the range and the items disagreeing.
+   */
+  snapshotMarked(vb: VBucket, range: SnapshotRange | undefined): void;
   /** The log changed other than by appends (rollback, compaction): rewrite it whole. */
   rewritten(vb: VBucket): void;
-  metaChanged(vb: VBucket): void;
+  /**
+   * The metadata (state, failover log, purge seqno) changed. Resolves once a metadata write that
+   * includes this change is on disk; rejects if it cannot be written (after the writer's retries).
+   */
+  metaChanged(vb: VBucket): Promise<void>;
 }
 
 /** One version in the log, with its link to the key's previous version (for rollback). */
@@ -47,7 +56,13 @@ export class VBucket {
   private log: Version[] = [];
   private readonly index = new Map<string, Version>();
   private high = 0n;
+  /** The state the vBucket acts on (serves KV as active, streams as active or replica). */
   private stateValue: VBucketState;
+  /** The state written into the metadata: the latest one asked for (may run ahead of `stateValue`). */
+  private recordedState: VBucketState;
+  /** Durability of the latest state change; each change bumps the generation. */
+  private stateWrite: Promise<void> = Promise.resolve();
+  private stateGeneration = 0;
   private failover: FailoverEntry[];
   private purge = 0n;
   /** Superseded versions at or below this seqno may have been dropped: rollback below it goes to 0. */
@@ -65,6 +80,7 @@ export class VBucket {
     private readonly cas: CasClock = new CasClock(() => clock.now()),
   ) {
     this.stateValue = meta.state ?? VBucketState.Dead;
+    this.recordedState = this.stateValue;
     this.failover = meta.failoverLog ? [...meta.failoverLog] : [{ vbuuid: random.vbuuid(), seqno: 0n }];
     this.purge = meta.purgeSeqno ?? 0n;
     this.compacted = meta.compactedSeqno ?? this.purge;
@@ -99,11 +115,10 @@ export class VBucket {
   }
   meta(): VBucketMeta {
     return {
-      state: this.stateValue,
+      state: this.recordedState,
       failoverLog: [...this.failover],
       purgeSeqno: this.purge,
       compactedSeqno: this.compacted,
-      ...(this.snapshotRange ? { snapshot: { ...this.snapshotRange } } : {}),
     };
   }
 
@@ -117,25 +132,64 @@ export class VBucket {
   }
 
   /**
-   * Changes the state. Becoming active (from anything else) starts a new history branch: a new random
-   * vbuuid at the current high seqno heads the failover log (dcp-spec §7).
+   * Changes the state; the one way states change. Resolves once the new state is durable (at once in
+   * memory mode); only then may a caller acknowledge it or act on it (DESIGN.md invariant 6).
+   *
+   * A change that gives up the active state (active → anything) acts at once and is written after:
+   * the vBucket stops serving before the disk knows, and a crash in between comes back active with
+   * nothing acknowledged as dead. A change to active is written first and acts only once it is on
+   * disk: no write is acknowledged as active on a state a crash would lose. Becoming active starts a
+   * new history branch: a new random vbuuid at the current high seqno heads the failover log
+   * (dcp-spec §7). Asking for the state last asked for returns that change's promise.
    */
-  setState(state: VBucketState): void {
+  setState(state: VBucketState): Promise<void> {
+    if (state === this.recordedState) return this.stateWrite;
+    const generation = ++this.stateGeneration;
+    const becomesActive = state === VBucketState.Active && this.stateValue !== VBucketState.Active;
+    this.recordedState = state;
+    if (becomesActive) this.pushFailoverEntry();
+    if (!becomesActive || !this.sink) this.act(state);
+    const written = this.sink ? this.sink.metaChanged(this) : Promise.resolve();
+    const done = becomesActive
+      ? written.then(
+          () => {
+            if (generation === this.stateGeneration) this.act(state);
+          },
+          (error: unknown) => {
+            // not on disk: the vBucket stays as it acts now, and the next write records that
+            if (generation === this.stateGeneration) this.recordedState = this.stateValue;
+            throw error;
+          },
+        )
+      : written;
+    done.catch(() => {}); // callers that do not wait must not turn a failed write into a crash
+    this.stateWrite = done;
+    return done;
+  }
+
+  /** Durability of the latest state change (resolved when none is in flight). */
+  stateDurable(): Promise<void> {
+    return this.stateWrite;
+  }
+
+  private act(state: VBucketState): void {
     const previous = this.stateValue;
     if (state === previous) return;
-    if (state === VBucketState.Active) this.addFailoverEntry();
     this.stateValue = state;
-    this.sink?.metaChanged(this);
     for (const listener of this.stateListeners) listener(state, previous);
   }
 
   /** A new failover entry at the high seqno (on becoming active, or after an unclean restart). */
   addFailoverEntry(): void {
+    this.pushFailoverEntry();
+    void this.sink?.metaChanged(this);
+  }
+
+  private pushFailoverEntry(): void {
     let vbuuid = this.random.vbuuid();
     while (this.failover.some((e) => e.vbuuid === vbuuid)) vbuuid = this.random.vbuuid();
     this.failover.unshift({ vbuuid, seqno: this.high });
     if (this.failover.length > MAX_FAILOVER_ENTRIES) this.failover.length = MAX_FAILOVER_ENTRIES;
-    this.sink?.metaChanged(this);
   }
 
   /** Replaces the failover log with the producer's (a consumer does this on stream-req success, §7). */
@@ -143,21 +197,35 @@ export class VBucket {
     if (entries.length === 0)
       throw new StoreError('DCPX_ERR_STORE_BAD_ITEM', `vb ${this.id}: empty failover log`);
     this.failover = entries.slice(0, MAX_FAILOVER_ENTRIES).map((e) => ({ ...e }));
-    this.sink?.metaChanged(this);
+    void this.sink?.metaChanged(this);
   }
 
   /**
-   * The snapshot the vBucket's data belongs to: the last one a replica received, or [high, high] when
-   * its data is its own (dcp-spec §4.4: the snapshot range of a STREAM_REQ).
+   * The snapshot the vBucket's data belongs to (dcp-spec §4.4: the snapshot range of a STREAM_REQ):
+   * the last one a replica received while it holds part of it, else [high, high]: its data is its
+   * own, or the last marker came before any of its items (the snapshot before it is complete).
    */
   get snapshot(): SnapshotRange {
-    return this.snapshotRange ? { ...this.snapshotRange } : { start: this.high, end: this.high };
+    const range = this.snapshotRange;
+    if (!range || this.high < range.start || this.high > range.end)
+      return { start: this.high, end: this.high };
+    return { ...range };
+  }
+
+  /** The last snapshot marker received, as recorded (undefined once the data is its own). */
+  get markedSnapshot(): SnapshotRange | undefined {
+    return this.snapshotRange ? { ...this.snapshotRange } : undefined;
   }
 
   /** A replica received a snapshot marker. */
   setSnapshot(range: SnapshotRange): void {
     this.snapshotRange = { ...range };
-    this.sink?.metaChanged(this);
+    this.sink?.snapshotMarked(this, this.snapshotRange);
+  }
+
+  /** Restores the last snapshot marker read back from durable storage (no sink). */
+  restoreSnapshot(range: SnapshotRange | undefined): void {
+    this.snapshotRange = range ? { ...range } : undefined;
   }
 
   /** The latest live version of `key`, or undefined (missing, deleted or expired). */
@@ -349,7 +417,7 @@ export class VBucket {
     this.high = target;
     this.snapshotRange = undefined;
     this.sink?.rewritten(this);
-    this.sink?.metaChanged(this);
+    void this.sink?.metaChanged(this);
     return target;
   }
 
@@ -377,7 +445,7 @@ export class VBucket {
       this.log = keep;
       if (throughSeqno > this.compacted) this.compacted = throughSeqno;
       this.sink?.rewritten(this);
-      this.sink?.metaChanged(this);
+      void this.sink?.metaChanged(this);
     }
     return dropped;
   }
@@ -402,7 +470,7 @@ export class VBucket {
   ): Item {
     if (this.snapshotRange) {
       this.snapshotRange = undefined;
-      this.sink?.metaChanged(this);
+      this.sink?.snapshotMarked(this, undefined);
     }
     const previous = this.index.get(key.toString('latin1'));
     const nowSeconds = Math.floor(this.clock.now() / 1000);
