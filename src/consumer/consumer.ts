@@ -68,7 +68,12 @@ interface ConsumerStream {
   addOpaque: number;
   answered: boolean;
   takeover: boolean;
+  /** STREAM_REQ rounds answered ROLLBACK so far (bounded: invariant 5). */
+  rollbackRounds: number;
 }
+
+/** More rollback rounds than a failover log has entries means the two sides cannot agree. */
+const MAX_ROLLBACK_ROUNDS = 32;
 
 export interface ConsumerStats {
   streams: number;
@@ -255,6 +260,7 @@ export class DcpConsumer {
       addOpaque: opaque,
       answered: false,
       takeover: (flags & StreamFlag.TakeOver) !== 0,
+      rollbackRounds: 0,
     });
     this.log.debug(
       { vb: vbucket, streamOpaque: stream.opaque, takeover: (flags & StreamFlag.TakeOver) !== 0 },
@@ -343,6 +349,12 @@ export class DcpConsumer {
     }
     if (response.status === Status.Rollback) {
       this.stats.rollbacks++;
+      if (++entry.rollbackRounds > MAX_ROLLBACK_ROUNDS) {
+        this.log.warn({ vb: stream.vbucket, rounds: entry.rollbackRounds }, 'rollback rounds exhausted');
+        this.retire(stream.vbucket, 'rollback rounds exhausted');
+        if (!entry.answered) this.answerAdd(entry.addOpaque, Status.Rollback);
+        return;
+      }
       const to = response.rollbackSeqno!;
       const { position, previousVbuuidRetry } = positionAfterRollback(stream.position, to, vb.failoverLog);
       if (!previousVbuuidRetry) {

@@ -20,29 +20,23 @@ export const BEGINNING: StreamPosition = Object.freeze({
 
 /**
  * The position to re-request from after a ROLLBACK to `to` (dcp-spec §7). kv_engine's optimisation:
- * a rollback to 0 whose newest failover entry starts exactly at our seqno is retried with the previous
- * entry's vbuuid instead (the branch point itself is shared history).
+ * a rollback to 0 of a branch that starts exactly at our seqno is retried with the next older entry's
+ * vbuuid instead (the branch point itself is shared history). Each retry walks one entry further down
+ * the log, so branches that all start at our seqno (one per unclean restart of a replica, which adds
+ * one without new data) are passed one by one, and the walk ends at the oldest.
  */
 export function positionAfterRollback(
   current: StreamPosition,
   to: bigint,
   failoverLog: readonly FailoverEntry[],
 ): { position: StreamPosition; previousVbuuidRetry: boolean } {
-  if (
-    to === 0n &&
-    failoverLog.length > 1 &&
-    failoverLog[0]!.seqno === current.seqno &&
-    current.seqno !== 0n
-  ) {
-    return {
-      position: {
-        ...current,
-        vbuuid: failoverLog[1]!.vbuuid,
-        snapshotStart: current.seqno,
-        snapshotEnd: current.seqno,
-      },
-      previousVbuuidRetry: true,
-    };
+  if (to === 0n && current.seqno !== 0n) {
+    const index = failoverLog.findIndex((e) => e.vbuuid === current.vbuuid);
+    const tried = failoverLog[index];
+    const older = failoverLog[index + 1];
+    if (tried && older && tried.seqno === current.seqno) {
+      return { position: { ...current, vbuuid: older.vbuuid }, previousVbuuidRetry: true };
+    }
   }
   const seqno = to < current.seqno ? to : current.seqno;
   const vbuuid = seqno === 0n ? 0n : branchAt(failoverLog, seqno);

@@ -32,7 +32,8 @@ async function until(cond: () => Promise<boolean>, ms: number, what: string): Pr
     await new Promise((r) => setTimeout(r, 20));
   }
 }
-const VBUCKETS = 16;
+const VBUCKETS = 64;
+const KILLS = 3;
 function* items(count: number, prefix: string) {
   for (let i = 0; i < count; i++) {
     const key = `${prefix}${i}`;
@@ -49,7 +50,7 @@ async function highSeqnos(c: NodeClient): Promise<bigint[]> {
 }
 
 describe('a durable consumer node killed with SIGKILL mid-stream', () => {
-  it('resumes every replica stream after a restart and catches up to equal digests', async () => {
+  it('resumes every replica stream after each restart and catches up to equal digests', async () => {
     const dataDir = mkdtempSync(path.join(tmpdir(), 'dcpx-resume-'));
     dirs.push(dataDir);
     const a = await node(['--no-auth', '--vbuckets', String(VBUCKETS), '--active', `0-${VBUCKETS - 1}`]);
@@ -67,24 +68,30 @@ describe('a durable consumer node killed with SIGKILL mid-stream', () => {
       `0-${VBUCKETS - 1}`,
     ]);
     procs.push(proxy);
-    // a writer keeps memory snapshots flowing while the consumer dies
+    // writers keep memory snapshots flowing without a pause while the consumer dies
     let writing = true;
-    const writer = (async () => {
-      for (let round = 0; writing; round++) await ca.load(items(200, `live${round}-`));
-    })();
-    let cb = await TestKv.connect(b.port);
-    await until(
-      async () => (await highSeqnos(cb)).reduce((x, y) => x + y, 0n) >= 5_000n,
-      30_000,
-      'consumer holds 5,000 items',
-    );
-    await b.stop('SIGKILL');
-    await cb.close().catch(() => {});
-    b = await node([...consumerArgs, '--data-dir', dataDir, '--port', String(b.port)]);
-    cb = await client(b.port);
+    const writers = [0, 1, 2, 3].map(async (w) => {
+      const c = await client(a.port);
+      for (let round = 0; writing; round++) await c.load(items(50, `live${w}-${round}-`), undefined, 50);
+    });
+    // killed three times in the live phase (the backfill is in, memory snapshots of a few items each
+    // are flowing): each restart must resume every stream from what the data dir holds
+    let cb = await client(b.port);
+    for (let kill = 1; kill <= KILLS; kill++) {
+      const before = (await highSeqnos(cb)).reduce((x, y) => x + y, 0n);
+      await until(
+        async () =>
+          (await highSeqnos(cb)).reduce((x, y) => x + y, 0n) >= before + 1_000n + (kill === 1 ? 20_000n : 0n),
+        30_000,
+        `consumer streams live writes before kill ${kill}`,
+      );
+      await b.stop('SIGKILL');
+      b = await node([...consumerArgs, '--data-dir', dataDir, '--port', String(b.port)]);
+      cb = await client(b.port);
+    }
     await new Promise((r) => setTimeout(r, 300));
     writing = false;
-    await writer;
+    await Promise.all(writers);
     await until(
       async () => {
         const [ha, hb] = await Promise.all([highSeqnos(ca), highSeqnos(cb)]);

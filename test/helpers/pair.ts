@@ -1,7 +1,7 @@
 import { DcpConsumer, type TakeStateCheck } from '../../src/consumer/index.js';
 import { DcpProducer } from '../../src/producer/index.js';
 import * as p from '../../src/protocol/index.js';
-import { Store } from '../../src/store/index.js';
+import { Store, type StoreOptions } from '../../src/store/index.js';
 
 /**
  * A producer and a consumer wired back to back in one process, with the test as the proxy in between
@@ -9,17 +9,26 @@ import { Store } from '../../src/store/index.js';
  * one setImmediate per write, as on a socket.
  */
 export async function makePair(
-  options: { vbuckets?: number; canTakeState?: TakeStateCheck; bufferSize?: number } = {},
+  options: {
+    vbuckets?: number;
+    canTakeState?: TakeStateCheck;
+    bufferSize?: number;
+    /** Extra store options per side (a data dir, metadata file operations). */
+    sourceStore?: Partial<StoreOptions>;
+    targetStore?: Partial<StoreOptions>;
+  } = {},
 ) {
   const vbuckets = options.vbuckets ?? 4;
   const all = [...Array(vbuckets).keys()];
   const source = await Store.open({
     vbuckets,
     initialStates: new Map(all.map((i) => [i, p.VBucketState.Active])),
+    ...options.sourceStore,
   });
   const target = await Store.open({
     vbuckets,
     initialStates: new Map(all.map((i) => [i, p.VBucketState.Replica])),
+    ...options.targetStore,
   });
   const toProxy: p.Frame[] = [];
   const seenByConsumer: p.Frame[] = [];
