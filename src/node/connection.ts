@@ -117,6 +117,7 @@ export class NodeConnection {
       limits.sendHighWaterBytes,
       (bytes) => ctx.metrics.sentBytes.inc(bytes),
       () => this.writable(),
+      (error) => this.closeFor('state_not_written', error.message),
     );
     const replies = this.replies();
     this.kv = new KvHandler(
@@ -335,7 +336,7 @@ export class NodeConnection {
       queue: (bytes) => {
         this.outbox.push([bytes]);
       },
-      afterMetadata: () => this.outbox.afterMetadata(),
+      afterMetadata: (durable) => this.outbox.afterMetadata(durable),
     };
   }
 

@@ -14,7 +14,8 @@ export type CloseReason =
   | 'malformed_frame'
   | 'bad_request'
   | 'dcp_name_reused'
-  | 'dcp_endpoint';
+  | 'dcp_endpoint'
+  | 'state_not_written';
 
 /** What the metrics read from the node's live connections when scraped. */
 export interface MetricSources {

@@ -25,7 +25,8 @@ export class Outbox {
   private frames: Buffer[] = [];
   private queuedBytes = 0;
   private flushScheduled = false;
-  private waitMeta = false;
+  /** State writes the queued frames acknowledge (DESIGN.md invariant 6). */
+  private metaWrites: Promise<void>[] = [];
   /** Someone was told "not writable" and waits for onWritable. */
   private blocked = false;
   private readonly highWater: number;
@@ -37,6 +38,8 @@ export class Outbox {
     highWater: number,
     private readonly onSent: (bytes: number) => void,
     private readonly onWritable: () => void,
+    /** A state write the queued frames acknowledge failed: nothing is sent, the connection must go. */
+    private readonly onStateNotWritten: (error: Error) => void = () => {},
   ) {
     // never below the socket's own mark: a socket that took a write without asking for 'drain' must
     // leave us writable, or nothing would ever wake us
@@ -67,9 +70,9 @@ export class Outbox {
     return false;
   }
 
-  /** Frames queued from now on also wait for the store's metadata. */
-  afterMetadata(): void {
-    this.waitMeta = true;
+  /** Frames queued from now on also wait for `durable` (a vBucket state write). */
+  afterMetadata(durable: Promise<void>): void {
+    this.metaWrites.push(durable);
   }
 
   /** The socket drained. */
@@ -80,11 +83,17 @@ export class Outbox {
   /** Writes what is queued once the store has caught up. */
   async flush(): Promise<void> {
     await this.store.commit();
-    if (this.waitMeta) {
-      this.waitMeta = false;
-      await this.store
-        .metaSettled()
-        .catch((error) => this.log.error({ err: String(error) }, 'metadata write failed'));
+    if (this.metaWrites.length > 0) {
+      try {
+        await Promise.all(this.metaWrites.splice(0));
+      } catch (error) {
+        // no Success for a state that is not on disk: nothing more leaves, the connection goes
+        this.log.error({ err: String(error) }, 'vBucket state not written');
+        this.frames = [];
+        this.queuedBytes = 0;
+        this.onStateNotWritten(error instanceof Error ? error : new Error(String(error)));
+        return;
+      }
     }
     this.flushScheduled = false;
     if (this.frames.length === 0) return;

@@ -13,6 +13,9 @@ export interface Replies {
   silent(frame: Frame, status: number): void;
   /** Queues a frame that is part of a longer answer (STAT rows before their terminator). */
   queue(bytes: Buffer): void;
-  /** The replies queued from now on also wait for the store's metadata to be on disk. */
-  afterMetadata(): void;
+  /**
+   * The replies queued from now on also wait for `durable` (a vBucket state write, VBucket.setState);
+   * if it fails the connection closes instead of answering (DESIGN.md invariant 6).
+   */
+  afterMetadata(durable: Promise<void>): void;
 }

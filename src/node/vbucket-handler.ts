@@ -45,9 +45,8 @@ export class VBucketHandler {
     const request = decodeSetVBucket(frame);
     const vb = this.vbucketOrNull(frame);
     if (!vb) return this.replies.status(frame, Status.NotMyVbucket);
-    vb.setState(request.state);
+    this.replies.afterMetadata(vb.setState(request.state));
     this.log.info({ vb: vb.id, state: request.state }, 'vbucket state set');
-    this.replies.afterMetadata();
     this.replies.status(frame, Status.Success);
   }
 
@@ -67,8 +66,8 @@ export class VBucketHandler {
     if (vb.state === VBucketState.Active)
       return this.replies.status(frame, Status.Einval, 'set the vbucket dead first');
     vb.rollback(0n);
-    vb.setState(VBucketState.Dead);
-    this.replies.afterMetadata();
+    this.replies.afterMetadata(vb.setState(VBucketState.Dead));
+    this.replies.afterMetadata(this.store.metaSettled()); // the rollback's metadata too
     this.replies.status(frame, Status.Success);
   }
 }

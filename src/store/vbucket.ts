@@ -63,6 +63,8 @@ export class VBucket {
   /** Durability of the latest state change; each change bumps the generation. */
   private stateWrite: Promise<void> = Promise.resolve();
   private stateGeneration = 0;
+  /** The latest state change could not be written: asking for that state again writes it again. */
+  private stateWriteFailed = false;
   private failover: FailoverEntry[];
   private purge = 0n;
   /** Superseded versions at or below this seqno may have been dropped: rollback below it goes to 0. */
@@ -143,8 +145,9 @@ export class VBucket {
    * (dcp-spec §7). Asking for the state last asked for returns that change's promise.
    */
   setState(state: VBucketState): Promise<void> {
-    if (state === this.recordedState) return this.stateWrite;
+    if (state === this.recordedState && !this.stateWriteFailed) return this.stateWrite;
     const generation = ++this.stateGeneration;
+    this.stateWriteFailed = false;
     const becomesActive = state === VBucketState.Active && this.stateValue !== VBucketState.Active;
     this.recordedState = state;
     if (becomesActive) this.pushFailoverEntry();
@@ -162,7 +165,10 @@ export class VBucket {
           },
         )
       : written;
-    done.catch(() => {}); // callers that do not wait must not turn a failed write into a crash
+    // callers that do not wait must not turn a failed write into a crash
+    done.catch(() => {
+      if (generation === this.stateGeneration) this.stateWriteFailed = true;
+    });
     this.stateWrite = done;
     return done;
   }
