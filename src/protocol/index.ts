@@ -1,4 +1,5 @@
 export * from './auth/index.js';
+export * from './clock.js';
 export * from './constants.js';
 export * from './decoder.js';
 export * from './errors.js';

@@ -1,28 +1,10 @@
+import { type Clock, systemClock } from './clock.js';
 import { DcpxError } from './errors.js';
 
 // DCP NOOP liveness (dcp-spec §4.12), written once for the producer, the node's consumer and DcpClient,
 // in the shape of nats.js's Heartbeat: probe each interval, keep the unanswered probes, declare the peer
 // dead when too many stay unanswered, and report round trips. Time comes from an injected Clock, and the
 // decisions count intervals rather than compare wall-clock readings, so tests step time exactly.
-
-/** Where liveness gets time: the system's timers by default, a stepped clock in tests. */
-export interface Clock {
-  /** Milliseconds on a monotonic scale (only differences are used: round-trip times). */
-  now(): number;
-  /** Calls `tick` every `ms` until the returned function is called. */
-  every(ms: number, tick: () => void): () => void;
-}
-
-/** The process's clock; timers are unref'd so liveness never keeps a process alive. */
-export const systemClock: Clock = {
-  now: () => performance.now(),
-  every(ms, tick) {
-    // the global is looked up at call time, so test fake timers apply too
-    const timer = setInterval(tick, ms);
-    timer.unref?.();
-    return () => clearInterval(timer);
-  },
-};
 
 /** The peer failed the liveness check; the owner closes the connection with this error. */
 export class LivenessError extends DcpxError {

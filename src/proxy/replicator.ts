@@ -13,6 +13,7 @@ import {
   type Logger,
   Opcode,
   OpenFlag,
+  type ReadClock,
   type ReconnectPolicy,
   reconnectOptions,
   Status,
@@ -20,9 +21,9 @@ import {
   StreamFlag,
   silentLogger,
   statusName,
+  systemClock,
 } from '../protocol/index.js';
 import type { FrameConnection } from '../protocol/transport/index.js';
-import { type Clock, systemClock } from './clock.js';
 import { forwardFrames } from './forward.js';
 import { ProxyMetrics } from './metrics.js';
 import { type ProxyCommand, ProxyOpaques } from './opaques.js';
@@ -68,7 +69,7 @@ export interface ReplicatorOptions {
   /** Backoff of a replica stream the producer refused or that failed to start (retried while wanted). */
   streamRetry?: StreamRetryPolicy;
   /** Where time is read for takeover deadlines (tests inject one). */
-  clock?: Clock;
+  clock?: ReadClock;
   /** Jitter on takeover and stream backoffs (p-retry `randomize`); default true. */
   randomizeBackoff?: boolean;
 }
@@ -131,7 +132,7 @@ export class Replicator {
   private readonly closer = new AbortController();
   private connecting: Promise<void> | undefined;
   private readonly session: SessionOptions;
-  private readonly clock: Clock;
+  private readonly clock: ReadClock;
   private readonly randomizeBackoff: boolean;
   private readonly driver: TakeoverDriver;
 

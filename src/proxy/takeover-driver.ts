@@ -4,6 +4,7 @@ import {
   isRetriable,
   type Logger,
   Opcode,
+  type ReadClock,
   Status,
   StatusError,
   TimeoutError,
@@ -11,7 +12,6 @@ import {
   vbucketStateName,
 } from '../protocol/index.js';
 import type { FrameConnection } from '../protocol/transport/index.js';
-import type { Clock } from './clock.js';
 import type { ProxyMetrics } from './metrics.js';
 import { getVBucketState, setVBucketState } from './sessions.js';
 import { RetryAsked, type TakeoverAttempt } from './takeover.js';
@@ -71,7 +71,7 @@ export class CopyStateError extends DcpxError {
 export interface TakeoverHost {
   readonly log: Logger;
   readonly metrics: ProxyMetrics;
-  readonly clock: Clock;
+  readonly clock: ReadClock;
   /** p-retry's `randomize` (jitter); off in tests that count backoff. */
   readonly randomizeBackoff: boolean;
   readonly requestTimeoutMs: number;
