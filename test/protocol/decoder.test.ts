@@ -99,19 +99,53 @@ describe('FrameDecoder', () => {
     expect(frames[0]!.bytes.equals(big)).toBe(true);
   });
 
-  it('never throws anything but ProtocolError on random bytes, and returns', () => {
+  it('never throws anything but ProtocolError on random frames behind a known magic, and stays failed', () => {
+    // a random first byte is almost never a magic: start each frame with one so the other rules are reached
+    const randomFrame = fc
+      .record({
+        magic: fc.constantFrom(...Object.values(Magic)),
+        header: fc.uint8Array({ minLength: 23, maxLength: 23 }),
+        bodyLength: fc.nat({ max: 300 }),
+        body: fc.uint8Array({ maxLength: 300 }),
+      })
+      .map(({ magic, header, bodyLength, body }) => {
+        const frame = Buffer.concat([Buffer.from([magic]), Buffer.from(header), Buffer.from(body)]);
+        frame[2] = magic === Magic.AltRequest || magic === Magic.AltResponse ? frame[2]! % 8 : 0;
+        frame[3] = frame[3]! % 64; // key length
+        frame[4] = frame[4]! % 40; // extras length
+        frame.writeUInt32BE(bodyLength, 8);
+        return frame;
+      });
+    const outcomes = new Map<string, number>();
     fc.assert(
-      fc.property(fc.array(fc.uint8Array({ maxLength: 200 }), { maxLength: 20 }), (chunks) => {
-        const decoder = new FrameDecoder({ maxBodyLength: 4096 });
-        try {
-          for (const c of chunks) decoder.push(Buffer.from(c), () => {});
-        } catch (error) {
-          expect(error).toBeInstanceOf(ProtocolError);
-          expect(() => decoder.push(Buffer.alloc(1), () => {})).toThrow(ProtocolError);
-        }
-      }),
+      fc.property(
+        fc.array(randomFrame, { minLength: 1, maxLength: 5 }),
+        fc.array(fc.nat()),
+        (frames, cuts) => {
+          const decoder = new FrameDecoder({ maxBodyLength: 256 });
+          let outcome = 'whole frames';
+          try {
+            for (const c of cut(Buffer.concat(frames), cuts)) decoder.push(c, () => {});
+          } catch (error) {
+            expect(error).toBeInstanceOf(ProtocolError);
+            outcome = (error as ProtocolError).code;
+            expect(() => decoder.push(Buffer.alloc(1), () => {})).toThrow(error as ProtocolError);
+          }
+          outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+        },
+      ),
       { numRuns: 2000 },
     );
+    // the property reached every rule, not only the magic check
+    for (const outcome of [
+      'whole frames',
+      'DCPX_ERR_BAD_MAGIC',
+      'DCPX_ERR_BODY_TOO_SHORT',
+      'DCPX_ERR_BODY_TOO_LARGE',
+      'DCPX_ERR_BAD_EXTRAS',
+    ]) {
+      expect(outcomes.get(outcome) ?? 0, outcome).toBeGreaterThan(20);
+    }
   });
 
   it('never throws anything but ProtocolError on valid frames with random corruption', () => {

@@ -155,6 +155,6 @@ export function decodeArithmeticResponse(frame: Frame): ArithmeticResponse {
   }
   response.counter = frame.value.readBigUInt64BE(0);
   if (frame.extrasLength === MUTATION_TOKEN_EXTRAS)
-    response.mutationToken = decodeMutationTokenExtras(frame.extras);
+    response.mutationToken = decodeMutationTokenExtras(frame.extras, frame.opcode);
   return response;
 }

@@ -98,7 +98,15 @@ export function encodeMutationTokenExtras(
   return extras;
 }
 
-export function decodeMutationTokenExtras(extras: Buffer): MutationToken {
+/** Reads a mutation token from a response's extras; anything but 16 bytes is a ProtocolError. */
+export function decodeMutationTokenExtras(extras: Buffer, opcode?: number): MutationToken {
+  if (extras.length !== MUTATION_TOKEN_EXTRAS) {
+    throw new ProtocolError(
+      'DCPX_ERR_BAD_EXTRAS',
+      `mutation token extras of ${extras.length} bytes, expected ${MUTATION_TOKEN_EXTRAS}`,
+      opcode === undefined ? {} : { opcode },
+    );
+  }
   return { vbucketUuid: extras.readBigUInt64BE(0), seqno: extras.readBigUInt64BE(8) };
 }
 

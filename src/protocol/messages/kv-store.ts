@@ -148,6 +148,6 @@ export function decodeWriteResponse(frame: Frame): WriteResponse {
     value: frame.value,
   };
   if (frame.extrasLength === MUTATION_TOKEN_EXTRAS)
-    response.mutationToken = decodeMutationTokenExtras(frame.extras);
+    response.mutationToken = decodeMutationTokenExtras(frame.extras, frame.opcode);
   return response;
 }
