@@ -13,7 +13,8 @@ import type { NodeAddress } from '../proxy/sessions.js';
 
 // `dcpx demo` (what `npm start` runs): three real node processes on loopback, a KV load, replica
 // streams both ways through `dcpx proxy` processes, then a rebalance of a third of the vBuckets onto
-// node 3 by takeover (one of them with a retry ask) under a live writer, and checks printed as a table.
+// node 3 by takeover (one of them with a retry ask) under a live writer, and checks printed as a table
+// (or, with --json, one JSON object on stdout for programs and tests; progress then goes to stderr).
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../bin/dcpx.js');
 const VBUCKETS = 64;
@@ -22,6 +23,38 @@ interface DemoFlags {
   items: string;
   concurrency: string;
   keep?: boolean;
+  json?: boolean;
+}
+
+/** One check of the demo's result: what, the figure, and whether it holds. */
+export interface DemoCheck {
+  check: string;
+  value: string;
+  ok: boolean;
+}
+
+/** What `dcpx demo --json` prints: every check and the figures behind them. */
+export interface DemoReport {
+  ok: boolean;
+  dataDir: string;
+  checks: DemoCheck[];
+  figures: {
+    itemsLoaded: number;
+    activeItems: Record<string, number>;
+    writtenDuringMoves: number;
+    acknowledgedWrites: number;
+    acknowledgedWritesLost: number;
+    vbucketsToMove: number[];
+    moves: { vb: number; ms: number; attempts: number; error?: string }[];
+    movedWithEqualContent: number;
+    activeCopiesPerVBucket: { min: number; max: number };
+    replicasEqualToOwner: number;
+    vbuckets: number;
+    retryVb: number;
+    retries: number;
+    takeoverMs: { p50: number; max: number } | null;
+  };
+  admin: Record<string, string>;
 }
 
 interface Child {
@@ -44,7 +77,10 @@ class Progress {
   private readonly bars = new Map<string, cliProgress.SingleBar>();
   private readonly lastLine = new Map<string, number>();
 
-  constructor(tty: boolean) {
+  constructor(
+    tty: boolean,
+    private readonly out: NodeJS.WritableStream,
+  ) {
     this.multi = tty
       ? new cliProgress.MultiBar(
           { format: ' {task} [{bar}] {value}/{total}', hideCursor: true, clearOnComplete: false },
@@ -55,7 +91,7 @@ class Progress {
 
   start(task: string, total: number): void {
     if (this.multi) this.bars.set(task, this.multi.create(total, 0, { task: task.padEnd(18) }));
-    else process.stdout.write(`${task}: 0/${total}\n`);
+    else this.out.write(`${task}: 0/${total}\n`);
   }
 
   update(task: string, value: number, total: number): void {
@@ -68,7 +104,7 @@ class Progress {
     const bucket = value === total ? Number.MAX_SAFE_INTEGER : Math.floor(value / step);
     if (bucket !== this.lastLine.get(task)) {
       this.lastLine.set(task, bucket);
-      process.stdout.write(`${task}: ${value}/${total}\n`);
+      this.out.write(`${task}: ${value}/${total}\n`);
     }
   }
 
@@ -84,13 +120,24 @@ export function registerDemo(program: Command): void {
     .option('--items <n>', 'items to load', '100000')
     .option('--concurrency <n>', 'takeovers at once', '4')
     .option('--keep', 'leave the cluster running')
+    .option('--json', 'print one JSON object with every check and figure instead of the table')
     .action(async (flags: DemoFlags) => {
-      const code = await runDemo(Number(flags.items), Number(flags.concurrency), flags.keep ?? false);
+      const code = await runDemo(
+        Number(flags.items),
+        Number(flags.concurrency),
+        flags.keep ?? false,
+        flags.json ?? false,
+      );
       process.exit(code);
     });
 }
 
-async function runDemo(itemCount: number, concurrency: number, keep: boolean): Promise<number> {
+async function runDemo(
+  itemCount: number,
+  concurrency: number,
+  keep: boolean,
+  json: boolean,
+): Promise<number> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dcpx-demo-'));
   const children: Child[] = [];
   const clients: NodeClient[] = [];
@@ -107,15 +154,19 @@ async function runDemo(itemCount: number, concurrency: number, keep: boolean): P
     );
     fs.rmSync(dir, { recursive: true, force: true });
   };
+  // with --json stdout carries the one JSON object and nothing else: what people read goes to stderr
+  const say = (text: string) => (json ? process.stderr : process.stdout).write(text);
   const onSignal = () => {
-    process.stdout.write('\ninterrupted: stopping the demo cluster\n');
+    say('\ninterrupted: stopping the demo cluster\n');
     void cleanup().then(() => process.exit(130));
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   // a reader that goes away (| head) must not leave the cluster running: stop writing, keep cleaning up
   process.stdout.on('error', () => {});
-  const progress = new Progress(process.stdout.isTTY === true);
+  const progress = json
+    ? new Progress(process.stderr.isTTY === true, process.stderr)
+    : new Progress(process.stdout.isTTY === true, process.stdout);
   try {
     const spawnDcpx = (
       name: string,
@@ -143,7 +194,7 @@ async function runDemo(itemCount: number, concurrency: number, keep: boolean): P
       });
 
     // 1. three nodes: node1 active 0-31 + replica 32-63, node2 the other way round, node3 replicas only
-    process.stdout.write(`dcpx demo: data in ${dir}\n`);
+    say(`dcpx demo: data in ${dir}\n`);
     const layout = [
       { name: 'node1', active: '0-31', replica: '32-63' },
       { name: 'node2', active: '32-63', replica: '0-31' },
@@ -329,7 +380,7 @@ async function runDemo(itemCount: number, concurrency: number, keep: boolean): P
       .map((m) => m.ms)
       .sort((a, b) => a - b);
     const retries = moves.reduce((n, m) => n + Math.max(0, m.attempts - 1), 0);
-    const checks = [
+    const checks: DemoCheck[] = [
       { check: 'items loaded', value: `${itemCount}`, ok: true },
       ...nodes.map((n, i) => ({ check: `active items on ${n.name}`, value: String(items[i]), ok: true })),
       {
@@ -376,24 +427,59 @@ async function runDemo(itemCount: number, concurrency: number, keep: boolean): P
         ok: times.length > 0,
       },
     ];
-    process.stdout.write('\n');
-    console.table(checks.map((c) => ({ check: c.check, value: c.value, result: c.ok ? 'ok' : 'FAILED' })));
-    process.stdout.write('\nadmin endpoints (/metrics, /status):\n');
-    for (const n of nodes) process.stdout.write(`  ${n.name.padEnd(10)} ${n.admin}/metrics\n`);
-    process.stdout.write(`  proxy 1→2  ${p12.match[2]}/metrics\n  proxy 2→1  ${p21.match[2]}/metrics\n`);
-    for (const m of moves.filter((x) => x.error))
-      process.stdout.write(`  move of vb ${m.vb} failed: ${m.error}\n`);
     const ok = checks.every((c) => c.ok);
-    process.stdout.write(`\n${ok ? 'demo: every check holds' : 'demo: CHECKS FAILED'}\n`);
+    const admin: Record<string, string> = Object.fromEntries(nodes.map((n) => [n.name, n.admin]));
+    admin['proxy 1→2'] = p12.match[2]!;
+    admin['proxy 2→1'] = p21.match[2]!;
+    if (json) {
+      const min = Math.min(...activeCopies);
+      const max = Math.max(...activeCopies);
+      const report: DemoReport = {
+        ok,
+        dataDir: dir,
+        checks,
+        figures: {
+          itemsLoaded: itemCount,
+          activeItems: Object.fromEntries(nodes.map((n, i) => [n.name, items[i]!])),
+          writtenDuringMoves: writer.newKeys,
+          acknowledgedWrites: writer.acked.size,
+          acknowledgedWritesLost: lost,
+          vbucketsToMove: toMove,
+          moves: [...moves].sort((x, y) => x.vb - y.vb),
+          movedWithEqualContent: movedOk.length,
+          activeCopiesPerVBucket: { min, max },
+          replicasEqualToOwner: replicasEqual,
+          vbuckets: VBUCKETS,
+          retryVb,
+          retries,
+          takeoverMs: times.length
+            ? { p50: times[Math.floor(times.length / 2)]!, max: times[times.length - 1]! }
+            : null,
+        },
+        admin,
+      };
+      process.stdout.write(`${JSON.stringify(report)}\n`);
+    } else {
+      process.stdout.write('\n');
+      console.table(checks.map((c) => ({ check: c.check, value: c.value, result: c.ok ? 'ok' : 'FAILED' })));
+      process.stdout.write('\nadmin endpoints (/metrics, /status):\n');
+      for (const [name, url] of Object.entries(admin))
+        process.stdout.write(`  ${name.padEnd(10)} ${url}/metrics\n`);
+      for (const m of moves.filter((x) => x.error))
+        process.stdout.write(`  move of vb ${m.vb} failed: ${m.error}\n`);
+      process.stdout.write(`\n${ok ? 'demo: every check holds' : 'demo: CHECKS FAILED'}\n`);
+    }
     if (keep) {
-      process.stdout.write(`--keep: cluster left running (data in ${dir}); Ctrl-C stops it\n`);
+      say(`--keep: cluster left running (data in ${dir}); Ctrl-C stops it\n`);
       await new Promise(() => {});
     }
     await cleanup();
     return ok ? 0 : 1;
   } catch (error) {
     progress.stop();
-    process.stderr.write(`demo failed: ${error instanceof Error ? error.message : String(error)}\n`);
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`demo failed: ${message}\n`);
+    if (json) process.stdout.write(`${JSON.stringify({ ok: false, dataDir: dir, error: message })}\n`);
     for (const c of children)
       if (c.err.trim()) process.stderr.write(`--- ${c.name} stderr ---\n${c.err.slice(-2000)}\n`);
     await cleanup();
