@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import type { ConsumerStats } from '../../src/consumer/index.js';
 import { noAuth } from '../../src/node/auth.js';
 import { StorageNode } from '../../src/node/node.js';
 import * as p from '../../src/protocol/index.js';
@@ -48,8 +49,9 @@ async function setup(refuse: number) {
   const steps: string[] = [];
   const state = () =>
     `${p.vbucketStateName(a.store.vbucket(VB).state)}/${p.vbucketStateName(b.store.vbucket(VB).state)}`;
-  let addReply: p.Frame | undefined;
-  let streamOpaque: number | undefined;
+  const addReplies: p.Frame[] = [];
+  const streamReqs: p.Frame[] = [];
+  let forwardStreamReqs = true;
   // producer → consumer: everything; record the states whenever a set-state request passes
   producer.on('frame', (f) => {
     if (!f.isResponse && f.opcode === p.Opcode.DCP_SET_VBUCKET_STATE) {
@@ -61,10 +63,13 @@ async function setup(refuse: number) {
   });
   // consumer → producer: everything but the reply to our own ADD_STREAM
   consumer.on('frame', (f) => {
-    if (!f.isResponse && f.opcode === p.Opcode.DCP_STREAM_REQ) streamOpaque = f.opaque;
     if (f.isResponse && f.opcode === p.Opcode.DCP_ADD_STREAM) {
-      addReply = f;
+      addReplies.push(f);
       return;
+    }
+    if (!f.isResponse && f.opcode === p.Opcode.DCP_STREAM_REQ) {
+      streamReqs.push(f);
+      if (!forwardStreamReqs) return;
     }
     if (f.isResponse && f.opcode === p.Opcode.DCP_SET_VBUCKET_STATE) {
       steps.push(`consumer answered ${p.statusName(f.status)}, states ${state()}`);
@@ -74,7 +79,17 @@ async function setup(refuse: number) {
     producer.send(f.bytes);
   });
   consumer.send(p.encodeAddStream({ opaque: 0x10000 | VB, vbucket: VB, flags: p.StreamFlag.TakeOver }));
-  return { a, b, steps, consumer, addReply: () => addReply, streamOpaque: () => streamOpaque };
+  return {
+    a,
+    b,
+    consumer,
+    steps,
+    addReplies,
+    streamReqs,
+    holdStreamReqs: () => {
+      forwardStreamReqs = false;
+    },
+  };
 }
 
 async function until(cond: () => boolean, ms = 5000) {
@@ -96,7 +111,7 @@ describe('takeover over one direct connection pair, driven by the test', () => {
       'consumer answered Success, states dead/active',
       'stream end OK, states dead/active',
     ]);
-    expect(t.addReply()?.status).toBe(p.Status.Success);
+    expect(t.addReplies.map((f) => f.status)).toEqual([p.Status.Success]);
     const content = (n: StorageNode) =>
       [...n.store.vbucket(VB).range(0n, 10_000n, true)].map(
         (i) => `${i.key}=${i.value}@${i.bySeqno}/${i.cas}`,
@@ -107,7 +122,6 @@ describe('takeover over one direct connection pair, driven by the test', () => {
   it('a retry ask leaves the producer’s copy active and the consumer’s stream retired', async () => {
     const t = await setup(1);
     await until(() => t.steps.length >= 2);
-    await new Promise((r) => setTimeout(r, 100));
     expect(t.steps).toEqual([
       'set-state pending sent, states active/replica',
       'consumer answered Etmpfail, states active/replica',
@@ -117,29 +131,56 @@ describe('takeover over one direct connection pair, driven by the test', () => {
       t.a.store.vbucket(VB).mutate({ op: 'set', key: Buffer.from('still'), value: Buffer.from('writable') })
         .status,
     ).toBe('ok');
-    // the consumer's stream is retired: it holds no stream, and a frame of the old stream is dropped
+
+    // the consumer endpoint itself: no stream open on its connection, one retry ask counted
     const consumerStats = () => {
-      const status = t.b.status() as {
-        dcp: { role: string; stats: { streams: number; staleFramesDropped: number } }[];
-      };
-      return status.dcp.find((d) => d.role === 'consumer')!.stats;
+      const status = t.b.status() as { dcp: { name: string; role: string; stats: ConsumerStats }[] };
+      const entries = status.dcp.filter((c) => c.name === 'direct-takeover' && c.role === 'consumer');
+      expect(entries).toHaveLength(1);
+      return entries[0]!.stats;
     };
-    expect(consumerStats().streams).toBe(0);
-    const stale = consumerStats().staleFramesDropped;
+    expect(consumerStats()).toMatchObject({ streams: 0, retryAsks: 1 });
+
+    // the retired stream's opaque is dead: its frames are dropped, never applied, and its STREAM_END is
+    // answered Success as a stale one (MB-34951); a live stream would apply the mutation and answer nothing
+    const [streamReq] = t.streamReqs;
+    expect(t.streamReqs).toHaveLength(1);
+    const old = streamReq!.opaque;
+    const dropped = consumerStats().staleFramesDropped;
+    const high = t.b.store.vbucket(VB).highSeqno;
     t.consumer.send(
-      p.encodeSnapshotMarker({
-        version: '1',
-        opaque: t.streamOpaque()!,
+      p.encodeMutation({
+        opaque: old,
         vbucket: VB,
-        startSeqno: 1000n,
-        endSeqno: 1000n,
-        flags: p.SnapshotFlag.Memory,
+        cas: 1n,
+        datatype: 0,
+        bySeqno: t.a.store.vbucket(VB).highSeqno + 1n,
+        revSeqno: 1n,
+        flags: 0,
+        expiration: 0,
+        lockTime: 0,
+        nru: 0,
+        key: Buffer.from('ghost'),
+        value: Buffer.from('of the retired stream'),
       }),
     );
-    const highSeqno = t.b.store.vbucket(VB).highSeqno;
-    await until(() => consumerStats().staleFramesDropped > stale);
-    expect(t.b.store.vbucket(VB).state).toBe(p.VBucketState.Replica);
-    expect(t.b.store.vbucket(VB).highSeqno).toBe(highSeqno);
-    expect(t.b.store.vbucket(VB).get(Buffer.from('still'))).toBeUndefined();
+    const end = await t.consumer.request(
+      p.encodeStreamEnd({ opaque: old, vbucket: VB, reason: p.StreamEndReason.Closed }),
+      { opaque: old, opcode: p.Opcode.DCP_STREAM_END, timeoutMs: 5_000 },
+    );
+    expect(end.status).toBe(p.Status.Success);
+    expect(consumerStats().staleFramesDropped).toBe(dropped + 2);
+    expect(t.b.store.vbucket(VB).get(Buffer.from('ghost'))).toBeUndefined();
+    expect(t.b.store.vbucket(VB).highSeqno).toBe(high);
+
+    // and the vBucket is free for the next attempt: a new ADD_STREAM opens a stream with a new opaque
+    // (a stream still open would be answered KEY_EEXISTS)
+    t.holdStreamReqs();
+    expect(t.addReplies.map((f) => p.statusName(f.status))).toEqual(['Success']); // the first attempt's
+    t.consumer.send(p.encodeAddStream({ opaque: 0x20000 | VB, vbucket: VB, flags: p.StreamFlag.TakeOver }));
+    await until(() => t.streamReqs.length === 2 || t.addReplies.length > 1);
+    expect(t.addReplies.slice(1).map((f) => p.statusName(f.status))).toEqual([]);
+    expect(t.streamReqs[1]!.opaque).not.toBe(old);
+    expect(consumerStats().streams).toBe(1);
   });
 });
