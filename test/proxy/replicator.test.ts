@@ -86,18 +86,31 @@ describe('Replicator', () => {
     expect(contentOf(b.store, 1)).toEqual(contentOf(a.store, 1));
   });
 
-  it('fails cleanly when the consumer asks every time: typed error, old owner active, no stream open', async () => {
+  it('fails cleanly when the consumer asks every time: typed error, old owner active, no stream open at either node', async () => {
     const { a, b, r } = await cluster(2, { refuseTakeoverStates: 100 });
     a.store.vbucket(0).mutate({ op: 'set', key: k('a'), value: k('1') });
+    // a replica stream of the other vBucket is running: the failed takeover must close its own streams only
+    expect((await r.setStreams([1])).every((x) => x.ok)).toBe(true);
+    expect(openStreams(a)).toBe(1);
+    expect(openStreams(b)).toBe(1);
     const error = await r.takeover(0, { attempts: 3, minBackoffMs: 10 }).catch((e) => e);
     expect(error).toBeInstanceOf(TakeoverError);
     expect(error.message).toMatch(/after 3 attempt\(s\).*asked for a retry/);
     expect(a.store.vbucket(0).state).toBe(p.VBucketState.Active);
     expect(b.store.vbucket(0).state).not.toBe(p.VBucketState.Active);
-    // no stream left open on either node (asked of the nodes, not of the replicator's own list)
-    expect(openStreams(a)).toBe(0);
-    expect(openStreams(b)).toBe(0);
-    // the old owner still takes writes
+    // three takeover streams were opened at both nodes (asked of the nodes, not of the replicator's own
+    // list): none is left, the replica stream of vb 1 is
+    expect(openStreams(a)).toBe(1);
+    expect(openStreams(b)).toBe(1);
+    expect(b.status()).toMatchObject({
+      dcp: expect.arrayContaining([
+        expect.objectContaining({ role: 'consumer', stats: expect.objectContaining({ retryAsks: 3 }) }),
+      ]),
+    });
+    expect(r.streams).toEqual([1]);
+    // the old owner still takes writes, and the other vBucket still replicates
     expect(a.store.vbucket(0).mutate({ op: 'set', key: k('b'), value: k('2') }).status).toBe('ok');
+    a.store.vbucket(1).mutate({ op: 'set', key: k('after'), value: k('3') });
+    await until(() => b.store.vbucket(1).highSeqno === a.store.vbucket(1).highSeqno);
   });
 });
