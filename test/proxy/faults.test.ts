@@ -7,23 +7,31 @@ import { Replicator } from '../../src/proxy/replicator.js';
 import { contentOf } from '../helpers/pair.js';
 
 // Faults at each takeover step: a relay in front of one node cuts the connection at a chosen point of
-// the takeover (once). After the retry, DESIGN.md's invariants hold: never two active copies (checked
-// at every state change of either copy), and the new owner holds everything the old one had.
+// the takeover (once). Each case checks that the cut landed where its name says (both copies' states at
+// that moment), then, after the retry, DESIGN.md's invariants at the nodes themselves: never two active
+// copies (checked at every state change of either copy), the new owner active with everything the old one
+// had, the old one dead, and no stream left open on either node.
 
 type Point = 'before-pending-ack' | 'between-acks' | 'after-active-ack';
 type Side = 'producer' | 'consumer';
 
 /** Decodes frames going by and says when to cut; forwards bytes untouched otherwise. */
-async function faultRelay(target: number, side: Side, point: Point) {
+async function faultRelay(target: number, side: Side, point: Point, onCut: () => void) {
   let fired = false;
+  let cutDone!: () => void;
+  const cutLanded = new Promise<void>((resolve) => {
+    cutDone = resolve;
+  });
   const server = net.createServer((client) => {
     const node = net.connect(target, '127.0.0.1');
     const toNode = new p.FrameDecoder();
     const toClient = new p.FrameDecoder();
     const cut = () => {
+      if (!fired) onCut();
       fired = true;
       client.destroy();
       node.destroy();
+      cutDone();
     };
     // proxy → node direction
     client.on('data', (chunk: Buffer) => {
@@ -87,6 +95,8 @@ async function faultRelay(target: number, side: Side, point: Point) {
   return {
     port: (server.address() as net.AddressInfo).port,
     fired: () => fired,
+    /** Resolves once the connection has been cut. */
+    cutLanded,
     close: () => server.close(),
   };
 }
@@ -98,73 +108,134 @@ afterEach(async () => {
 
 const VB = 1;
 
-for (const side of (process.env.FSIDE ? [process.env.FSIDE] : ['consumer', 'producer']) as Side[]) {
-  for (const point of (process.env.FPOINT
-    ? [process.env.FPOINT]
-    : ['before-pending-ack', 'between-acks', 'after-active-ack']) as Point[]) {
-    describe(`a ${side} connection cut ${point}`, () => {
-      it('ends with the new owner active, the old one dead, nothing lost, never two active copies', async () => {
-        const logger = process.env.FLOG
-          ? ((await import('pino')).pino(
-              { level: 'debug' },
-              (await import('pino')).pino.destination(2),
-            ) as unknown as p.Logger)
-          : undefined;
-        const a = await StorageNode.start({
-          port: 0,
-          vbuckets: 2,
-          active: [0, 1],
-          auth: noAuth,
-          logger: logger?.child?.({ node: 'A' }),
-        });
-        const b = await StorageNode.start({
-          port: 0,
-          vbuckets: 2,
-          replica: [0, 1],
-          auth: noAuth,
-          logger: logger?.child?.({ node: 'B' }),
-        });
-        cleanups.push(
-          () => a.stop(),
-          () => b.stop(),
-        );
-        for (let i = 0; i < 2000; i++)
-          a.store.vbucket(VB).mutate({ op: 'set', key: Buffer.from(`k${i}`), value: Buffer.from(`v${i}`) });
-        // invariant 1 at every state change of either copy
-        const states = { a: a.store.vbucket(VB).state, b: b.store.vbucket(VB).state };
-        let overlaps = 0;
-        const watch = (which: 'a' | 'b') => (state: p.VBucketState) => {
-          states[which] = state;
-          if (states.a === p.VBucketState.Active && states.b === p.VBucketState.Active) overlaps++;
-        };
-        a.store.vbucket(VB).onState(watch('a'));
-        b.store.vbucket(VB).onState(watch('b'));
-        const relay = await faultRelay(side === 'producer' ? a.address.port : b.address.port, side, point);
-        cleanups.push(() => relay.close());
-        const replicator = new Replicator({
-          producer: { host: '127.0.0.1', port: side === 'producer' ? relay.port : a.address.port },
-          consumer: { host: '127.0.0.1', port: side === 'consumer' ? relay.port : b.address.port },
-          requestTimeoutMs: 2_000,
-          reconnect: { minTimeoutMs: 20, maxTimeoutMs: 200 },
-          logger: process.env.FLOG
-            ? ((await import('pino')).pino(
-                { level: 'debug' },
-                (await import('pino')).pino.destination(2),
-              ) as unknown as p.Logger)
-            : undefined,
-        });
-        cleanups.push(() => replicator.close());
-        const before = contentOf(a.store, VB);
-        const result = await replicator.takeover(VB, { attempts: 5, minBackoffMs: 20 });
-        // cut after the last ack, the move may complete before the cut lands: wait for it
-        for (let i = 0; i < 100 && !relay.fired(); i++) await new Promise((r) => setTimeout(r, 10));
-        expect(relay.fired()).toBe(true);
-        expect(result.attempts).toBeGreaterThanOrEqual(1);
-        expect(overlaps).toBe(0);
-        expect(b.store.vbucket(VB).state).toBe(p.VBucketState.Active);
-        expect(a.store.vbucket(VB).state).toBe(p.VBucketState.Dead);
-        expect(contentOf(b.store, VB)).toEqual(before);
-      });
-    });
+interface FaultCase {
+  side: Side;
+  point: Point;
+  /** What the relay does, in words. */
+  cut: string;
+  /** Producer/consumer copy states when the cut lands: proof that it landed at the point named. */
+  statesAtCut: string;
+  /** Attempts the move takes: a cut before the active ack costs one retry; after it, the move is done. */
+  attempts: number;
+}
+
+const CASES: FaultCase[] = [
+  {
+    side: 'consumer',
+    point: 'before-pending-ack',
+    cut: 'SET_VBUCKET_STATE(pending) never reaches the consumer',
+    statesAtCut: 'active/replica',
+    attempts: 2,
+  },
+  {
+    side: 'consumer',
+    point: 'between-acks',
+    cut: 'SET_VBUCKET_STATE(active) never reaches the consumer',
+    statesAtCut: 'dead/pending',
+    attempts: 2,
+  },
+  {
+    side: 'consumer',
+    point: 'after-active-ack',
+    cut: 'the consumer’s active ack leaves, then its connection drops',
+    statesAtCut: 'dead/active',
+    attempts: 1,
+  },
+  {
+    side: 'producer',
+    point: 'before-pending-ack',
+    cut: 'the consumer’s pending ack never reaches the producer',
+    statesAtCut: 'active/pending',
+    attempts: 2,
+  },
+  {
+    side: 'producer',
+    point: 'between-acks',
+    cut: 'the producer’s SET_VBUCKET_STATE(active) never leaves it',
+    statesAtCut: 'dead/pending',
+    attempts: 2,
+  },
+  {
+    side: 'producer',
+    point: 'after-active-ack',
+    cut: 'the active ack reaches the producer, then its connection drops',
+    statesAtCut: 'dead/active',
+    attempts: 1,
+  },
+];
+
+/** Streams open on a node's DCP connections, as its /status reports them. */
+function openStreams(node: StorageNode): number {
+  const status = node.status() as { dcp: { stats: { streams: number | Record<string, number> } }[] };
+  let open = 0;
+  for (const { stats } of status.dcp) {
+    open +=
+      typeof stats.streams === 'number'
+        ? stats.streams
+        : Object.entries(stats.streams).reduce((n, [state, c]) => n + (state === 'dead' ? 0 : c), 0);
+  }
+  return open;
+}
+
+async function until(cond: () => boolean, ms = 10_000) {
+  const started = Date.now();
+  while (!cond()) {
+    if (Date.now() - started > ms) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 5));
   }
 }
+
+describe('a connection cut at each takeover step', () => {
+  it.each(CASES.map((c) => [`${c.side} connection cut ${c.point} (${c.cut})`, c] as const))(
+    '%s: new owner active with everything, old one dead, never two active copies, no stream left open',
+    async (_name, { side, point, statesAtCut, attempts }) => {
+      const a = await StorageNode.start({ port: 0, vbuckets: 2, active: [0, 1], auth: noAuth });
+      const b = await StorageNode.start({ port: 0, vbuckets: 2, replica: [0, 1], auth: noAuth });
+      cleanups.push(
+        () => a.stop(),
+        () => b.stop(),
+      );
+      for (let i = 0; i < 2000; i++)
+        a.store.vbucket(VB).mutate({ op: 'set', key: Buffer.from(`k${i}`), value: Buffer.from(`v${i}`) });
+      // invariant 1 at every state change of either copy
+      const states = { a: a.store.vbucket(VB).state, b: b.store.vbucket(VB).state };
+      let overlaps = 0;
+      const watch = (which: 'a' | 'b') => (state: p.VBucketState) => {
+        states[which] = state;
+        if (states.a === p.VBucketState.Active && states.b === p.VBucketState.Active) overlaps++;
+      };
+      a.store.vbucket(VB).onState(watch('a'));
+      b.store.vbucket(VB).onState(watch('b'));
+      const name = (n: StorageNode) => p.vbucketStateName(n.store.vbucket(VB).state).toLowerCase();
+      let seenAtCut = '';
+      const relay = await faultRelay(
+        side === 'producer' ? a.address.port : b.address.port,
+        side,
+        point,
+        () => {
+          seenAtCut = `${name(a)}/${name(b)}`;
+        },
+      );
+      cleanups.push(() => relay.close());
+      const replicator = new Replicator({
+        producer: { host: '127.0.0.1', port: side === 'producer' ? relay.port : a.address.port },
+        consumer: { host: '127.0.0.1', port: side === 'consumer' ? relay.port : b.address.port },
+        requestTimeoutMs: 2_000,
+        reconnect: { minTimeoutMs: 20, maxTimeoutMs: 200 },
+      });
+      cleanups.push(() => replicator.close());
+      const before = contentOf(a.store, VB);
+      const result = await replicator.takeover(VB, { attempts: 5, minBackoffMs: 20 });
+      // cut after the last ack, the move may complete before the cut lands
+      await relay.cutLanded;
+      expect(seenAtCut).toBe(statesAtCut);
+      expect(result.attempts).toBe(attempts);
+      expect(overlaps).toBe(0);
+      expect(b.store.vbucket(VB).state).toBe(p.VBucketState.Active);
+      expect(a.store.vbucket(VB).state).toBe(p.VBucketState.Dead);
+      expect(contentOf(b.store, VB)).toEqual(before);
+      // the move is done on the consumer's active ack; the producer ends its stream when that ack reaches it
+      await until(() => openStreams(a) === 0 && openStreams(b) === 0);
+    },
+  );
+});
