@@ -54,7 +54,9 @@ describe('captured conversations (tshark)', () => {
         await replicator.setStreams(all);
         for (let i = 0; i < 100; i++)
           a.store.vbucket(i % 4).mutate({ op: 'set', key: Buffer.from(`live${i}`), value: Buffer.from('x') });
-        await new Promise((r) => setTimeout(r, 200));
+        // the live writes reach the replica before the takeover starts (a condition, not a pause)
+        while (!all.every((vb) => b.store.vbucket(vb).highSeqno === a.store.vbucket(vb).highSeqno))
+          await new Promise((r) => setTimeout(r, 5));
         return replicator.takeover(VB, { attempts: 3, minBackoffMs: 20 });
       });
       expect(result.attempts).toBe(2);

@@ -151,11 +151,15 @@ describe('AtomicFile', () => {
     const file = path.join(dir, 'f');
     let state = 'a';
     let fail = true;
+    let failures = 0;
     const attempts: string[] = [];
     const ops: AtomicFileOps = {
       ...realFileOps,
       async rename(from, to) {
-        if (fail) throw new Error('disk unhappy');
+        if (fail) {
+          failures++;
+          throw new Error('disk unhappy');
+        }
         await realFileOps.rename(from, to);
       },
       async writeFile(f, data) {
@@ -165,8 +169,8 @@ describe('AtomicFile', () => {
     };
     const atomic = new AtomicFile(file, () => Buffer.from(state), { ops, retryDelayMs: 60_000 });
     const first = atomic.changed();
-    await new Promise((r) => setTimeout(r, 20));
-    expect(attempts).toEqual(['a']); // waiting a minute for its retry
+    while (failures === 0) await new Promise((r) => setTimeout(r, 1));
+    expect(attempts).toEqual(['a']); // its rename failed: now waiting a minute for its retry
     fail = false;
     state = 'b';
     const started = Date.now();
