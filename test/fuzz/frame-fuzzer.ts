@@ -289,6 +289,8 @@ export interface Crash {
   /** The bytes fed to the FrameDecoder (hex). */
   input: string;
   error: string;
+  /** The crash's stack, from a replay with stack traces on (decoder crashes). */
+  stack: string | undefined;
 }
 
 export interface FuzzReport {
@@ -363,6 +365,32 @@ function routes(corpus: Corpus, decoders: Map<string, Decode>): Map<number, [str
  * opcode (and, one case in 16, through every message decoder).
  */
 export function fuzzFrames(options: FuzzOptions): FuzzReport {
+  // nearly every case ends in a ProtocolError: capturing their stack traces would take four fifths of the
+  // time, so they are off during the run (a crash is replayed with them on, see `stackOf`)
+  const stackTraceLimit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return run(options, stackTraceLimit);
+  } finally {
+    Error.stackTraceLimit = stackTraceLimit;
+  }
+}
+
+/** Replays `fn` with stack traces on and returns the stack of what it throws. */
+function stackOf(fn: () => unknown, limit: number): string | undefined {
+  const off = Error.stackTraceLimit;
+  Error.stackTraceLimit = limit;
+  try {
+    fn();
+    return undefined;
+  } catch (error) {
+    return error instanceof Error ? error.stack : undefined;
+  } finally {
+    Error.stackTraceLimit = off;
+  }
+}
+
+function run(options: FuzzOptions, stackTraceLimit: number): FuzzReport {
   const r = new Random(rng(options.seed));
   const decoders = options.decoders ?? messageDecoders();
   const routed = routes(options.corpus, decoders);
@@ -402,7 +430,7 @@ export function fuzzFrames(options: FuzzOptions): FuzzReport {
       bytes = m.apply(bytes, r);
     }
     if (r.int(8) === 0) bytes = Buffer.concat([bytes, pickSeed()]);
-    const crash = (where: string, error: unknown) => {
+    const crash = (where: string, error: unknown, replay?: () => unknown) => {
       report.crashCount++;
       if (report.crashes.length < maxCrashes) {
         report.crashes.push({
@@ -412,6 +440,7 @@ export function fuzzFrames(options: FuzzOptions): FuzzReport {
           mutations: applied,
           input: bytes.toString('hex'),
           error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+          stack: replay ? stackOf(replay, stackTraceLimit) : undefined,
         });
       }
     };
@@ -443,7 +472,7 @@ export function fuzzFrames(options: FuzzOptions): FuzzReport {
           if (size > 16 * frame.length + 1024)
             crash(name, new Error(`decoded ${size} bytes' worth from a frame of ${frame.length}`));
         } catch (error) {
-          if (!(error instanceof ProtocolError)) crash(name, error);
+          if (!(error instanceof ProtocolError)) crash(name, error, () => decode(frame));
           else if (error.code === 'DCPX_ERR_WRONG_MESSAGE') tally.wrongMessage++;
           else tally.rejected++;
         }

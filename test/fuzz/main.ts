@@ -56,7 +56,7 @@ process.stdout.write(
 );
 for (const c of report.crashes) {
   process.stdout.write(
-    `CRASH case ${c.caseIndex} (seed ${c.seed}) in ${c.where} after [${c.mutations.join(', ')}]: ${c.error}\n  input ${c.input}\n`,
+    `CRASH case ${c.caseIndex} (seed ${c.seed}) in ${c.where} after [${c.mutations.join(', ')}]: ${c.error}\n  input ${c.input}\n${c.stack ?? ''}\n`,
   );
 }
 process.exit(report.crashCount === 0 ? 0 : 1);

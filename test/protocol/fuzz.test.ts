@@ -78,6 +78,7 @@ describe('fuzzing the frame decoder and every message decoder from mutated valid
     expect(broken.crashCount).toBeGreaterThan(0);
     const [crash] = broken.crashes;
     expect(crash).toMatchObject({ where: 'decodeOverrun', error: expect.stringMatching(/^RangeError/) });
+    expect(crash!.stack).toMatch(/decodeOverrun|fuzz\.test\.ts/);
     expect(Buffer.from(crash!.input, 'hex').length).toBeGreaterThanOrEqual(24);
   });
 
