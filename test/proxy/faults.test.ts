@@ -94,7 +94,6 @@ async function faultRelay(target: number, side: Side, point: Point, onCut: () =>
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   return {
     port: (server.address() as net.AddressInfo).port,
-    fired: () => fired,
     /** Resolves once the connection has been cut. */
     cutLanded,
     close: () => server.close(),
