@@ -62,8 +62,8 @@ describe('Replicator', () => {
     expect(closed.every((x) => x.ok)).toBe(true);
     expect(r.streams).toEqual([0, 1]);
     // at the nodes: two streams left on each side; vBucket 0 still replicates, vBucket 5 no longer does
-    expect(openStreams(a, 'producer')).toBe(2);
-    expect(openStreams(b, 'consumer')).toBe(2);
+    expect(openStreams(a)).toBe(2);
+    expect(openStreams(b)).toBe(2);
     const high5 = b.store.vbucket(5).highSeqno;
     a.store.vbucket(5).mutate({ op: 'set', key: k('unreplicated'), value: k('x') });
     a.store.vbucket(0).mutate({ op: 'set', key: k('replicated'), value: k('x') });
@@ -84,8 +84,8 @@ describe('Replicator', () => {
     expect(r.streams).toEqual([0, 1, 3]);
     // at the nodes: the replica streams of 0, 1 and 3 only (the producer ends the takeover stream once
     // the active ack reaches it)
-    await until(() => openStreams(a, 'producer') === 3);
-    expect(openStreams(b, 'consumer')).toBe(3);
+    await until(() => openStreams(a) === 3);
+    expect(openStreams(b)).toBe(3);
   });
 
   it('retries when the consumer asks (k = 3 refusals), with a new opaque each attempt, and succeeds', async () => {
