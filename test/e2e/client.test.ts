@@ -10,6 +10,7 @@ import * as p from '../../src/protocol/index.js';
 import { connectTcp, type FrameConnection, listenTcp } from '../../src/protocol/transport/index.js';
 import { TestKv } from '../helpers/kv-client.js';
 import { ManualClock } from '../helpers/manual-clock.js';
+import { until } from '../helpers/raw-socket.js';
 
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
 afterEach(async () => {
@@ -199,7 +200,8 @@ describe('flow control at the socket', () => {
       }
     }, 5);
     cleanups.push(() => clearInterval(ackTimer));
-    await new Promise((r) => setTimeout(r, 1_000));
+    // the healthy connection streams its whole backlog while the stalled one sits at its window
+    await until(() => healthy.state.counted > 1500 * 300, 30_000, 'the healthy stream flowing');
     expect(stalled.state.counted).toBeGreaterThanOrEqual(64 * 1024);
     expect(stalled.state.counted).toBeLessThanOrEqual(64 * 1024 + stalled.state.largest);
     expect(healthy.state.counted).toBeGreaterThan(1500 * 300);

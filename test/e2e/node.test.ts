@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import * as p from '../../src/protocol/index.js';
 import { TestKv } from '../helpers/kv-client.js';
 import { type NodeProc, startNode } from '../helpers/processes.js';
+import { until } from '../helpers/raw-socket.js';
 import { itWithTool } from '../helpers/tools.js';
 
 const run = promisify(execFile);
@@ -203,7 +204,7 @@ describe('dcpx node durability', () => {
       const uuidBefore = (await kv0.stats('vbucket-seqno')).get('vb_0:uuid');
       await kv0.close();
       const load = await writeLoad(first.port, 60_000);
-      await new Promise((r) => setTimeout(r, 700));
+      await until(() => load.acked.size > 200, 30_000, '200 acknowledged writes');
       const code = await first.stop(signal);
       await load.done;
       expect(load.acked.size).toBeGreaterThan(200);

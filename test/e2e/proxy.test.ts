@@ -4,6 +4,7 @@ import type { NodeClient } from '../../src/node/client.js';
 import { StorageNode } from '../../src/node/node.js';
 import { vbucketOfKey } from '../../src/node/ranges.js';
 import * as p from '../../src/protocol/index.js';
+import { FrameRelay } from '../helpers/frame-relay.js';
 import { TestKv } from '../helpers/kv-client.js';
 import { type NodeProc, type Proc, runDcpx, startNode } from '../helpers/processes.js';
 import { fakeProducer } from '../proxy/fake-producer.js';
@@ -121,12 +122,18 @@ describe('dcpx proxy (real processes)', () => {
         await new Promise((res) => setTimeout(res, 1));
       }
     })();
-    await new Promise((r) => setTimeout(r, 300));
+    // the writer and the sampler are both running before the move starts, and go on after it
+    await until(async () => acked.size >= 50 && samples >= 25, 30_000, 'writer and sampler running');
     const move = runDcpx(['move', '--vbucket', String(vb), '--from', addr(a), '--to', addr(b)]);
     procs.push(move);
     expect(await move.exited).toBe(0);
     expect(move.stdout()).toMatch(/moved vb 5/);
-    await new Promise((r) => setTimeout(r, 300));
+    const [ackedAtMove, samplesAtMove] = [acked.size, samples];
+    await until(
+      async () => acked.size >= ackedAtMove + 50 && samples >= samplesAtMove + 25,
+      30_000,
+      'writes acknowledged by the new owner',
+    );
     writing = false;
     await writer;
     sampling = false;
@@ -216,24 +223,86 @@ describe('dcpx proxy (real processes)', () => {
   });
 });
 
+// The kill lands on a frame the move's connection to the target carries, seen by a relay in front of
+// the target: never before or after the takeover by accident, as a timed kill could.
+type MoveKillPoint = 'add-stream' | 'backfill' | 'pending-ack' | 'active-request' | 'active-ack';
+function isKillPoint(
+  point: MoveKillPoint,
+  frame: p.Frame,
+  fromNode: boolean,
+  seen: { mutations: number; pendingOpaque?: number; activeOpaque?: number },
+): boolean {
+  const op = frame.opcode;
+  if (!fromNode && !frame.isResponse && op === p.Opcode.DCP_MUTATION) seen.mutations++;
+  if (!fromNode && !frame.isResponse && op === p.Opcode.DCP_SET_VBUCKET_STATE) {
+    const { state } = p.decodeSetVBucketState(frame);
+    if (state === p.VBucketState.Pending) seen.pendingOpaque = frame.opaque;
+    if (state === p.VBucketState.Active) seen.activeOpaque = frame.opaque;
+  }
+  switch (point) {
+    case 'add-stream':
+      return !fromNode && !frame.isResponse && op === p.Opcode.DCP_ADD_STREAM;
+    case 'backfill':
+      return seen.mutations === 1_000;
+    case 'pending-ack':
+      return (
+        fromNode &&
+        frame.isResponse &&
+        op === p.Opcode.DCP_SET_VBUCKET_STATE &&
+        frame.opaque === seen.pendingOpaque
+      );
+    case 'active-request':
+      return (
+        !fromNode &&
+        seen.activeOpaque === frame.opaque &&
+        op === p.Opcode.DCP_SET_VBUCKET_STATE &&
+        !frame.isResponse
+      );
+    case 'active-ack':
+      return (
+        fromNode &&
+        frame.isResponse &&
+        op === p.Opcode.DCP_SET_VBUCKET_STATE &&
+        frame.opaque === seen.activeOpaque
+      );
+  }
+}
+
 describe('dcpx move killed with SIGKILL mid-takeover', () => {
-  for (const delayMs of [80, 250, 500]) {
-    it(`a new dcpx move after a kill at ${delayMs} ms completes with both invariants`, async () => {
+  const points: MoveKillPoint[] = ['add-stream', 'backfill', 'pending-ack', 'active-request', 'active-ack'];
+  it.each(points)(
+    'a new dcpx move after a kill at the %s frame completes with both invariants',
+    async (point) => {
       const a = await node(['--no-auth', '--vbuckets', '4', '--active', '0-3']);
       const b = await node(['--no-auth', '--vbuckets', '4', '--replica', '0-3']);
       const ca = await client(a.port);
       const cb = await client(b.port);
       await ca.load(
         (function* () {
-          for (let i = 0; i < 20_000; i++)
+          for (let i = 0; i < 5_000; i++)
             yield { vbucket: 3, key: `k${i}`, value: Buffer.alloc(1024, i % 256) };
         })(),
       );
       const before = (await ca.stats('vbucket-digest 3')).get('vb_3:digest');
-      const first = runDcpx(['move', '--vbucket', '3', '--from', addr(a), '--to', addr(b)]);
-      procs.push(first);
-      await new Promise((r) => setTimeout(r, delayMs));
-      await first.stop('SIGKILL');
+      let first: Proc | undefined;
+      let killed: Promise<unknown> | undefined;
+      const seen = { mutations: 0 };
+      const relay = new FrameRelay(
+        () => b.port,
+        (frame, fromNode) => {
+          if (!killed && first && isKillPoint(point, frame, fromNode, seen)) killed = first.stop('SIGKILL');
+        },
+      );
+      await relay.listen();
+      try {
+        first = runDcpx(['move', '--vbucket', '3', '--from', addr(a), '--to', `127.0.0.1:${relay.port}`]);
+        procs.push(first);
+        await first.exited;
+        expect(killed, `the move ended before the ${point} frame`).toBeDefined();
+        await killed;
+      } finally {
+        relay.close();
+      }
       const [sa, sb] = [(await ca.getVBucket(3)).state, (await cb.getVBucket(3)).state];
       expect(sa === p.VBucketState.Active && sb === p.VBucketState.Active).toBe(false);
       const second = runDcpx(['move', '--vbucket', '3', '--from', addr(a), '--to', addr(b)]);
@@ -241,10 +310,10 @@ describe('dcpx move killed with SIGKILL mid-takeover', () => {
       expect(await second.exited, second.stderr()).toBe(0);
       expect((await cb.getVBucket(3)).state).toBe(p.VBucketState.Active);
       expect((await ca.getVBucket(3)).state).toBe(p.VBucketState.Dead);
-      const after = (await cb.stats(`vbucket-digest 3`)).get('vb_3:digest');
+      const after = (await cb.stats('vbucket-digest 3')).get('vb_3:digest');
       expect(after).toBe(before);
-    });
-  }
+    },
+  );
 });
 
 describe('dcpx proxy with a replica stream the producer refuses (issue 9 C)', () => {

@@ -1,11 +1,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { NodeClient } from '../../src/node/client.js';
 import * as p from '../../src/protocol/index.js';
 import { Replicator } from '../../src/proxy/replicator.js';
+import { FrameRelay } from '../helpers/frame-relay.js';
 import { type NodeProc, startNode } from '../helpers/processes.js';
 
 // The crash matrix of issue 9 (defects A and B, DESIGN.md invariant 6): durable `dcpx node` processes
@@ -40,48 +40,6 @@ afterAll(async () => {
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** A TCP relay in front of a node that decodes the frames passing each way and reports them. */
-class FrameRelay {
-  private readonly sockets = new Set<net.Socket>();
-  private server!: net.Server;
-  port = 0;
-
-  constructor(
-    private readonly upstreamPort: () => number,
-    /** `fromNode`: the frame comes from the node behind the relay. Called after the bytes are passed on. */
-    private readonly onFrame: (frame: p.Frame, fromNode: boolean) => void,
-  ) {}
-
-  async listen(): Promise<void> {
-    this.server = net.createServer((client) => {
-      const node = net.connect(this.upstreamPort(), '127.0.0.1');
-      for (const s of [client, node]) {
-        this.sockets.add(s);
-        s.setNoDelay(true);
-        s.on('close', () => this.sockets.delete(s));
-      }
-      const pipe = (from: net.Socket, to: net.Socket, fromNode: boolean) => {
-        const decoder = new p.FrameDecoder();
-        from.on('data', (chunk: Buffer) => {
-          to.write(chunk);
-          decoder.push(chunk, (frame) => this.onFrame(frame, fromNode));
-        });
-        from.on('error', () => to.destroy());
-        from.on('close', () => to.destroy());
-      };
-      pipe(client, node, false);
-      pipe(node, client, true);
-    });
-    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', () => r()));
-    this.port = (this.server.address() as net.AddressInfo).port;
-  }
-
-  close(): void {
-    for (const s of this.sockets) s.destroy();
-    this.server.close();
-  }
-}
 
 /** Writes to one vBucket, following NOT_MY_VBUCKET between two nodes; keeps every acknowledged write. */
 class Writer {

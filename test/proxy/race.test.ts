@@ -4,6 +4,7 @@ import { StorageNode } from '../../src/node/node.js';
 import * as p from '../../src/protocol/index.js';
 import { type FrameConnection, type FrameServer, listenTcp } from '../../src/protocol/transport/index.js';
 import { Replicator } from '../../src/proxy/replicator.js';
+import { until } from '../helpers/raw-socket.js';
 
 // "The race of the seed": a wire-level fake producer that withholds the old stream's STREAM_END(Closed)
 // until the proxy has started the next takeover attempt, and then also sends a late mutation of the
@@ -163,8 +164,7 @@ describe('the race of the seed', () => {
     const result = await replicator.takeover(VB, { attempts: 3, minBackoffMs: 10 });
     expect(result.attempts).toBe(2);
     // the proxy is done once it has forwarded the consumer's active ack; let the fake read it
-    for (let i = 0; i < 200 && !fake.log.includes('active acked'); i++)
-      await new Promise((r) => setTimeout(r, 5));
+    await until(() => fake.log.includes('active acked'), 10_000, 'the fake reading the active ack');
     expect(fake.log).toEqual([
       `attempt 1 stream ${fake.streamReqOpaques[0]}`,
       'close stream',
