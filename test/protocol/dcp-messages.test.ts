@@ -19,6 +19,9 @@ interface Case<T> {
   encode(m: T): Buffer;
   decode(f: p.Frame): T;
 }
+// DCP items name a document: a non-empty key and only the datatype bits kv_engine knows (JSON, Snappy, Xattr).
+const docKey = (maxLength = 64) => fc.uint8Array({ minLength: 1, maxLength }).map((a) => Buffer.from(a));
+const docDatatype = fc.integer({ min: 0, max: 0x07 });
 const cases: Case<never>[] = [];
 function roundTrip<T>(
   name: string,
@@ -163,7 +166,7 @@ roundTrip(
 const mutation = fc.record({
   ...req,
   cas: u64,
-  datatype: u8,
+  datatype: docDatatype,
   bySeqno: u64,
   revSeqno: u64,
   flags: u32,
@@ -171,7 +174,7 @@ const mutation = fc.record({
   lockTime: u32,
   nmeta: u16,
   nru: u8,
-  key: bytes(250),
+  key: docKey(250),
   value: bytes(2000),
 });
 roundTrip('DCP_MUTATION', mutation, p.encodeMutation, p.decodeMutation);
@@ -184,10 +187,10 @@ roundTrip(
 const deletionBase = {
   ...req,
   cas: u64,
-  datatype: u8,
+  datatype: docDatatype,
   bySeqno: u64,
   revSeqno: u64,
-  key: bytes(),
+  key: docKey(),
   value: bytes(),
 };
 roundTrip(
@@ -204,7 +207,15 @@ roundTrip(
 );
 roundTrip(
   'DCP_EXPIRATION',
-  fc.record({ ...req, cas: u64, datatype: u8, bySeqno: u64, revSeqno: u64, deleteTime: u32, key: bytes() }),
+  fc.record({
+    ...req,
+    cas: u64,
+    datatype: docDatatype,
+    bySeqno: u64,
+    revSeqno: u64,
+    deleteTime: u32,
+    key: docKey(),
+  }),
   p.encodeExpiration,
   p.decodeExpiration,
 );
@@ -238,7 +249,7 @@ roundTrip(
   fc.record({
     ...req,
     cas: u64,
-    datatype: u8,
+    datatype: docDatatype,
     bySeqno: u64,
     revSeqno: u64,
     flags: u32,
@@ -247,7 +258,7 @@ roundTrip(
     nru: u8,
     deleted: u8,
     durabilityLevel: u8,
-    key: bytes(),
+    key: docKey(),
     value: bytes(),
   }),
   p.encodePrepare,
@@ -319,6 +330,46 @@ describe('DCP message codecs reject what is not theirs', () => {
   it('refuses to decode a STREAM_END frame as a MUTATION', () => {
     expect(() => p.decodeMutation(p.decodeFrame(mutationBytes))).toThrow(
       expect.objectContaining({ code: 'DCPX_ERR_WRONG_MESSAGE' }),
+    );
+  });
+
+  it('refuses a DCP item with an empty key or unknown datatype bits, as kv_engine answers EINVAL', () => {
+    const item = {
+      opaque: 1,
+      vbucket: 1,
+      cas: 1n,
+      datatype: 0,
+      bySeqno: 1n,
+      revSeqno: 1n,
+      flags: 0,
+      expiration: 0,
+      lockTime: 0,
+      nmeta: 0,
+      nru: 0,
+      key: Buffer.from('k'),
+      value: Buffer.from('v'),
+    };
+    expect(() => p.decodeMutation(p.decodeFrame(p.encodeMutation(item)))).not.toThrow();
+    expect(() =>
+      p.decodeMutation(p.decodeFrame(p.encodeMutation({ ...item, key: Buffer.alloc(0) }))),
+    ).toThrow(expect.objectContaining({ code: 'DCPX_ERR_BAD_KEY' }));
+    expect(() => p.decodeMutation(p.decodeFrame(p.encodeMutation({ ...item, datatype: 0xff })))).toThrow(
+      expect.objectContaining({ code: 'DCPX_ERR_BAD_DATATYPE' }),
+    );
+    const deletion = p.encodeDeletion({
+      opaque: 1,
+      vbucket: 1,
+      cas: 1n,
+      datatype: 0,
+      bySeqno: 2n,
+      revSeqno: 1n,
+      key: Buffer.alloc(0),
+      version: 2,
+      deleteTime: 0,
+      value: Buffer.alloc(0),
+    });
+    expect(() => p.decodeDeletion(p.decodeFrame(deletion))).toThrow(
+      expect.objectContaining({ code: 'DCPX_ERR_BAD_KEY' }),
     );
   });
 

@@ -52,6 +52,28 @@ export function expectExtras(frame: Frame, ...sizes: number[]): void {
   }
 }
 
+/** Datatype bits a document may carry (dcp-spec §1: JSON, Snappy, Xattr). */
+const KNOWN_DATATYPE_BITS = 0x07;
+
+/**
+ * A DCP item (mutation, deletion, expiration, prepare) names a document: kv_engine's validators answer
+ * EINVAL to an empty key or to datatype bits it does not know.
+ */
+export function expectDocument(frame: Frame): void {
+  if (frame.keyLength === 0) {
+    throw new ProtocolError('DCPX_ERR_BAD_KEY', 'a document key is required and none was sent', {
+      header: frame.header(),
+    });
+  }
+  if ((frame.datatype & ~KNOWN_DATATYPE_BITS) !== 0) {
+    throw new ProtocolError(
+      'DCPX_ERR_BAD_DATATYPE',
+      `datatype 0x${frame.datatype.toString(16)} has bits beyond JSON, Snappy and Xattr`,
+      { header: frame.header() },
+    );
+  }
+}
+
 export function badValue(frame: Frame, detail: string): ProtocolError {
   return new ProtocolError('DCPX_ERR_BAD_VALUE', detail, { header: frame.header() });
 }

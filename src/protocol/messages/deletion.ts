@@ -6,6 +6,7 @@ import {
   checkU32,
   checkU64,
   EMPTY,
+  expectDocument,
   expectExtras,
   expectRequest,
   keyBytes,
@@ -57,6 +58,7 @@ export function encodeDeletion(d: Deletion): Buffer {
 export function decodeDeletion(frame: Frame): Deletion {
   expectRequest(frame, Opcode.DCP_DELETION);
   expectExtras(frame, 18, 21);
+  expectDocument(frame);
   const e = frame.extras;
   const base = {
     opaque: frame.opaque,

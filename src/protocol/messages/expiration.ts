@@ -5,6 +5,7 @@ import {
   checkU16,
   checkU32,
   checkU64,
+  expectDocument,
   expectExtras,
   expectRequest,
   keyBytes,
@@ -43,6 +44,7 @@ export function encodeExpiration(x: Expiration): Buffer {
 export function decodeExpiration(frame: Frame): Expiration {
   expectRequest(frame, Opcode.DCP_EXPIRATION);
   expectExtras(frame, 20);
+  expectDocument(frame);
   const e = frame.extras;
   return {
     opaque: frame.opaque,

@@ -7,6 +7,7 @@ import {
   checkU32,
   checkU64,
   EMPTY,
+  expectDocument,
   expectExtras,
   expectRequest,
   keyBytes,
@@ -94,6 +95,7 @@ export function encodeMutationHead(m: Mutation): Buffer {
 export function decodeMutation(frame: Frame): Mutation {
   expectRequest(frame, Opcode.DCP_MUTATION);
   expectExtras(frame, MUTATION_EXTRAS);
+  expectDocument(frame);
   const e = frame.extras;
   return {
     opaque: frame.opaque,

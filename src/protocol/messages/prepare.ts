@@ -6,6 +6,7 @@ import {
   checkU16,
   checkU32,
   checkU64,
+  expectDocument,
   expectExtras,
   expectRequest,
   keyBytes,
@@ -57,6 +58,7 @@ export function encodePrepare(p: Prepare): Buffer {
 export function decodePrepare(frame: Frame): Prepare {
   expectRequest(frame, Opcode.DCP_PREPARE);
   expectExtras(frame, 31);
+  expectDocument(frame);
   const e = frame.extras;
   return {
     opaque: frame.opaque,
