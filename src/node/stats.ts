@@ -45,6 +45,8 @@ export function statGroup(group: string, store: Store, version: string): [string
       const [, vbArg, upToArg] = group.trim().split(/\s+/);
       const one = vbArg === undefined ? undefined : Number(vbArg);
       if (one !== undefined && !(Number.isInteger(one) && one >= 0 && one < store.size)) return undefined;
+      // a seqno is decimal digits; anything else is a bad argument (EINVAL), never an exception
+      if (upToArg !== undefined && !/^\d{1,20}$/.test(upToArg)) return undefined;
       const rows: [string, string][] = [];
       for (const vb of one === undefined ? store.vbuckets : [store.vbucket(one)]) {
         const upTo = upToArg === undefined ? vb.highSeqno : BigInt(upToArg);
