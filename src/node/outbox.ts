@@ -24,7 +24,10 @@ export interface OutboxWire {
 export class Outbox {
   private frames: Buffer[] = [];
   private queuedBytes = 0;
-  private flushScheduled = false;
+  /** The running drain loop, if any (one at a time). */
+  private draining: Promise<void> | undefined;
+  /** A state write failed: the connection is going and nothing more is sent. */
+  private failed = false;
   /** State writes the queued frames acknowledge (DESIGN.md invariant 6). */
   private metaWrites: Promise<void>[] = [];
   /** Someone was told "not writable" and waits for onWritable. */
@@ -57,14 +60,13 @@ export class Outbox {
 
   /** Queues frames; false when the connection is now above its high-water mark (wait for onWritable). */
   push(chunks: readonly Buffer[]): boolean {
+    if (this.failed) return true;
     for (const c of chunks) {
       this.frames.push(c);
       this.queuedBytes += c.length;
     }
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      void this.flush();
-    }
+    // drain() always awaits before it can finish, so `draining` is set before it is cleared
+    this.draining ??= this.drain();
     if (this.writable) return true;
     this.blocked = true;
     return false;
@@ -80,30 +82,47 @@ export class Outbox {
     this.checkWritable();
   }
 
-  /** Writes what is queued once the store has caught up. */
-  async flush(): Promise<void> {
-    await this.store.commit();
-    if (this.metaWrites.length > 0) {
-      try {
-        await Promise.all(this.metaWrites.splice(0));
-      } catch (error) {
-        // no Success for a state that is not on disk: nothing more leaves, the connection goes
-        this.log.error({ err: String(error) }, 'vBucket state not written');
-        this.frames = [];
-        this.queuedBytes = 0;
-        this.onStateNotWritten(error instanceof Error ? error : new Error(String(error)));
-        return;
+  /** Resolves once everything queued so far has been handed to the socket (QUIT). */
+  flush(): Promise<void> {
+    return this.draining ?? Promise.resolve();
+  }
+
+  /**
+   * Hands queued frames to the socket, batch by batch: a batch is what was queued when the store's
+   * writes had caught up, and it leaves only once every state write registered before it is durable.
+   * Frames queued while a batch waits form the next batch and wait for their own writes (one loop,
+   * never two flushes at once: replies leave in order, and none before what it acknowledges).
+   */
+  private async drain(): Promise<void> {
+    do {
+      await this.store.commit();
+      // taken together, right after the commit: this batch acknowledges nothing not yet written to the
+      // OS and no state write registered after it
+      const writes = this.metaWrites.splice(0);
+      const out = this.frames;
+      this.frames = [];
+      let bytes = 0;
+      for (const c of out) bytes += c.length;
+      if (writes.length > 0) {
+        try {
+          await Promise.all(writes);
+        } catch (error) {
+          // no Success for a state that is not on disk: nothing more leaves, the connection goes
+          this.log.error({ err: String(error) }, 'vBucket state not written');
+          this.failed = true;
+          this.frames = [];
+          this.queuedBytes = 0;
+          this.onStateNotWritten(error instanceof Error ? error : new Error(String(error)));
+          return;
+        }
       }
-    }
-    this.flushScheduled = false;
-    if (this.frames.length === 0) return;
-    const out = this.frames;
-    const bytes = this.queuedBytes;
-    this.frames = [];
-    this.queuedBytes = 0;
-    this.onSent(bytes);
-    // a full socket says so with 'drain' later; one that took everything lets us carry on now
-    if (this.wire.send(out)) this.checkWritable();
+      this.queuedBytes -= bytes;
+      if (out.length === 0) continue;
+      this.onSent(bytes);
+      // a full socket says so with 'drain' later; one that took everything lets us carry on now
+      if (this.wire.send(out)) this.checkWritable();
+    } while (this.frames.length > 0 || this.metaWrites.length > 0);
+    this.draining = undefined;
   }
 
   private checkWritable(): void {
