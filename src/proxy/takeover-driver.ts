@@ -260,18 +260,20 @@ export class TakeoverDriver {
         }
         return 'moved';
       }
-      if (producerState === VBucketState.Dead) {
-        if (!ours && consumerState !== VBucketState.Pending) {
-          throw new CopyStateError(
-            vb,
-            `the source copy is dead and the target is ${vbucketStateName(consumerState)}: nothing to move from here`,
-          );
-        }
-        await setVBucketState(producer, vb, VBucketState.Active, timeout);
-        log.info({ vb }, 'producer vBucket set active again');
+      if (producerState === VBucketState.Dead && !ours && consumerState !== VBucketState.Pending) {
+        throw new CopyStateError(
+          vb,
+          `the source copy is dead and the target is ${vbucketStateName(consumerState)}: nothing to move from here`,
+        );
       }
+      // the consumer first: a pending copy may be writing the active state of a cut attempt (it acts
+      // on it once written, VBucket.setState); replica supersedes that before the source is revived
       if (consumerState === VBucketState.Pending) {
         await setVBucketState(consumer, vb, VBucketState.Replica, timeout);
+      }
+      if (producerState === VBucketState.Dead) {
+        await setVBucketState(producer, vb, VBucketState.Active, timeout);
+        log.info({ vb }, 'producer vBucket set active again');
       }
       return 'restored';
     } catch (error) {

@@ -16,7 +16,9 @@ import { TakeoverDriver, TakeoverError, type TakeoverHost } from '../../src/prox
 
 const VB = 7;
 const { Active, Replica, Dead } = p.VBucketState;
-type Step = 'retry' | 'done' | 'refused' | 'lost';
+type Step = 'retry' | 'done' | 'refused' | 'lost' | 'cut-pending';
+/** Every SET_VBUCKET the fake copies took, in order ('<side> <state>'). */
+const sets: string[] = [];
 
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
 afterEach(async () => {
@@ -24,7 +26,7 @@ afterEach(async () => {
 });
 
 /** One fake copy of the vBucket: its state, read and set over the wire. */
-async function copy(initial: p.VBucketState) {
+async function copy(initial: p.VBucketState, side: string) {
   const state = { value: initial };
   const server: FrameServer = await listenTcp({ port: 0 }, (conn) => {
     conn.on('frame', (f) => {
@@ -32,6 +34,7 @@ async function copy(initial: p.VBucketState) {
         conn.send(p.encodeGetVBucketResponse({ opaque: f.opaque, status: 0, state: state.value }));
       if (f.opcode === p.Opcode.SET_VBUCKET) {
         state.value = p.decodeSetVBucket(f).state;
+        sets.push(`${side} ${p.vbucketStateName(state.value)}`);
         conn.send(p.encodeStatusResponse({ opcode: f.opcode, opaque: f.opaque, status: 0 }));
       }
     });
@@ -49,8 +52,9 @@ async function copy(initial: p.VBucketState) {
 }
 
 async function scripted(steps: Step[], options: { onClose?: () => void } = {}) {
-  const producer = await copy(Active);
-  const consumer = await copy(Replica);
+  sets.length = 0;
+  const producer = await copy(Active, 'producer');
+  const consumer = await copy(Replica, 'consumer');
   const log: string[] = [];
   const clock = { t: 0, now: () => clock.t };
   const closer = new AbortController();
@@ -76,6 +80,12 @@ async function scripted(steps: Step[], options: { onClose?: () => void } = {}) {
         attempt.requestedState = p.VBucketState.Pending;
         if (attempt.stateReplied(p.Status.Success)) return;
         producer.state.value = Dead;
+        if (step === 'cut-pending') {
+          // cut between the two acks: the consumer may be writing the active state right now
+          consumer.state.value = p.VBucketState.Pending;
+          attempt.emit({ kind: 'error', error: new p.ConnectionClosedError('c', 'cut') });
+          return;
+        }
         attempt.requestedState = Active;
         if (step === 'retry') attempt.stateReplied(p.Status.Etmpfail);
         if (step === 'done' || step === 'lost') consumer.state.value = Active;
@@ -128,6 +138,17 @@ describe('the takeover driver', () => {
     expect((error as TakeoverError).attempts).toBe(1);
     expect((error as TakeoverError).message).toMatch(/both copies are active/);
     expect(s.log).toEqual(['attempt 1: retry', 'close']);
+  });
+
+  it('takes a consumer left pending back to replica before it makes the source active again (invariant 1)', async () => {
+    const { driver, producer, consumer, log } = await scripted(['cut-pending', 'done']);
+    const result = await driver.run(VB, { attempts: 5, minBackoffMs: 1 });
+    expect(result.attempts).toBe(2);
+    expect(log).toEqual(['attempt 1: cut-pending', 'close', 'attempt 2: done']);
+    // the other order leaves a window where a consumer finishing its active write and the revived
+    // source are both active
+    expect(sets).toEqual(['consumer replica', 'producer active']);
+    expect([producer.state.value, consumer.state.value]).toEqual([Dead, Active]);
   });
 
   it('counts a connection lost after the consumer went active as done', async () => {
