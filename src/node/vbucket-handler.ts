@@ -67,7 +67,9 @@ export class VBucketHandler {
       return this.replies.status(frame, Status.Einval, 'set the vbucket dead first');
     vb.rollback(0n);
     this.replies.afterMetadata(vb.setState(VBucketState.Dead));
-    this.replies.afterMetadata(this.store.metaSettled()); // the rollback's metadata too
+    // the rollback's metadata too; not store.metaSettled(): that fails while any other vBucket's
+    // last state write has failed, and would close this connection for it
+    this.replies.afterMetadata(this.store.metaWritten());
     this.replies.status(frame, Status.Success);
   }
 }

@@ -102,6 +102,14 @@ export class Store {
     await this.durable?.metaSettled();
   }
 
+  /**
+   * Resolves once the metadata file holds every change so far; unlike `metaSettled`, it does not wait
+   * on state changes still to act, nor fail for an earlier state write that failed.
+   */
+  metaWritten(): Promise<void> {
+    return this.durable ? this.durable.metaSettled() : Promise.resolve();
+  }
+
   /** Resolves once the latest state change of vBucket `id` is on disk and acts (VBucket.setState). */
   stateDurable(id: number): Promise<void> {
     return this.vbucket(id).stateDurable();

@@ -1,0 +1,67 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Replies } from '../../src/node/replies.js';
+import { VBucketHandler } from '../../src/node/vbucket-handler.js';
+import { encodeDelVBucket, Frame, Status, silentLogger, VBucketState } from '../../src/protocol/index.js';
+import { type AtomicFileOps, realFileOps, Store } from '../../src/store/index.js';
+
+const dirs: string[] = [];
+const stores: Store[] = [];
+afterEach(async () => {
+  await Promise.all(stores.splice(0).map((s) => s.close().catch(() => {})));
+  for (const dir of dirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** What a handler answered: statuses, and the writes the answers wait for. */
+function recordingReplies() {
+  const statuses: number[] = [];
+  const waits: Promise<void>[] = [];
+  const replies: Replies = {
+    respond: (_frame, bytes) => statuses.push(bytes.readUInt16BE(6)),
+    status: (_frame, status) => statuses.push(status),
+    silent: () => {},
+    queue: () => {},
+    afterMetadata: (durable) => waits.push(durable),
+  };
+  return { replies, statuses, waits };
+}
+
+describe('vBucket control on a node', () => {
+  it("answers DEL_VBUCKET of one vBucket once its own metadata is written, whatever another vBucket's failed state write", async () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dcpx-vbh-'));
+    dirs.push(dataDir);
+    let failing = false;
+    const ops: AtomicFileOps = {
+      ...realFileOps,
+      rename: async (from, to) => {
+        if (failing) throw new Error('EIO (injected)');
+        await realFileOps.rename(from, to);
+      },
+    };
+    const store = await Store.open({
+      vbuckets: 2,
+      dataDir,
+      initialStates: new Map([
+        [0, VBucketState.Pending],
+        [1, VBucketState.Replica],
+      ]),
+      metaFileOps: ops,
+      metaRetryBudgetMs: 30,
+    });
+    stores.push(store);
+    failing = true;
+    await expect(store.vbucket(0).setState(VBucketState.Active)).rejects.toMatchObject({
+      code: 'DCPX_ERR_STORE_WRITE',
+    });
+    failing = false; // the disk is back; vb 0 keeps its old state, nobody asked for it again
+    const { replies, statuses, waits } = recordingReplies();
+    new VBucketHandler(store, replies, silentLogger).handle(
+      new Frame(encodeDelVBucket({ opaque: 1, vbucket: 1 }), 0),
+    );
+    expect(statuses).toEqual([Status.Success]);
+    await expect(Promise.all(waits)).resolves.toBeDefined();
+    expect(store.vbucket(1).state).toBe(VBucketState.Dead);
+  });
+});
