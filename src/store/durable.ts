@@ -97,13 +97,20 @@ export class DurableStorage implements VBucketSink {
    */
   recoverLog(vb: VBucket): number {
     const file = this.logPath(vb.id);
+    // the previous format kept the range in the metadata (read into the vBucket): used only for a log
+    // without snapshot records, and written into the log so that from now on the log alone tells
+    const fromMeta = vb.markedSnapshot;
     vb.restoreSnapshot(undefined);
     if (!fs.existsSync(file)) return 0;
     const data = fs.readFileSync(file);
-    const { items, snapshot, validLength } = decodeRecords(data, file);
+    const { items, snapshot: fromLog, snapshotRecords, validLength } = decodeRecords(data, file);
     for (const item of items) vb.restore(item);
+    const snapshot = snapshotRecords ? fromLog : fromMeta;
     // items past the marker's end are the vBucket's own writes: no snapshot of another's history
-    vb.restoreSnapshot(snapshot && vb.highSeqno <= snapshot.end ? snapshot : undefined);
+    if (snapshot && vb.highSeqno <= snapshot.end) {
+      vb.restoreSnapshot(snapshot);
+      if (!snapshotRecords) this.pushRecord(vb.id, encodeSnapshotRecord(snapshot));
+    }
     if (validLength < data.length) {
       this.options.onError?.(
         new StoreError(

@@ -72,6 +72,8 @@ export interface DecodedRecords {
   items: Item[];
   /** The last snapshot record's range (undefined when none, or when the last one says "own data"). */
   snapshot: SnapshotRange | undefined;
+  /** Whether the file holds any snapshot record (files of the previous format have none). */
+  snapshotRecords: boolean;
   /** Bytes of whole, valid records; anything after is a torn or corrupt tail. */
   validLength: number;
 }
@@ -83,6 +85,7 @@ export interface DecodedRecords {
 export function decodeRecords(data: Buffer, file: string): DecodedRecords {
   const items: Item[] = [];
   let snapshot: SnapshotRange | undefined;
+  let snapshotRecords = false;
   let at = 0;
   while (data.length - at >= RECORD_HEADER) {
     const length = data.readUInt32BE(at);
@@ -94,10 +97,11 @@ export function decodeRecords(data: Buffer, file: string): DecodedRecords {
     if (!Array.isArray(fields)) {
       throw new StoreError('DCPX_ERR_STORE_CORRUPT', `${file}: record at ${at} is not an array`);
     }
-    if (fields.length === 0) snapshot = undefined;
-    else if (fields.length === 2) snapshot = { start: big(fields[0]), end: big(fields[1]) };
-    else items.push(decodeItem(fields, file, at));
+    if (fields.length === 0 || fields.length === 2) {
+      snapshotRecords = true;
+      snapshot = fields.length === 2 ? { start: big(fields[0]), end: big(fields[1]) } : undefined;
+    } else items.push(decodeItem(fields, file, at));
     at = end;
   }
-  return { items, snapshot, validLength: at };
+  return { items, snapshot, snapshotRecords, validLength: at };
 }
