@@ -150,7 +150,7 @@ export class VBucket {
     this.stateWriteFailed = false;
     const becomesActive = state === VBucketState.Active && this.stateValue !== VBucketState.Active;
     this.recordedState = state;
-    if (becomesActive) this.pushFailoverEntry();
+    const branch = becomesActive ? this.pushFailoverEntry() : undefined;
     if (!becomesActive || !this.sink) this.act(state);
     const written = this.sink ? this.sink.metaChanged(this) : Promise.resolve();
     const done = becomesActive
@@ -159,8 +159,12 @@ export class VBucket {
             if (generation === this.stateGeneration) this.act(state);
           },
           (error: unknown) => {
-            // not on disk: the vBucket stays as it acts now, and the next write records that
-            if (generation === this.stateGeneration) this.recordedState = this.stateValue;
+            // not on disk: the vBucket stays as it acts now, and the next write records that; the
+            // history branch of an active state that never was goes too
+            if (generation === this.stateGeneration) {
+              this.recordedState = this.stateValue;
+              if (this.failover[0] === branch) this.failover.shift();
+            }
             throw error;
           },
         )
@@ -191,11 +195,13 @@ export class VBucket {
     void this.sink?.metaChanged(this);
   }
 
-  private pushFailoverEntry(): void {
+  private pushFailoverEntry(): FailoverEntry {
     let vbuuid = this.random.vbuuid();
     while (this.failover.some((e) => e.vbuuid === vbuuid)) vbuuid = this.random.vbuuid();
-    this.failover.unshift({ vbuuid, seqno: this.high });
+    const entry = { vbuuid, seqno: this.high };
+    this.failover.unshift(entry);
     if (this.failover.length > MAX_FAILOVER_ENTRIES) this.failover.length = MAX_FAILOVER_ENTRIES;
+    return entry;
   }
 
   /** Replaces the failover log with the producer's (a consumer does this on stream-req success, §7). */

@@ -102,11 +102,14 @@ describe('vBucket state changes are durable before they act or resolve (invarian
       metaRetryBudgetMs: 30,
     });
     stores.push(store);
+    const history = [...store.vbucket(0).failoverLog];
     failing = true;
     await expect(store.vbucket(0).setState(VBucketState.Active)).rejects.toMatchObject({
       code: 'DCPX_ERR_STORE_WRITE',
     });
     expect(store.vbucket(0).state).toBe(VBucketState.Pending);
+    // no history branch for an active state that never was: the failover log is as before
+    expect(store.vbucket(0).failoverLog).toEqual(history);
     failing = false;
     await store.vbucket(0).setState(VBucketState.Replica);
     expect(await stateOnDisk(dataDir, 0)).toBe(VBucketState.Replica);
