@@ -34,10 +34,6 @@ export class StreamTracks {
     this.byOpaque.set(opaque, vbucket);
   }
 
-  liveOpaque(vbucket: number): number | undefined {
-    return this.live.get(vbucket);
-  }
-
   isLive(vbucket: number, opaque: number): boolean {
     return this.live.get(vbucket) === opaque;
   }
