@@ -1,7 +1,7 @@
 // The state of one takeover attempt as the proxy sees it (dcp-spec §10.5, with DESIGN.md's retry).
 // One transition function; illegal moves throw.
 
-import { DcpxError, Status, VBucketState, vbucketStateName } from '../protocol/index.js';
+import { DcpxError, Opcode, Status, StatusError, VBucketState, vbucketStateName } from '../protocol/index.js';
 
 export type TakeoverPhase =
   /** ADD_STREAM(TakeOver) sent to the consumer; its STREAM_REQ not yet seen. */
@@ -83,22 +83,27 @@ export class TakeoverAttempt {
 
   /**
    * The consumer's reply to SET_VBUCKET_STATE on the attempt's stream. Returns true when the reply must
-   * not reach the producer (the retry ask: a producer treats any set-state reply as an ack).
+   * not reach the producer: anything but Success (a producer treats any set-state reply as an ack,
+   * dcp-spec §9). ETMPFAIL is the retry ask; any other refusal fails the attempt with its status,
+   * and the retriable table decides what follows.
    */
   stateReplied(status: number): boolean {
+    const asked = `SET_VBUCKET_STATE(${vbucketStateName(this.requestedState ?? 0)})`;
     if (status === Status.Etmpfail) {
+      this.emit({ kind: 'retry', detail: `ETMPFAIL to ${asked}` });
+      return true;
+    }
+    if (status !== Status.Success) {
       this.emit({
-        kind: 'retry',
-        detail: `ETMPFAIL to SET_VBUCKET_STATE(${vbucketStateName(this.requestedState ?? 0)})`,
+        kind: 'error',
+        error: new StatusError(Opcode.DCP_SET_VBUCKET_STATE, status, `vb ${this.vbucket}: ${asked}`),
       });
       return true;
     }
-    if (status === Status.Success) {
-      if (this.requestedState === VBucketState.Pending) this.pendingAcked = true;
-      if (this.requestedState === VBucketState.Active) this.activeAcked = true;
-      this.requestedState = undefined;
-      this.emit({ kind: 'progress' });
-    }
+    if (this.requestedState === VBucketState.Pending) this.pendingAcked = true;
+    if (this.requestedState === VBucketState.Active) this.activeAcked = true;
+    this.requestedState = undefined;
+    this.emit({ kind: 'progress' });
     return false;
   }
 
