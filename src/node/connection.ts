@@ -110,15 +110,18 @@ export class NodeConnection {
     this.log = childLogger(ctx.logger, { peer: wire.peer });
     this.session = { user: undefined, mutationSeqno: false, peer: wire.peer, secure: wire.secure };
     const limits = ctx.limits;
-    this.outbox = new Outbox(
-      ctx.store,
+    this.outbox = new Outbox({
+      store: ctx.store,
       wire,
-      this.log,
-      limits.sendHighWaterBytes,
-      (bytes) => ctx.metrics.sentBytes.inc(bytes),
-      () => this.writable(),
-      (error) => this.closeFor('state_not_written', error.message),
-    );
+      log: this.log,
+      highWater: limits.sendHighWaterBytes,
+      // 16 marks of replies nobody reads, plus one largest frame (a value at the size limit)
+      hardLimit: limits.sendHighWaterBytes * 16 + ctx.maxValueSize + 64 * 1024,
+      onSent: (bytes) => ctx.metrics.sentBytes.inc(bytes),
+      onWritable: () => this.writable(),
+      onStateNotWritten: (error) => this.closeFor('state_not_written', error.message),
+      onOverflow: (bytes) => this.closeFor('send_buffer_overflow', `${bytes} bytes of replies not read`),
+    });
     const replies = this.replies();
     this.kv = new KvHandler(
       {

@@ -15,7 +15,8 @@ export type CloseReason =
   | 'bad_request'
   | 'dcp_name_reused'
   | 'dcp_endpoint'
-  | 'state_not_written';
+  | 'state_not_written'
+  | 'send_buffer_overflow';
 
 /** What the metrics read from the node's live connections when scraped. */
 export interface MetricSources {

@@ -12,6 +12,31 @@ export interface OutboxWire {
   readonly bufferedBytes: number;
 }
 
+export interface OutboxOptions {
+  store: Store;
+  wire: OutboxWire;
+  log: Logger;
+  /** Above this many bytes buffered (here and in the socket) the connection is not writable. */
+  highWater: number;
+  /**
+   * Past the high-water mark only paths that cannot pause keep queueing (a DCP connection's replies
+   * to its client's requests: pausing its reading could deadlock a proxy between two nodes). Above
+   * this many bytes the client is cut, so a node's memory per connection stays bounded whatever the
+   * client does. It must leave room for one largest frame above the mark.
+   */
+  hardLimit: number;
+  onSent(bytes: number): void;
+  /** The connection is writable again after a push returned false. */
+  onWritable(): void;
+  /** A state write the queued frames acknowledge failed: nothing is sent, the connection must go. */
+  onStateNotWritten(error: Error): void;
+  /**
+   * A client kept sending requests while not reading their replies, past the hard limit (paths that
+   * are not paused for reading, e.g. DCP, can get there): the connection must go.
+   */
+  onOverflow(bufferedBytes: number): void;
+}
+
 /**
  * The ordered, commit-gated output of one connection: frames leave in the order they were queued, and
  * only once the store has committed the writes they acknowledge (and, when asked, its metadata).
@@ -34,24 +59,18 @@ export class Outbox {
   private blocked = false;
   private readonly highWater: number;
 
-  constructor(
-    private readonly store: Store,
-    private readonly wire: OutboxWire,
-    private readonly log: Logger,
-    highWater: number,
-    private readonly onSent: (bytes: number) => void,
-    private readonly onWritable: () => void,
-    /** A state write the queued frames acknowledge failed: nothing is sent, the connection must go. */
-    private readonly onStateNotWritten: (error: Error) => void = () => {},
-  ) {
+  private readonly hardLimit: number;
+
+  constructor(private readonly options: OutboxOptions) {
     // never below the socket's own mark: a socket that took a write without asking for 'drain' must
     // leave us writable, or nothing would ever wake us
-    this.highWater = Math.max(highWater, MIN_HIGH_WATER);
+    this.highWater = Math.max(options.highWater, MIN_HIGH_WATER);
+    this.hardLimit = Math.max(options.hardLimit, this.highWater);
   }
 
   /** Bytes queued here and in the socket. */
   get bufferedBytes(): number {
-    return this.queuedBytes + this.wire.bufferedBytes;
+    return this.queuedBytes + this.options.wire.bufferedBytes;
   }
 
   get writable(): boolean {
@@ -68,6 +87,11 @@ export class Outbox {
     // drain() always awaits before it can finish, so `draining` is set before it is cleared
     this.draining ??= this.drain();
     if (this.writable) return true;
+    if (this.bufferedBytes > this.hardLimit) {
+      this.fail();
+      this.options.onOverflow(this.bufferedBytes);
+      return false;
+    }
     this.blocked = true;
     return false;
   }
@@ -95,7 +119,7 @@ export class Outbox {
    */
   private async drain(): Promise<void> {
     do {
-      await this.store.commit();
+      await this.options.store.commit();
       // taken together, right after the commit: this batch acknowledges nothing not yet written to the
       // OS and no state write registered after it
       const writes = this.metaWrites.splice(0);
@@ -108,26 +132,31 @@ export class Outbox {
           await Promise.all(writes);
         } catch (error) {
           // no Success for a state that is not on disk: nothing more leaves, the connection goes
-          this.log.error({ err: String(error) }, 'vBucket state not written');
-          this.failed = true;
-          this.frames = [];
-          this.queuedBytes = 0;
-          this.onStateNotWritten(error instanceof Error ? error : new Error(String(error)));
+          this.options.log.error({ err: String(error) }, 'vBucket state not written');
+          this.fail();
+          this.options.onStateNotWritten(error instanceof Error ? error : new Error(String(error)));
           return;
         }
       }
       this.queuedBytes -= bytes;
       if (out.length === 0) continue;
-      this.onSent(bytes);
+      this.options.onSent(bytes);
       // a full socket says so with 'drain' later; one that took everything lets us carry on now
-      if (this.wire.send(out)) this.checkWritable();
+      if (this.options.wire.send(out)) this.checkWritable();
     } while (this.frames.length > 0 || this.metaWrites.length > 0);
     this.draining = undefined;
+  }
+
+  /** Nothing more leaves: the connection is going. */
+  private fail(): void {
+    this.failed = true;
+    this.frames = [];
+    this.queuedBytes = 0;
   }
 
   private checkWritable(): void {
     if (!this.blocked || !this.writable) return;
     this.blocked = false;
-    this.onWritable();
+    this.options.onWritable();
   }
 }

@@ -156,4 +156,52 @@ describe('backpressure on a node connection', () => {
       p.Status.Success,
     );
   });
+
+  it('a DCP client that pipelines requests and never reads the replies is cut at the hard limit, others served', async () => {
+    const node = await StorageNode.start({
+      port: 0,
+      vbuckets: 1,
+      active: [0],
+      auth: noAuth,
+      sendHighWaterBytes: 128 * 1024,
+      maxValueSize: 64 * 1024,
+    });
+    cleanups.push(() => node.stop());
+    node.store.vbucket(0).mutate({ op: 'set', key: Buffer.from('k'), value: Buffer.from('v') });
+    const greedy = await rawSocket(node.address.port);
+    cleanups.push(() => greedy.destroy());
+    greedy.write(p.encodeDcpOpen({ opaque: 1, flags: p.OpenFlag.Producer, name: 'greedy' }));
+    greedy.pause();
+    let cut = false;
+    const closed = new Promise<void>((resolve) =>
+      greedy.once('close', () => {
+        cut = true;
+        resolve();
+      }),
+    );
+    // 40-byte replies to 24-byte requests, never read: the kernel's buffers take some MB, then the
+    // node's own buffer grows to the limit (16 marks + one largest frame, about 2.2 MB here)
+    const request = p.encodeGetFailoverLog({ opaque: 2, vbucket: 0 });
+    const batch = Buffer.concat(Array.from({ length: 5_000 }, () => request));
+    for (let i = 0; i < 2_000 && !cut; i++) {
+      if (!greedy.write(batch)) await new Promise((r) => setTimeout(r, 5));
+      else await new Promise((r) => setImmediate(r));
+    }
+    expect(cut, 'the greedy connection was cut').toBe(true);
+    greedy.resume();
+    greedy.on('data', () => {});
+    await closed;
+    expect(await node.metrics.registry.metrics()).toMatch(
+      /dcpx_node_connections_closed_total\{reason="send_buffer_overflow"\} 1/,
+    );
+    await until(() => maxBuffered(node) === 0, 5_000, 'the cut connection’s buffers released');
+    const other = await connectTcp({ host: '127.0.0.1', port: node.address.port });
+    cleanups.push(() => other.destroy());
+    const opaque = other.allocateOpaque();
+    const reply = await other.request(
+      p.encodeGet({ opcode: p.Opcode.GET, opaque, vbucket: 0, key: Buffer.from('k') }),
+      { opaque, opcode: p.Opcode.GET },
+    );
+    expect(reply.status).toBe(p.Status.Success);
+  });
 });

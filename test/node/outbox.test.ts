@@ -26,14 +26,17 @@ function harness() {
     },
     bufferedBytes: 0,
   };
-  const outbox = new Outbox(
+  const outbox = new Outbox({
     store,
     wire,
-    silentLogger,
-    1 << 20,
-    () => {},
-    () => {},
-  );
+    log: silentLogger,
+    highWater: 1 << 20,
+    hardLimit: 1 << 24,
+    onSent: () => {},
+    onWritable: () => {},
+    onStateNotWritten: () => {},
+    onOverflow: () => {},
+  });
   return { outbox, sent };
 }
 
