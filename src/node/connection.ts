@@ -133,7 +133,14 @@ export class NodeConnection {
       this.session,
       replies,
     );
-    this.sasl = new SaslHandler(ctx.auth, this.session, replies, this.log, () => this.authenticatedNow());
+    this.sasl = new SaslHandler(
+      ctx.auth,
+      this.session,
+      replies,
+      this.log,
+      () => this.authenticatedNow(),
+      (attempts) => this.closeFor('sasl_attempts', `${attempts} SASL_AUTH exchanges started`),
+    );
     this.vbuckets = new VBucketHandler(ctx.store, replies, this.log);
     this.dcp = new DcpHandler(
       {

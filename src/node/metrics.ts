@@ -16,7 +16,8 @@ export type CloseReason =
   | 'dcp_name_reused'
   | 'dcp_endpoint'
   | 'state_not_written'
-  | 'send_buffer_overflow';
+  | 'send_buffer_overflow'
+  | 'sasl_attempts';
 
 /** What the metrics read from the node's live connections when scraped. */
 export interface MetricSources {

@@ -22,9 +22,17 @@ export const SASL_OPCODES: ReadonlySet<number> = new Set<number>([
   Opcode.SASL_STEP,
 ]);
 
+/**
+ * SASL_AUTH exchanges one connection may start. A client needs one (a few when it tries mechanisms in
+ * turn); past this the connection is closed, so a pipelined flood of attempts costs the node a handful
+ * of fake-credential derivations and log lines, not thousands.
+ */
+export const MAX_SASL_ATTEMPTS = 16;
+
 /** SASL on one connection: SCRAM-SHA-256 everywhere, PLAIN only over TLS (DESIGN.md "Security"). */
 export class SaslHandler {
   private scram: ScramServer | undefined;
+  private attempts = 0;
 
   constructor(
     private readonly auth: NodeAuth,
@@ -33,6 +41,8 @@ export class SaslHandler {
     private readonly log: Logger,
     /** Called once the connection has authenticated. */
     private readonly onAuthenticated: (user: string) => void,
+    /** The client started more than MAX_SASL_ATTEMPTS exchanges: the connection must go. */
+    private readonly onTooManyAttempts: (attempts: number) => void,
   ) {}
 
   /** One of SASL_OPCODES. */
@@ -45,6 +55,9 @@ export class SaslHandler {
       );
     }
     const request = decodeSaslAuth(frame);
+    if (frame.opcode === Opcode.SASL_AUTH && ++this.attempts > MAX_SASL_ATTEMPTS) {
+      return this.onTooManyAttempts(this.attempts);
+    }
     const answer = (status: number, data: Buffer | string) =>
       this.replies.respond(
         frame,
