@@ -1,4 +1,5 @@
 import * as net from 'node:net';
+import * as p from '../../src/protocol/index.js';
 
 /** A plain TCP socket to a node, for tests that speak (or abuse) the wire byte by byte. */
 export async function rawSocket(port: number): Promise<net.Socket> {
@@ -48,4 +49,12 @@ export async function until(cond: () => boolean, ms = 5_000, what = 'condition')
     if (Date.now() - started > ms) throw new Error(`${what} not met within ${ms} ms`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/** Reads `socket` from now on and counts the whole frames it receives (the count so far, when called). */
+export function countFrames(socket: net.Socket): () => number {
+  let frames = 0;
+  const decoder = new p.FrameDecoder();
+  socket.on('data', (chunk: Buffer) => decoder.push(chunk, () => frames++));
+  return () => frames;
 }

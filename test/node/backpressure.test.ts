@@ -1,9 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { noAuth } from '../../src/node/auth.js';
-import { StorageNode } from '../../src/node/node.js';
+import { StorageNode, type StorageNodeOptions } from '../../src/node/node.js';
 import * as p from '../../src/protocol/index.js';
 import { connectTcp, type FrameConnection } from '../../src/protocol/transport/index.js';
-import { rawSocket, until } from '../helpers/raw-socket.js';
+import { countFrames, rawSocket, until } from '../helpers/raw-socket.js';
 
 // Defect 6: the node stops producing (DCP) and stops reading (KV) a connection whose peer does not
 // read, as memcached does, instead of buffering without limit.
@@ -22,6 +22,20 @@ interface IoStatus {
 }
 const maxBuffered = (node: StorageNode) => (node.status() as IoStatus).io.bufferedBytes.max;
 
+/** A one-vBucket node, active, without auth, with the test's high-water mark unless `options` says otherwise. */
+async function start(options: Partial<StorageNodeOptions> = {}): Promise<StorageNode> {
+  const node = await StorageNode.start({
+    port: 0,
+    vbuckets: 1,
+    active: [0],
+    auth: noAuth,
+    sendHighWaterBytes: HIGH_WATER,
+    ...options,
+  });
+  cleanups.push(() => node.stop());
+  return node;
+}
+
 /** Waits until `read()` has not changed for `quietMs`. */
 async function settled(read: () => number, quietMs = 300): Promise<number> {
   let last = read();
@@ -38,14 +52,7 @@ async function settled(read: () => number, quietMs = 300): Promise<number> {
 
 describe('backpressure on a node connection', () => {
   it('a DCP producer stops when its client stops reading, and resumes when it reads again', async () => {
-    const node = await StorageNode.start({
-      port: 0,
-      vbuckets: 1,
-      active: [0],
-      auth: noAuth,
-      sendHighWaterBytes: HIGH_WATER,
-    });
-    cleanups.push(() => node.stop());
+    const node = await start();
     const value = Buffer.alloc(1024, 7);
     const items = 30_000;
     for (let i = 0; i < items; i++)
@@ -84,14 +91,7 @@ describe('backpressure on a node connection', () => {
   });
 
   it('a KV client that pipelines requests and never reads replies gets no more than the mark buffered, and others are served', async () => {
-    const node = await StorageNode.start({
-      port: 0,
-      vbuckets: 1,
-      active: [0],
-      auth: noAuth,
-      sendHighWaterBytes: HIGH_WATER,
-    });
-    cleanups.push(() => node.stop());
+    const node = await start();
     node.store.vbucket(0).mutate({ op: 'set', key: Buffer.from('big'), value: Buffer.alloc(64 * 1024, 1) });
     const greedy = await rawSocket(node.address.port);
     cleanups.push(() => greedy.destroy());
@@ -110,28 +110,13 @@ describe('backpressure on a node connection', () => {
     const reply = await other.request(get(opaque), { opaque, opcode: p.Opcode.GET });
     expect(reply.status).toBe(p.Status.Success);
     // the greedy client reads at last and gets every reply
-    let received = 0;
-    let pending = Buffer.alloc(0);
-    greedy.on('data', (chunk: Buffer) => {
-      pending = Buffer.concat([pending, chunk]);
-      while (pending.length >= 24 && pending.length >= 24 + pending.readUInt32BE(8)) {
-        pending = pending.subarray(24 + pending.readUInt32BE(8));
-        received++;
-      }
-    });
+    const received = countFrames(greedy);
     greedy.resume();
-    await until(() => received === gets, 30_000, 'every GET answered');
+    await until(() => received() === gets, 30_000, 'every GET answered');
   });
 
   it('a malformed request held while reading is paused closes only its connection when its turn comes', async () => {
-    const node = await StorageNode.start({
-      port: 0,
-      vbuckets: 1,
-      active: [0],
-      auth: noAuth,
-      sendHighWaterBytes: HIGH_WATER,
-    });
-    cleanups.push(() => node.stop());
+    const node = await start();
     node.store.vbucket(0).mutate({ op: 'set', key: Buffer.from('big'), value: Buffer.alloc(64 * 1024, 1) });
     const greedy = await rawSocket(node.address.port);
     cleanups.push(() => greedy.destroy());
@@ -158,15 +143,7 @@ describe('backpressure on a node connection', () => {
   });
 
   it('a DCP client that pipelines requests and never reads the replies is cut at the hard limit, others served', async () => {
-    const node = await StorageNode.start({
-      port: 0,
-      vbuckets: 1,
-      active: [0],
-      auth: noAuth,
-      sendHighWaterBytes: 128 * 1024,
-      maxValueSize: 64 * 1024,
-    });
-    cleanups.push(() => node.stop());
+    const node = await start({ sendHighWaterBytes: 128 * 1024, maxValueSize: 64 * 1024 });
     node.store.vbucket(0).mutate({ op: 'set', key: Buffer.from('k'), value: Buffer.from('v') });
     const greedy = await rawSocket(node.address.port);
     cleanups.push(() => greedy.destroy());
