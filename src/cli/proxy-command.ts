@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
 import { AdminServer } from '../node/admin.js';
 import { parseRanges } from '../node/ranges.js';
+import { DcpxError } from '../protocol/index.js';
 import { ProxyMetrics } from '../proxy/metrics.js';
-import { Replicator } from '../proxy/replicator.js';
+import { Replicator, TakeoverUnsettledError } from '../proxy/replicator.js';
 import { parseAddress } from '../proxy/sessions.js';
 import { cliLogger } from './logger.js';
 
@@ -26,6 +27,23 @@ interface MoveFlags {
   attempts: string;
   deadlineMs: string;
   requestTimeoutMs: string;
+}
+
+/** `dcpx move`'s exit codes (README, CLI table). */
+const MoveExit = {
+  /** The vBucket is active on the target and dead on the source. */
+  Moved: 0,
+  /** Not moved: the source is active. */
+  NotMoved: 2,
+  /** A node could not be reached to read the copies: whether it moved is not known. */
+  Unknown: 3,
+} as const;
+
+/** The move was asked to stop (a signal). */
+class MoveStoppedError extends DcpxError {
+  constructor(signal: NodeJS.Signals) {
+    super('DCPX_ERR_MOVE_STOPPED', `stopped by ${signal}`);
+  }
 }
 
 export function registerProxy(program: Command): void {
@@ -113,20 +131,33 @@ export function registerProxy(program: Command): void {
         logger,
         requestTimeoutMs: Number(flags.requestTimeoutMs),
       });
+      // SIGTERM/SIGINT: the attempt stops and is cleaned up (within a short grace), then the exit code
+      // says what came of it; a second signal exits at once, outcome unknown
+      const stop = new AbortController();
+      const onSignal = (signal: NodeJS.Signals) => {
+        if (stop.signal.aborted) {
+          process.stderr.write(`dcpx move: ${signal} again: stopped at once; outcome unknown\n`);
+          process.exit(MoveExit.Unknown);
+        }
+        stop.abort(new MoveStoppedError(signal));
+      };
+      process.on('SIGTERM', onSignal);
+      process.on('SIGINT', onSignal);
       try {
         const { attempts, ms } = await replicator.takeover(vb, {
           attempts: Number(flags.attempts),
           deadlineMs: Number(flags.deadlineMs),
+          signal: stop.signal,
         });
         process.stdout.write(
           `moved vb ${vb} from ${flags.from} to ${flags.to} in ${ms} ms (${attempts} attempt(s))\n`,
         );
         await replicator.close();
-        process.exit(0);
+        process.exit(MoveExit.Moved);
       } catch (error) {
         process.stderr.write(`dcpx move: ${error instanceof Error ? error.message : String(error)}\n`);
         await replicator.close().catch(() => {});
-        process.exit(2);
+        process.exit(error instanceof TakeoverUnsettledError ? MoveExit.Unknown : MoveExit.NotMoved);
       }
     });
 }

@@ -45,6 +45,7 @@ export {
   TakeoverError,
   type TakeoverOptions,
   type TakeoverResult,
+  TakeoverUnsettledError,
 } from './takeover-driver.js';
 
 export interface ReplicatorOptions {
@@ -179,22 +180,26 @@ export class Replicator {
     return { takeovers: this.attempts.size + this.takingOver.size, pendingRequests: this.opaques.size };
   }
 
-  /** Connects both sides (consumer first, as ns_server does) and wires the forwarding. */
-  async connect(): Promise<void> {
+  /**
+   * Connects both sides (consumer first, as ns_server does) and wires the forwarding. `signal` ends a
+   * setup in progress (every step: TCP, SASL, DCP_OPEN).
+   */
+  async connect(signal?: AbortSignal): Promise<void> {
     this.assertOpen();
     if (this.consumerConn && this.producerConn && !this.consumerConn.isClosed && !this.producerConn.isClosed)
       return;
-    this.connecting ??= this.connectOnce().finally(() => {
+    this.connecting ??= this.connectOnce(signal).finally(() => {
       this.connecting = undefined;
     });
     return this.connecting;
   }
 
-  private async connectOnce(): Promise<void> {
-    const consumer = await openDcpSession(this.options.consumer, this.name, 0, this.session);
+  private async connectOnce(signal?: AbortSignal): Promise<void> {
+    const session = { ...this.session, signal };
+    const consumer = await openDcpSession(this.options.consumer, this.name, 0, session);
     let producer: FrameConnection;
     try {
-      producer = await openDcpSession(this.options.producer, this.name, OpenFlag.Producer, this.session);
+      producer = await openDcpSession(this.options.producer, this.name, OpenFlag.Producer, session);
     } catch (error) {
       consumer.close();
       throw error;
@@ -211,15 +216,18 @@ export class Replicator {
     this.log.info({}, 'connected');
   }
 
-  /** The control session to one side: one per side, shared by concurrent callers, none after close. */
-  private control(side: 'producer' | 'consumer'): Promise<FrameConnection> {
+  /**
+   * The control session to one side: one per side, shared by concurrent callers, none after close.
+   * `signal` ends its setup (a session whose setup was ended is forgotten; the next call opens anew).
+   */
+  private control(side: 'producer' | 'consumer', signal?: AbortSignal): Promise<FrameConnection> {
     if (this.closed) return Promise.reject(new ReplicatorClosedError(this.name));
     let session = this.controls.get(side);
     if (!session) {
-      session = openControlSession(
-        side === 'producer' ? this.options.producer : this.options.consumer,
-        this.session,
-      ).then((conn) => {
+      session = openControlSession(side === 'producer' ? this.options.producer : this.options.consumer, {
+        ...this.session,
+        signal,
+      }).then((conn) => {
         if (this.closed) {
           conn.close();
           throw new ReplicatorClosedError(this.name);
@@ -537,7 +545,11 @@ export class Replicator {
       randomizeBackoff: this.randomizeBackoff,
       requestTimeoutMs: this.requestTimeoutMs,
       signal: this.closer.signal,
-      connect: () => this.connect(),
+      connect: (signal) => this.connect(signal),
+      nodes: {
+        producer: `${this.options.producer.host}:${this.options.producer.port}`,
+        consumer: `${this.options.consumer.host}:${this.options.consumer.port}`,
+      },
       dropReplicaStream: async (vb) => {
         this.retries.stop(vb);
         const had = this.open.has(vb) || this.wanted.has(vb);
@@ -574,7 +586,7 @@ export class Replicator {
         this.producerConn !== undefined &&
         !this.producerConn.isClosed,
       closeBoth: (vb) => this.closeBoth(vb),
-      control: (side) => this.control(side),
+      control: (side, signal) => this.control(side, signal),
     };
   }
 

@@ -25,22 +25,57 @@ export interface SessionOptions {
   user?: string;
   password?: string;
   timeoutMs?: number;
+  /** Ends the setup at once (connect, SASL, DCP_OPEN), rejecting with the signal's reason. */
+  signal?: AbortSignal;
 }
 
-async function connectAndAuth(address: NodeAddress, options: SessionOptions): Promise<FrameConnection> {
-  const conn = await connectTcp({
+/**
+ * Runs `setup` on a fresh connection; the connection is destroyed and the setup rejects with the
+ * signal's reason as soon as `signal` aborts, whichever step (TCP connect, SASL, DCP_OPEN) is waiting.
+ */
+async function guarded(
+  address: NodeAddress,
+  options: SessionOptions,
+  setup: (conn: FrameConnection) => Promise<void>,
+): Promise<FrameConnection> {
+  const { signal } = options;
+  signal?.throwIfAborted();
+  const connecting = connectTcp({
     host: address.host,
     port: address.port,
     timeoutMs: options.timeoutMs ?? 10_000,
   });
+  let conn: FrameConnection | undefined;
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => {
+      conn?.destroy();
+      reject(signal!.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+  aborted.catch(() => undefined);
   try {
-    if (options.user !== undefined)
-      await authenticate(conn, options.user, options.password ?? '', options.timeoutMs);
+    conn = await Promise.race([connecting, aborted]);
+    await Promise.race([setup(conn), aborted]);
     return conn;
   } catch (error) {
-    conn.close();
-    throw error;
+    if (conn) conn.destroy();
+    // a connection that arrives after the abort is closed unused
+    else
+      void connecting.then(
+        (late) => late.destroy(),
+        () => undefined,
+      );
+    throw signal?.aborted ? signal.reason : error;
+  } finally {
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
   }
+}
+
+async function auth(conn: FrameConnection, options: SessionOptions): Promise<void> {
+  if (options.user !== undefined)
+    await authenticate(conn, options.user, options.password ?? '', options.timeoutMs);
 }
 
 /** A connection that has done DCP_OPEN with `flags` under `name`. */
@@ -50,8 +85,8 @@ export async function openDcpSession(
   flags: number,
   options: SessionOptions = {},
 ): Promise<FrameConnection> {
-  const conn = await connectAndAuth(address, options);
-  try {
+  return guarded(address, options, async (conn) => {
+    await auth(conn, options);
     const opaque = conn.allocateOpaque();
     const response = await conn.request(encodeDcpOpen({ opaque, flags, name }), {
       opaque,
@@ -60,11 +95,7 @@ export async function openDcpSession(
     });
     if (response.status !== Status.Success)
       throw new StatusError(Opcode.DCP_OPEN, response.status, `${name} at ${conn.peer}`);
-    return conn;
-  } catch (error) {
-    conn.close();
-    throw error;
-  }
+  });
 }
 
 /** A plain (KV and vBucket control) connection. */
@@ -72,7 +103,7 @@ export function openControlSession(
   address: NodeAddress,
   options: SessionOptions = {},
 ): Promise<FrameConnection> {
-  return connectAndAuth(address, options);
+  return guarded(address, options, (conn) => auth(conn, options));
 }
 
 export async function getVBucketState(

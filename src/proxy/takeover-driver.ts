@@ -30,6 +30,13 @@ export interface TakeoverOptions {
   /** First backoff, ms (doubles, with jitter unless the host turns it off). */
   minBackoffMs?: number;
   maxBackoffMs?: number;
+  /**
+   * Stops the move (SIGTERM to `dcpx move`): the attempt in flight ends, then it is cleaned up as a
+   * failed one (stream closed on both sides, copies settled) within `settleGraceMs`.
+   */
+  signal?: AbortSignal;
+  /** How long settling the copies may go on past the deadline or a stop, ms (default 2000). */
+  settleGraceMs?: number;
 }
 
 export interface TakeoverResult {
@@ -58,6 +65,70 @@ export class TakeoverError extends DcpxError {
   }
 }
 
+/**
+ * The copies could not be settled: a node stayed unreachable past the deadline (or the stop's grace)
+ * after this move changed something, so whether the vBucket moved is not known. `dcpx move` exits 3.
+ */
+export class TakeoverUnsettledError extends DcpxError {
+  readonly vbucket: number;
+  readonly attempts: number;
+  /** The node that could not be reached (host:port, with its role). */
+  readonly node: string;
+  constructor(
+    vbucket: number,
+    attempts: number,
+    node: string,
+    touched: boolean,
+    options?: { cause?: unknown },
+  ) {
+    const why = options?.cause instanceof Error ? options.cause.message : String(options?.cause);
+    const changed = touched ? '' : '; this move changed nothing';
+    super(
+      'DCPX_ERR_TAKEOVER_UNSETTLED',
+      `takeover of vb ${vbucket}: outcome unknown after ${attempts} attempt(s): could not reach ${node} to read the copies (${why})${changed}`,
+      options,
+    );
+    this.vbucket = vbucket;
+    this.attempts = attempts;
+    this.node = node;
+  }
+}
+
+/** A node did not answer while the copies were read or set: a connection failure, not a refusal. */
+class NodeUnreachable extends DcpxError {
+  constructor(
+    readonly side: 'producer' | 'consumer',
+    cause: unknown,
+  ) {
+    super('DCPX_ERR_NODE_UNREACHABLE', `${side}: ${cause instanceof Error ? cause.message : String(cause)}`, {
+      cause,
+    });
+  }
+}
+
+/** The deadline of a run passed (the reason its signal aborts with). */
+class DeadlinePassed extends DcpxError {
+  constructor(ms: number) {
+    super('DCPX_ERR_DEADLINE', `deadline of ${ms} ms passed`);
+  }
+}
+
+/** One run's signals: `stop` ends attempts (deadline, stop, close); `settle` bounds settling the copies. */
+interface Run {
+  vb: number;
+  /** Aborts at the deadline, on the caller's stop, or when the host closes. */
+  stop: AbortSignal;
+  /** Aborts `settleGraceMs` after the deadline or after the caller's stop, or when the host closes. */
+  settle: AbortSignal;
+  /** Whether this run may have changed a copy (a takeover stream or a set-state went out). */
+  touched: boolean;
+  /** The last cleanup found a node unreachable and waited for it: that attempt costs no retry. */
+  waitedForNode: boolean;
+  made: number;
+  /** An attempt (or its cleanup) found the vBucket moved: a later abort of `stop` changes nothing. */
+  moved: boolean;
+}
+
 /** The two copies are in states no takeover may touch (invariant 1), or nothing is left to move. */
 export class CopyStateError extends DcpxError {
   readonly vbucket: number;
@@ -77,7 +148,10 @@ export interface TakeoverHost {
   readonly requestTimeoutMs: number;
   /** Aborted (with a ReplicatorClosedError) when the replicator closes. */
   readonly signal: AbortSignal;
-  connect(): Promise<void>;
+  /** Connects the DCP halves; `signal` ends the setup (every step). */
+  connect(signal?: AbortSignal): Promise<void>;
+  /** The nodes' addresses, for messages. */
+  readonly nodes?: { producer: string; consumer: string };
   /** Closes `vb`'s replica stream if it has one or should have one (before a takeover). */
   dropReplicaStream(vb: number): Promise<StreamResult | undefined>;
   /** Registers a new attempt (new generation) on the current connections and sends its ADD_STREAM(TakeOver). */
@@ -88,7 +162,8 @@ export interface TakeoverHost {
   runsOnCurrentConnections(attempt: TakeoverAttempt): boolean;
   /** Closes `vb`'s live stream on both sides and waits for the producer's STREAM_END (bounded). */
   closeBoth(vb: number): Promise<StreamResult>;
-  control(side: 'producer' | 'consumer'): Promise<FrameConnection>;
+  /** The control session to one side; `signal` ends its setup. */
+  control(side: 'producer' | 'consumer', signal?: AbortSignal): Promise<FrameConnection>;
 }
 
 export class TakeoverDriver {
@@ -104,61 +179,111 @@ export class TakeoverDriver {
     const started = clock.now();
     const attempts = options.attempts ?? 5;
     const deadline = options.deadlineMs ?? 60_000;
+    const grace = options.settleGraceMs ?? 2_000;
     metrics.takeoversStarted.inc();
-    let made = 0;
+    let spent = 0;
+    // the deadline bounds every step, connection setup included (wall time: sockets wait on it)
+    const deadlineCtl = new AbortController();
+    const deadlineTimer = setTimeout(() => deadlineCtl.abort(new DeadlinePassed(deadline)), deadline);
+    const graceCtl = new AbortController();
+    const graceTimer = setTimeout(
+      () => graceCtl.abort(new DeadlinePassed(deadline + grace)),
+      deadline + grace,
+    );
+    let stopGraceTimer: ReturnType<typeof setTimeout> | undefined;
+    const onStop = () => {
+      stopGraceTimer = setTimeout(() => graceCtl.abort(options.signal?.reason), grace);
+    };
+    if (options.signal?.aborted) onStop();
+    else options.signal?.addEventListener('abort', onStop, { once: true });
+    const stopSignals = [this.host.signal, deadlineCtl.signal, ...(options.signal ? [options.signal] : [])];
+    const run: Run = {
+      vb,
+      stop: AbortSignal.any(stopSignals),
+      settle: AbortSignal.any([this.host.signal, graceCtl.signal]),
+      touched: false,
+      waitedForNode: false,
+      made: 0,
+      moved: false,
+    };
     try {
       const replica = await this.host.dropReplicaStream(vb);
       if (replica && !replica.ok)
         throw new DcpxError('DCPX_ERR_REPLICA_CLOSE', `could not close the replica stream: ${replica.error}`);
       // a takeover cut short earlier (a killed proxy, a lost connection) may have left the vBucket
       // moved already, or dead on both sides: settle that first (invariants 1 and 2)
-      if ((await this.reconcile(vb, false)) === 'moved') {
+      if ((await this.settle(run, false)) === 'moved') {
         log.info({ vb }, 'already moved: the consumer is active and the producer dead');
         metrics.takeovers.inc({ outcome: 'succeeded' });
-        return { attempts: 0, ms: clock.now() - started };
+        return { attempts: 0, ms: Math.round(clock.now() - started) };
       }
       await pRetry(
         async () => {
           const elapsed = clock.now() - started;
-          if (elapsed >= deadline) throw new AbortError(`deadline of ${deadline} ms passed`);
-          made++;
-          await this.attemptAndCleanUp(vb, deadline - elapsed);
+          if (elapsed >= deadline) throw new AbortError(new DeadlinePassed(deadline));
+          if (run.stop.aborted) throw new AbortError(asError(run.stop.reason));
+          run.made++;
+          await this.attemptAndCleanUp(run, deadline - elapsed);
         },
         {
-          retries: attempts - 1,
+          // the attempt budget is counted here, not by p-retry: its last retry ends on any failure
+          retries: Number.POSITIVE_INFINITY,
           minTimeout: options.minBackoffMs ?? 50,
           maxTimeout: options.maxBackoffMs ?? 2_000,
           factor: 2,
           randomize: this.host.randomizeBackoff,
-          signal: this.host.signal,
-          onFailedAttempt: ({ error, attemptNumber, retriesLeft }) => {
+          signal: run.stop,
+          onFailedAttempt: ({ error, attemptNumber }) => {
             log.info({ vb, attempt: attemptNumber, err: error.message }, 'takeover attempt failed');
-            if (retriesLeft > 0) metrics.takeoverRetries.inc();
+          },
+          // an attempt cut by a node that went away (its cleanup waited for the node to come back)
+          // costs no attempt and no backoff: the budget is for refusals and asks, not for a restart
+          shouldConsumeRetry: () => {
+            if (!run.waitedForNode) spent++;
+            return !run.waitedForNode;
+          },
+          shouldRetry: () => {
+            if (spent >= attempts) return false;
+            metrics.takeoverRetries.inc();
+            return true;
           },
         },
       );
     } catch (error) {
-      metrics.takeovers.inc({ outcome: 'failed' });
-      const reason = error instanceof Error ? error.message : String(error);
-      throw new TakeoverError(vb, made, reason, { cause: error });
+      // p-retry rejects on its aborted signal even after a successful attempt: moved is moved
+      if (!run.moved) {
+        metrics.takeovers.inc({ outcome: 'failed' });
+        if (error instanceof TakeoverUnsettledError) throw error;
+        const reason = error instanceof Error ? error.message : String(error);
+        throw new TakeoverError(vb, run.made, reason, { cause: error });
+      }
+    } finally {
+      clearTimeout(deadlineTimer);
+      clearTimeout(graceTimer);
+      clearTimeout(stopGraceTimer);
+      options.signal?.removeEventListener('abort', onStop);
     }
     const ms = clock.now() - started;
     metrics.takeovers.inc({ outcome: 'succeeded' });
     metrics.takeoverSeconds.observe(ms / 1000);
-    log.info({ vb, attempts: made, ms }, 'takeover done');
-    return { attempts: made, ms };
+    log.info({ vb, attempts: run.made, ms }, 'takeover done');
+    return { attempts: run.made, ms: Math.round(ms) };
   }
 
   /** One attempt; on failure its cleanup, then the retry decision (an AbortError when no retry can help). */
-  private async attemptAndCleanUp(vb: number, budgetMs: number): Promise<void> {
+  private async attemptAndCleanUp(run: Run, budgetMs: number): Promise<void> {
+    const { vb } = run;
     let attempt: TakeoverAttempt | undefined;
     let failure: unknown;
+    run.waitedForNode = false;
     try {
-      await this.host.connect();
+      await this.host.connect(run.stop);
+      run.touched = true;
       const begun = this.host.beginAttempt(vb, budgetMs);
       attempt = begun.attempt;
-      await this.waitAttempt(begun.attempt, begun.added, budgetMs);
+      await this.waitAttempt(begun.attempt, begun.added, budgetMs, run.stop);
       this.host.endAttempt(vb);
+      run.moved = true;
       return;
     } catch (error) {
       failure = error;
@@ -168,14 +293,50 @@ export class TakeoverDriver {
     if (this.host.signal.aborted) throw new AbortError(asError(this.host.signal.reason));
     let outcome: 'moved' | 'restored';
     try {
-      outcome = await this.cleanUp(vb, attempt);
+      outcome = await this.cleanUp(run, attempt);
     } catch (cleanupError) {
       // a cleanup that failed says more than the attempt's failure, and decides alone (defect 7)
       throw this.decide(cleanupError);
     }
     // the connection broke after the consumer took the active state: the move is done
-    if (outcome === 'moved') return;
+    if (outcome === 'moved') {
+      run.moved = true;
+      return;
+    }
+    // stopped (deadline, SIGTERM): cleaned up, no retry
+    if (run.stop.aborted) throw new AbortError(asError(run.stop.reason));
     throw this.decide(failure);
+  }
+
+  /**
+   * Reconciles both copies, retried with backoff while a node is unreachable (a node restarting from
+   * its data dir), until the run's settle signal ends: then TakeoverUnsettledError, unless this run
+   * changed nothing yet, whose failure says why it could not start.
+   */
+  private async settle(run: Run, ours: boolean): Promise<'moved' | 'restored'> {
+    let backoff = 50;
+    for (;;) {
+      try {
+        // before this run changed anything, nothing needs settling past the deadline or a stop
+        const signal = run.touched ? run.settle : AbortSignal.any([run.settle, run.stop]);
+        return await this.reconcile(run.vb, ours, signal);
+      } catch (error) {
+        if (!(error instanceof NodeUnreachable)) throw error;
+        if (this.host.signal.aborted) throw asError(this.host.signal.reason);
+        if (run.settle.aborted || (!run.touched && run.stop.aborted)) {
+          const node =
+            `the ${error.side === 'producer' ? 'source' : 'target'} ${this.host.nodes?.[error.side] ?? ''}`.trimEnd();
+          throw new TakeoverUnsettledError(run.vb, run.made, node, run.touched, { cause: error.cause });
+        }
+        run.waitedForNode = true;
+        this.host.log.info(
+          { vb: run.vb, err: error.message },
+          'a node is unreachable; settling the copies again',
+        );
+        await sleep(backoff, run.settle);
+        backoff = Math.min(backoff * 2, 500);
+      }
+    }
   }
 
   /** The retry decision: the consumer's ask and the retriable table; everything else aborts. */
@@ -186,9 +347,13 @@ export class TakeoverDriver {
   }
 
   /** Resolves when the attempt is done; rejects on a retry ask, a failure, its budget, or close. */
-  private waitAttempt(attempt: TakeoverAttempt, added: Promise<number>, budgetMs: number): Promise<void> {
+  private waitAttempt(
+    attempt: TakeoverAttempt,
+    added: Promise<number>,
+    budgetMs: number,
+    signal: AbortSignal,
+  ): Promise<void> {
     const { vbucket: vb } = attempt;
-    const { signal } = this.host;
     return new Promise<void>((resolve, reject) => {
       const finish = (error?: unknown) => {
         if (attempt.finished) return;
@@ -230,14 +395,17 @@ export class TakeoverDriver {
    * After a failed attempt: close its stream on both sides (the producer's reply and STREAM_END(Closed)
    * awaited, bounded), then reconcile both copies (invariants 1 and 2).
    */
-  private async cleanUp(vb: number, attempt: TakeoverAttempt | undefined): Promise<'moved' | 'restored'> {
+  private async cleanUp(run: Run, attempt: TakeoverAttempt | undefined): Promise<'moved' | 'restored'> {
+    const { vb } = run;
     // the attempt's stream lives on the connections it ran on; if those went, so did the stream (and
     // its opaques mean nothing on the new connections)
     if (attempt && this.host.runsOnCurrentConnections(attempt)) {
-      const closed = await this.host.closeBoth(vb);
+      const closed = await abortable(this.host.closeBoth(vb), run.settle).catch(
+        (error: unknown): StreamResult => ({ vbucket: vb, ok: false, error: String(error) }),
+      );
       if (!closed.ok) this.host.log.warn({ vb, err: closed.error }, 'closing the failed takeover stream');
     }
-    return this.reconcile(vb, true);
+    return this.settle(run, true);
   }
 
   /**
@@ -247,13 +415,22 @@ export class TakeoverDriver {
    * revived only when this takeover killed it (`ours`) or the consumer is pending (a takeover to it was
    * cut between the two acks); a producer dead for another reason may be active elsewhere.
    */
-  async reconcile(vb: number, ours: boolean): Promise<'moved' | 'restored'> {
+  async reconcile(vb: number, ours: boolean, signal?: AbortSignal): Promise<'moved' | 'restored'> {
     const { requestTimeoutMs: timeout, log } = this.host;
+    // a step that fails on the connection (not on a node's answer) names the node it could not reach
+    const on = async <T>(side: 'producer' | 'consumer', step: () => Promise<T>): Promise<T> => {
+      try {
+        return await abortable(step(), signal);
+      } catch (error) {
+        if (signal?.aborted || isRetriable(error)) throw new NodeUnreachable(side, signal?.reason ?? error);
+        throw error;
+      }
+    };
     try {
-      const producer = await this.host.control('producer');
-      const consumer = await this.host.control('consumer');
-      const consumerState = await getVBucketState(consumer, vb, timeout);
-      const producerState = await getVBucketState(producer, vb, timeout);
+      const producer = await on('producer', () => this.host.control('producer', signal));
+      const consumer = await on('consumer', () => this.host.control('consumer', signal));
+      const consumerState = await on('consumer', () => getVBucketState(consumer, vb, timeout));
+      const producerState = await on('producer', () => getVBucketState(producer, vb, timeout));
       if (consumerState === VBucketState.Active) {
         if (producerState === VBucketState.Active) {
           throw new CopyStateError(vb, 'both copies are active: refusing to touch them (invariant 1)');
@@ -269,18 +446,56 @@ export class TakeoverDriver {
       // the consumer first: a pending copy may be writing the active state of a cut attempt (it acts
       // on it once written, VBucket.setState); replica supersedes that before the source is revived
       if (consumerState === VBucketState.Pending) {
-        await setVBucketState(consumer, vb, VBucketState.Replica, timeout);
+        await on('consumer', () => setVBucketState(consumer, vb, VBucketState.Replica, timeout));
       }
       if (producerState === VBucketState.Dead) {
-        await setVBucketState(producer, vb, VBucketState.Active, timeout);
+        await on('producer', () => setVBucketState(producer, vb, VBucketState.Active, timeout));
         log.info({ vb }, 'producer vBucket set active again');
       }
       return 'restored';
     } catch (error) {
-      log.error({ vb, err: String(error) }, 'could not reconcile vBucket states');
+      // an unreachable node is waited for by the caller (settle); anything else is the end of it
+      if (!(error instanceof NodeUnreachable))
+        log.error({ vb, err: String(error) }, 'could not reconcile vBucket states');
       throw error;
     }
   }
+}
+
+/** `promise`, or the signal's reason as soon as `signal` aborts. */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  if (signal.aborted) {
+    promise.catch(() => undefined);
+    return Promise.reject(signal.reason);
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
+/** Waits `ms`; resolves early (no throw) when `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
 
 function asError(value: unknown): Error {

@@ -205,12 +205,12 @@ describe('defect 2 on control sessions: a late GET_VBUCKET reply', () => {
     });
     const b = await consumerNode();
     const r = replicator(fake.port, b.address.port);
-    const first = await r.takeover(VB, { attempts: 1 }).catch((e: unknown) => e);
-    expect((first as TakeoverError).message).toMatch(/GET_VBUCKET|timed out/);
-    // the late reply is on its way before the next request (TCP keeps the order)
-    await until(() => fake.getVBucketsAnswered() === 1, 'late GET_VBUCKET reply sent');
-    const second = await r.takeover(VB, { attempts: 1 });
-    expect(second.attempts).toBe(1);
+    // the request that timed out is asked again on the same session (a silent node is retried until
+    // the deadline); the late reply comes first (TCP keeps the order), is dropped, and the retry is
+    // answered: the takeover goes on and completes
+    const result = await r.takeover(VB, { attempts: 1 });
+    expect(result.attempts).toBe(1);
+    await until(() => fake.getVBucketsAnswered() === 2, "the late reply and the retry's sent");
     expect(b.store.vbucket(VB).state).toBe(p.VBucketState.Active);
   });
 });

@@ -8,7 +8,12 @@ import {
 } from '../../src/protocol/transport/index.js';
 import { ProxyMetrics } from '../../src/proxy/metrics.js';
 import { TakeoverAttempt } from '../../src/proxy/takeover.js';
-import { TakeoverDriver, TakeoverError, type TakeoverHost } from '../../src/proxy/takeover-driver.js';
+import {
+  TakeoverDriver,
+  TakeoverError,
+  type TakeoverHost,
+  TakeoverUnsettledError,
+} from '../../src/proxy/takeover-driver.js';
 
 // DESIGN.md's retry protocol, read in one place and tested there: the driver against a scripted host
 // (each attempt does what the script says) and two fake copies of the vBucket answering GET_VBUCKET and
@@ -16,7 +21,8 @@ import { TakeoverDriver, TakeoverError, type TakeoverHost } from '../../src/prox
 
 const VB = 7;
 const { Active, Replica, Dead } = p.VBucketState;
-type Step = 'retry' | 'done' | 'refused' | 'lost' | 'cut-pending';
+/** 'down-*': the connection is lost and both nodes stay unreachable for `downFor` control calls. */
+type Step = 'retry' | 'done' | 'refused' | 'lost' | 'cut-pending' | 'down-pending' | 'down-active';
 /** Every SET_VBUCKET the fake copies took, in order ('<side> <state>'). */
 const sets: string[] = [];
 
@@ -51,7 +57,7 @@ async function copy(initial: p.VBucketState, side: string) {
   };
 }
 
-async function scripted(steps: Step[], options: { onClose?: () => void } = {}) {
+async function scripted(steps: Step[], options: { onClose?: () => void; downFor?: number } = {}) {
   sets.length = 0;
   const producer = await copy(Active, 'producer');
   const consumer = await copy(Replica, 'consumer');
@@ -59,6 +65,7 @@ async function scripted(steps: Step[], options: { onClose?: () => void } = {}) {
   const clock = { t: 0, now: () => clock.t };
   const closer = new AbortController();
   let n = 0;
+  let unreachable = 0;
   const host: TakeoverHost = {
     log: p.silentLogger,
     metrics: new ProxyMetrics(),
@@ -91,6 +98,12 @@ async function scripted(steps: Step[], options: { onClose?: () => void } = {}) {
         if (step === 'done' || step === 'lost') consumer.state.value = Active;
         if (step === 'done') attempt.stateReplied(p.Status.Success);
         if (step === 'lost') attempt.emit({ kind: 'error', error: new p.ConnectionClosedError('c', 'cut') });
+        if (step === 'down-pending' || step === 'down-active') {
+          // the target was killed after its pending ack: it comes back with its last durable state
+          consumer.state.value = step === 'down-active' ? Active : p.VBucketState.Pending;
+          unreachable = options.downFor ?? 0;
+          attempt.emit({ kind: 'error', error: new p.ConnectionClosedError('c', 'node killed') });
+        }
       });
       return { attempt, added };
     },
@@ -101,7 +114,14 @@ async function scripted(steps: Step[], options: { onClose?: () => void } = {}) {
       options.onClose?.();
       return { vbucket: vb, ok: true };
     },
-    control: (side) => (side === 'producer' ? producer.control() : consumer.control()),
+    control: (side) => {
+      if (unreachable > 0) {
+        unreachable--;
+        return Promise.reject(new p.ConnectionClosedError(`${side}:1`, 'connect failed: ECONNREFUSED'));
+      }
+      return side === 'producer' ? producer.control() : consumer.control();
+    },
+    nodes: { producer: 'source:1', consumer: 'target:2' },
   };
   return { driver: new TakeoverDriver(host), producer, consumer, log, clock, closer };
 }
@@ -172,6 +192,46 @@ describe('the takeover driver', () => {
     expect((error as TakeoverError).attempts).toBe(2);
     expect((error as TakeoverError).message).toMatch(/deadline of 1000 ms passed/);
     expect(s.producer.state.value).toBe(Active);
+  });
+
+  it('reports its duration in whole milliseconds', async () => {
+    const s = await scripted(['done']);
+    s.clock.t = 0.3;
+    const run = s.driver.run(VB, { attempts: 1 });
+    s.clock.t = 134.39526700000004;
+    expect((await run).ms).toBe(134);
+  });
+
+  it('waits for a restarting node to settle the copies: the source active again after a cut at the pending ack', async () => {
+    const s = await scripted(['down-pending'], { downFor: 4 });
+    const error = await s.driver.run(VB, { attempts: 1, minBackoffMs: 1 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TakeoverError);
+    expect([s.producer.state.value, s.consumer.state.value]).toEqual([Active, p.VBucketState.Replica]);
+  });
+
+  it('waits for a restarting node to settle the copies: a success when the target came back active', async () => {
+    const s = await scripted(['down-active'], { downFor: 4 });
+    const result = await s.driver.run(VB, { attempts: 1, minBackoffMs: 1 });
+    expect(result.attempts).toBe(1);
+    expect([s.producer.state.value, s.consumer.state.value]).toEqual([Dead, Active]);
+  });
+
+  it('spends no attempt on a node that was down: the next attempt still runs', async () => {
+    const s = await scripted(['down-pending', 'done'], { downFor: 4 });
+    const result = await s.driver.run(VB, { attempts: 1, minBackoffMs: 1 });
+    expect(result.attempts).toBe(2);
+    expect(s.log).toEqual(['attempt 1: down-pending', 'close', 'attempt 2: done']);
+  });
+
+  it('says the outcome is unknown, naming the node, when a node stays down past the deadline', async () => {
+    const s = await scripted(['down-pending'], { downFor: 1_000_000 });
+    const error = await s.driver
+      .run(VB, { attempts: 5, deadlineMs: 100, settleGraceMs: 100, minBackoffMs: 1 })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TakeoverUnsettledError);
+    expect((error as Error).message).toMatch(
+      /outcome unknown after 1 attempt\(s\): could not reach the source source:1/,
+    );
   });
 
   it('ends at once when its owner closes, with the closing reason as the cause', async () => {
