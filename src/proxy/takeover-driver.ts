@@ -319,7 +319,9 @@ export class TakeoverDriver {
       try {
         // before this run changed anything, nothing needs settling past the deadline or a stop
         const signal = run.touched ? run.settle : AbortSignal.any([run.settle, run.stop]);
-        return await this.reconcile(run.vb, ours, signal);
+        return await this.reconcile(run.vb, ours, signal, () => {
+          run.touched = true;
+        });
       } catch (error) {
         if (!(error instanceof NodeUnreachable)) throw error;
         if (this.host.signal.aborted) throw asError(this.host.signal.reason);
@@ -415,7 +417,13 @@ export class TakeoverDriver {
    * revived only when this takeover killed it (`ours`) or the consumer is pending (a takeover to it was
    * cut between the two acks); a producer dead for another reason may be active elsewhere.
    */
-  async reconcile(vb: number, ours: boolean, signal?: AbortSignal): Promise<'moved' | 'restored'> {
+  async reconcile(
+    vb: number,
+    ours: boolean,
+    signal?: AbortSignal,
+    /** Called before a copy's state is set. */
+    changing: () => void = () => {},
+  ): Promise<'moved' | 'restored'> {
     const { requestTimeoutMs: timeout, log } = this.host;
     // a step that fails on the connection (not on a node's answer) names the node it could not reach
     const on = async <T>(side: 'producer' | 'consumer', step: () => Promise<T>): Promise<T> => {
@@ -446,9 +454,11 @@ export class TakeoverDriver {
       // the consumer first: a pending copy may be writing the active state of a cut attempt (it acts
       // on it once written, VBucket.setState); replica supersedes that before the source is revived
       if (consumerState === VBucketState.Pending) {
+        changing();
         await on('consumer', () => setVBucketState(consumer, vb, VBucketState.Replica, timeout));
       }
       if (producerState === VBucketState.Dead) {
+        changing();
         await on('producer', () => setVBucketState(producer, vb, VBucketState.Active, timeout));
         log.info({ vb }, 'producer vBucket set active again');
       }
