@@ -198,7 +198,7 @@ describe('the takeover driver', () => {
     const s = await scripted(['done']);
     s.clock.t = 0.3;
     const run = s.driver.run(VB, { attempts: 1 });
-    s.clock.t = 134.39526700000004;
+    s.clock.t = 134.395267;
     expect((await run).ms).toBe(134);
   });
 
