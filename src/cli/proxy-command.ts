@@ -5,6 +5,7 @@ import { DcpxError } from '../protocol/index.js';
 import { ProxyMetrics } from '../proxy/metrics.js';
 import { Replicator, TakeoverUnsettledError } from '../proxy/replicator.js';
 import { parseAddress } from '../proxy/sessions.js';
+import { releaseHeldSignals } from './held-signals.js';
 import { cliLogger } from './logger.js';
 
 interface ProxyFlags {
@@ -143,6 +144,7 @@ export function registerProxy(program: Command): void {
       };
       process.on('SIGTERM', onSignal);
       process.on('SIGINT', onSignal);
+      for (const signal of releaseHeldSignals()) onSignal(signal);
       try {
         const { attempts, ms } = await replicator.takeover(vb, {
           attempts: Number(flags.attempts),

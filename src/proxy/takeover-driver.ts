@@ -118,6 +118,8 @@ interface Run {
   vb: number;
   /** Aborts at the deadline, on the caller's stop, or when the host closes. */
   stop: AbortSignal;
+  /** The caller's stop (SIGTERM), apart from the deadline. */
+  stopped: AbortSignal | undefined;
   /** Aborts `settleGraceMs` after the deadline or after the caller's stop, or when the host closes. */
   settle: AbortSignal;
   /** Whether this run may have changed a copy (a takeover stream or a set-state went out). */
@@ -201,6 +203,7 @@ export class TakeoverDriver {
       vb,
       stop: AbortSignal.any(stopSignals),
       settle: AbortSignal.any([this.host.signal, graceCtl.signal]),
+      stopped: options.signal,
       touched: false,
       waitedForNode: false,
       made: 0,
@@ -325,6 +328,8 @@ export class TakeoverDriver {
       } catch (error) {
         if (!(error instanceof NodeUnreachable)) throw error;
         if (this.host.signal.aborted) throw asError(this.host.signal.reason);
+        // stopped before anything changed: the copies are as they were (not an unreachable node)
+        if (!run.touched && run.stopped?.aborted) throw asError(run.stopped.reason);
         if (run.settle.aborted || (!run.touched && run.stop.aborted)) {
           const node =
             `the ${error.side === 'producer' ? 'source' : 'target'} ${this.host.nodes?.[error.side] ?? ''}`.trimEnd();
