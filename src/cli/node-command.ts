@@ -28,6 +28,7 @@ interface NodeFlags {
   idleTimeoutMs?: string;
   maxUnfinishedFrameBytes?: string;
   sendHighWaterBytes?: string;
+  historyBytes?: string;
 }
 
 const optionalNumber = (value: string | undefined) => (value === undefined ? undefined : Number(value));
@@ -66,6 +67,10 @@ export function registerNode(program: Command): void {
     .option(
       '--send-high-water-bytes <n>',
       'per connection: output above which DCP pauses and KV stops reading (default 1 MiB)',
+    )
+    .option(
+      '--history-bytes <n>',
+      'superseded versions kept for in-memory streams and rollback, over all vBuckets (default 16 MiB)',
     )
     .action(async (flags: NodeFlags) => {
       const vbuckets = Number(flags.vbuckets);
@@ -106,6 +111,7 @@ export function registerNode(program: Command): void {
         idleTimeoutMs: optionalNumber(flags.idleTimeoutMs),
         maxUnfinishedFrameBytes: optionalNumber(flags.maxUnfinishedFrameBytes),
         sendHighWaterBytes: optionalNumber(flags.sendHighWaterBytes),
+        historyBytes: optionalNumber(flags.historyBytes),
       });
       const { address, port } = node.address;
       const admin = node.adminUrl ? ` admin ${node.adminUrl}` : '';

@@ -54,6 +54,8 @@ export interface StorageNodeOptions {
   consumerBufferSize?: number;
   consumerNoopIntervalMs?: number;
   syncIntervalMs?: number;
+  /** Bytes of superseded versions kept for in-memory streams and rollback, over all vBuckets (default 16 MiB). */
+  historyBytes?: number;
   /** Largest frame body before authentication where it is required (default 4 KiB: SASL fits). */
   preAuthMaxBodyLength?: number;
   /** Bytes of frames still arriving the node holds over all connections (default 64 MiB). */
@@ -128,6 +130,7 @@ export class StorageNode {
       dataDir: options.dataDir,
       initialStates,
       syncIntervalMs: options.syncIntervalMs,
+      historyBytes: options.historyBytes,
       onError: (error, context) => logger.error({ err: String(error), context }, 'store error'),
     });
     const node = new StorageNode(store, options);

@@ -10,12 +10,15 @@ import {
   VBucketState,
   writeMutationHead,
 } from '../protocol/index.js';
-import type { Item, VBucket } from '../store/index.js';
+import type { Item, SnapshotReader, VBucket } from '../store/index.js';
 
 // One producer-side stream (kv_engine's ActiveStream), a cursor over its vBucket's log:
 // backfill (one disk snapshot of the latest versions) → in-memory (memory snapshots of every version)
 // → end; or, for takeover, backfill → takeover-send → takeover-wait → takeover-send → takeover-wait →
-// end (dcp-spec §9). It reads the log directly, so nothing is queued per stream.
+// end (dcp-spec §9). It reads the log directly, so nothing is queued per stream. While it sends a
+// snapshot it holds the snapshot's versions in the vBucket's history (SnapshotReader); between
+// snapshots, if it fell behind the history start (older versions gone), the next snapshot is a disk
+// snapshot of the latest versions, as kv_engine backfills a dropped cursor.
 
 export type StreamState = 'backfilling' | 'in-memory' | 'takeover-send' | 'takeover-wait' | 'dead';
 
@@ -81,6 +84,7 @@ export class ActiveStream {
   private readonly render: RenderOptions;
   private readonly batch: Item[] = [];
   private readonly slab = new Slab();
+  private readonly reader: SnapshotReader;
   itemsSent = 0;
 
   constructor(options: StreamOptions) {
@@ -93,12 +97,14 @@ export class ActiveStream {
     this.snapEnd = options.startSeqno;
     this.startSeqno = options.startSeqno;
     this.render = options.render;
+    this.reader = this.vb.openReader();
     const high = this.vb.highSeqno;
     const end = high < this.endSeqno ? high : this.endSeqno;
     if (end > this.lastSent) {
       // dcp-spec §4.7: the first marker uses the requested start; a disk snapshot of the latest versions
       this.snapEnd = end;
       this.diskSnapshot = true;
+      this.reader.hold(end);
     }
   }
 
@@ -119,6 +125,7 @@ export class ActiveStream {
       );
     }
     this.stateValue = to;
+    if (to === 'dead') this.reader.close();
   }
 
   /** Ends the stream with `reason` at the next opportunity (sent before anything else). */
@@ -166,7 +173,9 @@ export class ActiveStream {
       const high = this.vb.highSeqno < this.endSeqno ? this.vb.highSeqno : this.endSeqno;
       if (high > this.lastSent) {
         this.snapEnd = high;
-        this.diskSnapshot = false;
+        // versions after lastSent may be gone: only the latest versions can be sent (dcp-spec §4.7)
+        this.diskSnapshot = this.lastSent < this.vb.historyStart;
+        this.reader.hold(high);
         continue;
       }
       if (this.stateValue === 'takeover-send') {
@@ -231,6 +240,7 @@ export class ActiveStream {
     }
     // a short batch reached the snapshot's end (versions skipped as superseded count as passed)
     this.lastSent = items.length < BATCH_ITEMS ? this.snapEnd : examined;
+    if (this.lastSent >= this.snapEnd) this.reader.release();
     return bytes;
   }
 

@@ -4,7 +4,7 @@ import { CasClock } from './cas.js';
 import { DurableStorage } from './durable.js';
 import { StoreError } from './errors.js';
 import type { StoreClock, StoreRandom } from './types.js';
-import { defaultRandom, VBucket } from './vbucket.js';
+import { DEFAULT_HISTORY_BYTES, defaultRandom, VBucket } from './vbucket.js';
 
 export interface StoreOptions {
   /** Number of vBuckets (ids 0..n-1). */
@@ -21,6 +21,11 @@ export interface StoreOptions {
   metaFileOps?: AtomicFileOps;
   /** How long a failing metadata write keeps retrying before the changes waiting on it fail. */
   metaRetryBudgetMs?: number;
+  /**
+   * Bytes of superseded versions the store keeps for in-memory streams and rollback, shared evenly
+   * by its vBuckets (default DEFAULT_HISTORY_BYTES over all of them, at least 1 MiB each).
+   */
+  historyBytes?: number;
   onError?: (error: unknown, context: string) => void;
 }
 
@@ -49,9 +54,13 @@ export class Store {
       ? DurableStorage.readMeta(options.dataDir)
       : { clean: true, metas: new Map() };
     const vbuckets: VBucket[] = [];
+    const historyPerVBucket =
+      options.historyBytes === undefined
+        ? Math.max(1024 * 1024, Math.floor(DEFAULT_HISTORY_BYTES / options.vbuckets))
+        : Math.floor(options.historyBytes / options.vbuckets);
     for (let id = 0; id < options.vbuckets; id++) {
       const meta = recovered.metas.get(id) ?? { state: options.initialStates?.get(id) ?? VBucketState.Dead };
-      vbuckets.push(new VBucket(id, meta, clock, random, cas));
+      vbuckets.push(new VBucket(id, meta, clock, random, cas, { historyBytes: historyPerVBucket }));
     }
     let durable: DurableStorage | undefined;
     let items = 0;

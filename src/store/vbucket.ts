@@ -1,5 +1,6 @@
 import { type FailoverEntry, VBucketState, vbucketStateName } from '../protocol/index.js';
 import { CasClock } from './cas.js';
+import { Deque } from './deque.js';
 import { StoreError } from './errors.js';
 import type {
   ArithmeticRequest,
@@ -36,12 +37,48 @@ export interface VBucketSink {
   metaChanged(vb: VBucket): Promise<void>;
 }
 
-/** One version in the log, with its link to the key's previous version (for rollback). */
+/** One version in the log, with its links to the key's previous and next versions (for rollback). */
 interface Version {
   readonly item: Item;
-  readonly prev: Version | undefined;
+  /** The key's previous version while history holds it (cut when it leaves the history). */
+  prev: Version | undefined;
+  /** The version that replaced this one, while this one is in the history. */
+  next: Version | undefined;
   /** Seqno of the version that replaced this one; 0n while it is the latest. */
   supersededBy: bigint;
+  /** Left the history (or purged): still in the log array until it is next compacted, skipped by readers. */
+  dropped: boolean;
+}
+
+/** Default bound of one vBucket's recent history (superseded versions kept for streams and rollback). */
+export const DEFAULT_HISTORY_BYTES = 16 * 1024 * 1024;
+/**
+ * What one version costs besides its key and value: item and version objects, three bigints, two
+ * buffers (measured: about 500 bytes of heap and external memory over key and value at 256-byte values).
+ */
+export const VERSION_OVERHEAD_BYTES = 400;
+
+export interface VBucketOptions {
+  /**
+   * Bytes of superseded versions kept for in-memory streams and rollback (kv_engine's checkpoint
+   * memory). Older ones are dropped: streams from before the history get a disk snapshot of the latest
+   * versions, rollbacks below it go to 0.
+   */
+  historyBytes?: number;
+}
+
+/**
+ * A stream reading a snapshot: while it holds `upTo`, no version that is the latest as of `upTo`
+ * leaves the history, so the snapshot it sends stays consistent at its end.
+ */
+export interface SnapshotReader {
+  hold(upTo: bigint): void;
+  release(): void;
+  close(): void;
+}
+
+function versionBytes(item: Item): number {
+  return item.key.length + item.value.length + VERSION_OVERHEAD_BYTES;
 }
 
 export type ItemListener = (item: Item) => void;
@@ -51,10 +88,24 @@ export type StateListener = (state: VBucketState, previous: VBucketState) => voi
  * One vBucket: state, seqno-ordered log of versions, a key index of the latest version of each key
  * (tombstones included), failover log and purge seqno. Synchronous and in memory; durability is the
  * sink's job.
+ *
+ * Memory follows the live data: the latest version of each key stays; superseded versions stay only
+ * while they fit in a bounded recent history (`historyBytes`), oldest-superseded first out. The seqno
+ * below which versions may be gone is the history start (`historyStart`): a rollback below it goes to
+ * 0 (as below kv_engine's purge seqno, dcp-spec §7), and a stream behind it gets the latest versions
+ * as a disk snapshot (dcp-spec §4.7), as kv_engine backfills a dropped cursor.
  */
 export class VBucket {
   private log: Version[] = [];
+  /** Versions in `log` marked dropped (the array is compacted when they are half of it). */
+  private droppedInLog = 0;
   private readonly index = new Map<string, Version>();
+  /** Superseded versions in the history, in the order they were superseded. */
+  private readonly superseded = new Deque<Version>();
+  private historyBytesValue = 0;
+  private itemBytesValue = 0;
+  private readonly historyLimit: number;
+  private readonly readers = new Set<{ floor: bigint }>();
   private high = 0n;
   /** The state the vBucket acts on (serves KV as active, streams as active or replica). */
   private stateValue: VBucketState;
@@ -80,7 +131,9 @@ export class VBucket {
     private readonly clock: StoreClock = { now: Date.now },
     private readonly random: StoreRandom = defaultRandom,
     private readonly cas: CasClock = new CasClock(() => clock.now()),
+    options: VBucketOptions = {},
   ) {
+    this.historyLimit = options.historyBytes ?? DEFAULT_HISTORY_BYTES;
     this.stateValue = meta.state ?? VBucketState.Dead;
     this.recordedState = this.stateValue;
     this.failover = meta.failoverLog ? [...meta.failoverLog] : [{ vbuuid: random.vbuuid(), seqno: 0n }];
@@ -111,9 +164,38 @@ export class VBucket {
     for (const v of this.index.values()) if (!v.item.deleted) n++;
     return n;
   }
-  /** Number of versions held in the log. */
+  /** Number of versions held (latest ones and the history). */
   get logLength(): number {
-    return this.log.length;
+    return this.log.length - this.droppedInLog;
+  }
+  /** Seqno at or below which superseded versions may be gone (a rollback below it goes to 0). */
+  get historyStart(): bigint {
+    return this.compacted;
+  }
+  /** Estimated bytes of the superseded versions the history holds. */
+  get historyBytes(): number {
+    return this.historyBytesValue;
+  }
+  /** Estimated bytes of the latest version of each key (tombstones included). */
+  get itemBytes(): number {
+    return this.itemBytesValue;
+  }
+
+  /** A stream's hold on the versions of the snapshot it is sending (see SnapshotReader). */
+  openReader(): SnapshotReader {
+    const reader = { floor: -1n };
+    return {
+      hold: (upTo) => {
+        reader.floor = upTo;
+        this.readers.add(reader);
+      },
+      release: () => {
+        if (this.readers.delete(reader)) this.trimHistory();
+      },
+      close: () => {
+        if (this.readers.delete(reader)) this.trimHistory();
+      },
+    };
   }
   meta(): VBucketMeta {
     return {
@@ -364,6 +446,7 @@ export class VBucket {
     for (let i = this.firstAfter(after); i < this.log.length; i++) {
       const version = this.log[i]!;
       if (version.item.bySeqno > upTo) return;
+      if (version.dropped) continue;
       if (latestOnly && version.supersededBy !== 0n && version.supersededBy <= upTo) continue;
       yield version.item;
     }
@@ -380,6 +463,7 @@ export class VBucket {
       const version = this.log[i]!;
       if (version.item.bySeqno > upTo) break;
       last = version.item.bySeqno;
+      if (version.dropped) continue;
       if (latestOnly && version.supersededBy !== 0n && version.supersededBy <= upTo) continue;
       out.push(version.item);
       max--;
@@ -393,6 +477,7 @@ export class VBucket {
     for (let i = this.firstAfter(after); i < this.log.length; i++) {
       const version = this.log[i]!;
       if (version.item.bySeqno > upTo) break;
+      if (version.dropped) continue;
       if (latestOnly && version.supersededBy !== 0n && version.supersededBy <= upTo) continue;
       n++;
     }
@@ -409,20 +494,35 @@ export class VBucket {
     if (target >= this.high) return this.high;
     if (target === 0n) {
       this.log = [];
+      this.droppedInLog = 0;
       this.index.clear();
+      this.superseded.clear();
+      this.historyBytesValue = 0;
+      this.itemBytesValue = 0;
       this.purge = 0n;
       this.compacted = 0n;
     } else {
+      // versions superseded above the target leave the history: they are removed or latest again
+      while ((this.superseded.last()?.supersededBy ?? 0n) > target) {
+        this.historyBytesValue -= versionBytes(this.superseded.pop()!.item);
+      }
       while (this.log.length > 0 && this.log[this.log.length - 1]!.item.bySeqno > target) {
         const version = this.log.pop()!;
+        if (version.dropped) {
+          this.droppedInLog--;
+          continue;
+        }
         const key = version.item.key.toString('latin1');
-        if (this.index.get(key) === version) {
-          if (version.prev) {
-            version.prev.supersededBy = 0n;
-            this.index.set(key, version.prev);
-          } else {
-            this.index.delete(key);
-          }
+        if (this.index.get(key) !== version) continue;
+        this.itemBytesValue -= versionBytes(version.item);
+        const prev = version.prev;
+        if (prev) {
+          prev.supersededBy = 0n;
+          prev.next = undefined;
+          this.itemBytesValue += versionBytes(prev.item);
+          this.index.set(key, prev);
+        } else {
+          this.index.delete(key);
         }
       }
     }
@@ -438,23 +538,25 @@ export class VBucket {
    * purge seqno). Returns how many versions were dropped.
    */
   compact(throughSeqno: bigint, purgeTombstones = true): number {
-    const keep: Version[] = [];
     let dropped = 0;
-    for (const version of this.log) {
-      const superseded = version.supersededBy !== 0n && version.supersededBy <= throughSeqno;
-      const purgeable = purgeTombstones && version.item.deleted && version.item.bySeqno <= throughSeqno;
-      if (superseded || purgeable) {
+    while ((this.superseded.first()?.supersededBy ?? Number.POSITIVE_INFINITY) <= throughSeqno) {
+      this.dropFromHistory(this.superseded.shift()!);
+      dropped++;
+    }
+    if (purgeTombstones) {
+      for (const version of this.log) {
+        if (version.item.bySeqno > throughSeqno) break;
+        if (version.dropped || version.supersededBy !== 0n || !version.item.deleted) continue;
+        version.dropped = true;
+        this.droppedInLog++;
+        this.itemBytesValue -= versionBytes(version.item);
+        this.index.delete(version.item.key.toString('latin1'));
+        if (version.item.bySeqno > this.purge) this.purge = version.item.bySeqno;
         dropped++;
-        if (purgeable && !superseded) {
-          this.index.delete(version.item.key.toString('latin1'));
-          if (version.item.bySeqno > this.purge) this.purge = version.item.bySeqno;
-        }
-        continue;
       }
-      keep.push(version);
     }
     if (dropped > 0) {
-      this.log = keep;
+      this.compactLogArray(true);
       if (throughSeqno > this.compacted) this.compacted = throughSeqno;
       this.sink?.rewritten(this);
       void this.sink?.metaChanged(this);
@@ -522,14 +624,59 @@ export class VBucket {
   private append(item: Item, restoring = false): void {
     const key = item.key.toString('latin1');
     const previous = this.index.get(key);
-    if (previous) previous.supersededBy = item.bySeqno;
-    const version: Version = { item, prev: previous, supersededBy: 0n };
+    const version: Version = { item, prev: previous, next: undefined, supersededBy: 0n, dropped: false };
+    if (previous) {
+      previous.supersededBy = item.bySeqno;
+      previous.next = version;
+      const bytes = versionBytes(previous.item);
+      this.itemBytesValue -= bytes;
+      this.historyBytesValue += bytes;
+      this.superseded.push(previous);
+    }
+    this.itemBytesValue += versionBytes(item);
     this.log.push(version);
     this.index.set(key, version);
     this.high = item.bySeqno;
+    this.trimHistory();
     if (restoring) return;
     this.sink?.appended(this, item);
     for (const listener of this.itemListeners) listener(item);
+  }
+
+  /**
+   * Drops the oldest-superseded versions while the history is over its bound, never one a reader's
+   * snapshot still needs (superseded above the reader's snapshot end). A version superseded inside
+   * the snapshot being sent may go: the snapshot is then deduplicated, as kv_engine's checkpoints
+   * are, and still consistent at its end. The history start follows.
+   */
+  private trimHistory(): void {
+    if (this.historyBytesValue <= this.historyLimit) return;
+    let floor = this.high;
+    for (const reader of this.readers) if (reader.floor < floor) floor = reader.floor;
+    while (this.historyBytesValue > this.historyLimit) {
+      const oldest = this.superseded.first();
+      if (!oldest || oldest.supersededBy > floor) break;
+      this.dropFromHistory(this.superseded.shift()!);
+      if (oldest.supersededBy > this.compacted) this.compacted = oldest.supersededBy;
+    }
+    this.compactLogArray(false);
+  }
+
+  private dropFromHistory(version: Version): void {
+    version.dropped = true;
+    this.droppedInLog++;
+    this.historyBytesValue -= versionBytes(version.item);
+    if (version.next) version.next.prev = undefined;
+    version.next = undefined;
+    version.prev = undefined;
+  }
+
+  /** Removes dropped versions from the log array once they are half of it (or now, if `force`). */
+  private compactLogArray(force: boolean): void {
+    if (this.droppedInLog === 0) return;
+    if (!force && (this.droppedInLog < 1024 || this.droppedInLog * 2 < this.log.length)) return;
+    this.log = this.log.filter((v) => !v.dropped);
+    this.droppedInLog = 0;
   }
 
   private isExpired(item: Item): boolean {
