@@ -29,6 +29,8 @@ interface NodeFlags {
   maxUnfinishedFrameBytes?: string;
   sendHighWaterBytes?: string;
   historyBytes?: string;
+  compactionThreshold?: string;
+  compactionMinBytes?: string;
 }
 
 const optionalNumber = (value: string | undefined) => (value === undefined ? undefined : Number(value));
@@ -72,6 +74,11 @@ export function registerNode(program: Command): void {
       '--history-bytes <n>',
       'superseded versions kept for in-memory streams and rollback, over all vBuckets (default 16 MiB)',
     )
+    .option(
+      '--compaction-threshold <share>',
+      'compact a vBucket file when this share is stale (default 0.3; 0 = never)',
+    )
+    .option('--compaction-min-bytes <n>', 'do not compact files smaller than this (default 1 MiB)')
     .action(async (flags: NodeFlags) => {
       const vbuckets = Number(flags.vbuckets);
       const logger = cliLogger('dcpx-node');
@@ -112,6 +119,8 @@ export function registerNode(program: Command): void {
         maxUnfinishedFrameBytes: optionalNumber(flags.maxUnfinishedFrameBytes),
         sendHighWaterBytes: optionalNumber(flags.sendHighWaterBytes),
         historyBytes: optionalNumber(flags.historyBytes),
+        compactionThreshold: optionalNumber(flags.compactionThreshold),
+        compactionMinBytes: optionalNumber(flags.compactionMinBytes),
       });
       const { address, port } = node.address;
       const admin = node.adminUrl ? ` admin ${node.adminUrl}` : '';

@@ -56,6 +56,10 @@ export interface StorageNodeOptions {
   syncIntervalMs?: number;
   /** Bytes of superseded versions kept for in-memory streams and rollback, over all vBuckets (default 16 MiB). */
   historyBytes?: number;
+  /** Durable mode: compact a vBucket file when this share of it is stale (default 0.3; 0 = never). */
+  compactionThreshold?: number;
+  /** Durable mode: files smaller than this are not compacted (default 1 MiB). */
+  compactionMinBytes?: number;
   /** Largest frame body before authentication where it is required (default 4 KiB: SASL fits). */
   preAuthMaxBodyLength?: number;
   /** Bytes of frames still arriving the node holds over all connections (default 64 MiB). */
@@ -131,6 +135,8 @@ export class StorageNode {
       initialStates,
       syncIntervalMs: options.syncIntervalMs,
       historyBytes: options.historyBytes,
+      compactionThreshold: options.compactionThreshold,
+      compactionMinBytes: options.compactionMinBytes,
       onError: (error, context) => logger.error({ err: String(error), context }, 'store error'),
     });
     const node = new StorageNode(store, options);

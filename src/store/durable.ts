@@ -2,8 +2,15 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { VBucketState } from '../protocol/index.js';
 import { AtomicFile, type AtomicFileOps } from './atomic-file.js';
+import { compactFile } from './compaction.js';
 import { StoreError } from './errors.js';
-import { decodeRecords, encodeRecord, encodeSnapshotRecord, packr } from './record-codec.js';
+import {
+  decodeRecords,
+  encodeHistoryStartRecord,
+  encodeRecord,
+  encodeSnapshotRecord,
+  packr,
+} from './record-codec.js';
 import type { Item, SnapshotRange, VBucketMeta } from './types.js';
 import type { VBucket, VBucketSink } from './vbucket.js';
 
@@ -34,7 +41,32 @@ export interface DurableOptions {
   syncIntervalMs?: number;
   metaFileOps?: AtomicFileOps;
   metaRetryBudgetMs?: number;
+  /**
+   * Compact a vBucket's file when this share of it is stale (versions no longer held, framing aside);
+   * couchstore's default fragmentation trigger is 30%. 0 or less turns automatic compaction off.
+   */
+  compactionThreshold?: number;
+  /** Files smaller than this are not compacted (default 1 MiB). */
+  compactionMinBytes?: number;
   onError?: (error: unknown, context: string) => void;
+}
+
+/** Framing and field overhead of one item record besides key and value (estimate for the trigger). */
+const RECORD_OVERHEAD_BYTES = 48;
+
+export interface CompactionStats {
+  /** Compactions finished. */
+  runs: number;
+  /** Compactions given up (a rollback rewrote the file, the store closed, or an error). */
+  abandoned: number;
+  /** Total and last duration in ms. */
+  totalMs: number;
+  lastMs: number;
+  /** Compactions running now. */
+  running: number;
+  /** Bytes of the files before and after, summed over runs. */
+  bytesBefore: number;
+  bytesAfter: number;
 }
 
 export class DurableStorage implements VBucketSink {
@@ -48,6 +80,21 @@ export class DurableStorage implements VBucketSink {
   private vbuckets: readonly VBucket[] = [];
   private clean = false;
   private closed = false;
+  /** Bytes in each vBucket's file (written to the OS). */
+  private readonly fileBytes = new Map<number, number>();
+  /** A compaction per vBucket at most; a rewrite bumps the generation and abandons it. */
+  private readonly compacting = new Map<number, number>();
+  private readonly generations = new Map<number, number>();
+  private readonly compactionDone = new Set<() => void>();
+  readonly compactionStats: CompactionStats = {
+    runs: 0,
+    abandoned: 0,
+    totalMs: 0,
+    lastMs: 0,
+    running: 0,
+    bytesBefore: 0,
+    bytesAfter: 0,
+  };
 
   constructor(private readonly options: DurableOptions) {
     this.metaFile = new AtomicFile(path.join(options.dataDir, META_FILE), () => this.metaSnapshot(), {
@@ -103,8 +150,16 @@ export class DurableStorage implements VBucketSink {
     vb.restoreSnapshot(undefined);
     if (!fs.existsSync(file)) return 0;
     const data = fs.readFileSync(file);
-    const { items, snapshot: fromLog, snapshotRecords, validLength } = decodeRecords(data, file);
+    const {
+      items,
+      snapshot: fromLog,
+      snapshotRecords,
+      historyStart,
+      validLength,
+    } = decodeRecords(data, file);
+    vb.restoreHistoryStart(historyStart);
     for (const item of items) vb.restore(item);
+    this.fileBytes.set(vb.id, validLength);
     const snapshot = snapshotRecords ? fromLog : fromMeta;
     // items past the marker's end are the vBucket's own writes: no snapshot of another's history
     if (snapshot && vb.highSeqno <= snapshot.end) {
@@ -152,15 +207,18 @@ export class DurableStorage implements VBucketSink {
 
   rewritten(vb: VBucket): void {
     this.pending.delete(vb.id);
+    this.generations.set(vb.id, (this.generations.get(vb.id) ?? 0) + 1);
     const file = this.logPath(vb.id);
     const temp = `${file}.tmp-${process.pid}`;
-    const records: Buffer[] = [];
+    const records: Buffer[] = [encodeHistoryStartRecord(vb.historyStart)];
     for (const item of vb.range(0n, vb.highSeqno)) records.push(encodeRecord(item));
     const marked = vb.markedSnapshot;
     if (marked) records.push(encodeSnapshotRecord(marked));
     const fd = fs.openSync(temp, 'w', 0o600);
+    const data = Buffer.concat(records);
+    this.fileBytes.set(vb.id, data.length);
     try {
-      fs.writeSync(fd, Buffer.concat(records));
+      fs.writeSync(fd, data);
       fs.fsyncSync(fd);
     } finally {
       fs.closeSync(fd);
@@ -219,12 +277,112 @@ export class DurableStorage implements VBucketSink {
   async close(): Promise<void> {
     if (this.closed) return;
     clearInterval(this.syncTimer);
+    // running compactions are abandoned (their temp files removed) before the files close
+    for (const vb of this.compacting.keys()) {
+      this.generations.set(vb, (this.generations.get(vb) ?? 0) + 1);
+    }
+    await this.compactionsSettled();
     this.syncAll();
     this.clean = true;
     await this.metaFile.changed();
     this.closed = true;
     for (const fd of this.fds.values()) fs.closeSync(fd);
     this.fds.clear();
+  }
+
+  /** Resolves when no compaction is running. */
+  compactionsSettled(): Promise<void> {
+    if (this.compacting.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = () => {
+        if (this.compacting.size > 0) return;
+        this.compactionDone.delete(check);
+        resolve();
+      };
+      this.compactionDone.add(check);
+    });
+  }
+
+  /** Bytes of a vBucket's file. */
+  fileSize(vb: number): number {
+    return this.fileBytes.get(vb) ?? 0;
+  }
+
+  /** Starts a compaction of vBucket `vb`'s file when its stale share passes the threshold. */
+  private maybeCompact(id: number): void {
+    const threshold = this.options.compactionThreshold ?? 0.3;
+    if (threshold <= 0 || this.closed || this.compacting.has(id)) return;
+    const size = this.fileBytes.get(id) ?? 0;
+    if (size < (this.options.compactionMinBytes ?? 1024 * 1024)) return;
+    const vb = this.vbuckets.find((v) => v.id === id);
+    if (!vb) return;
+    const live = vb.payloadBytes + vb.logLength * RECORD_OVERHEAD_BYTES;
+    if (1 - live / size < threshold) return;
+    void this.compact(vb);
+  }
+
+  /**
+   * Compacts a vBucket's file now (see compaction.ts); resolves when done or given up (a rollback
+   * rewrote the file meanwhile, or the store closed). Appends keep flowing to the old file meanwhile.
+   */
+  async compact(vb: VBucket): Promise<void> {
+    if (this.compacting.has(vb.id) || this.closed) return;
+    const generation = this.generations.get(vb.id) ?? 0;
+    this.compacting.set(vb.id, generation);
+    this.compactionStats.running++;
+    const started = performance.now();
+    const before = this.fileBytes.get(vb.id) ?? 0;
+    let outcome: 'done' | 'abandoned' = 'abandoned';
+    try {
+      this.flush();
+      const file = this.logPath(vb.id);
+      if (!fs.existsSync(file)) this.fd(vb.id);
+      outcome = await compactFile(
+        file,
+        `${file}.tmp-${process.pid}-compact`,
+        {
+          items: [...vb.range(0n, vb.highSeqno)],
+          historyStart: vb.historyStart,
+          marked: vb.markedSnapshot,
+          cut: this.fileBytes.get(vb.id) ?? 0,
+        },
+        {
+          current: () => !this.closed && (this.generations.get(vb.id) ?? 0) === generation,
+          flushOld: () => {
+            this.flush();
+            return this.fileBytes.get(vb.id) ?? 0;
+          },
+          replaced: (size) => {
+            const old = this.fds.get(vb.id);
+            if (old !== undefined) {
+              fs.closeSync(old);
+              this.fds.delete(vb.id);
+            }
+            this.fileBytes.set(vb.id, size);
+            this.unsynced.set(vb.id, 0);
+          },
+          fsyncDir: () => this.fsyncDirSync(),
+        },
+      );
+    } catch (error) {
+      this.options.onError?.(error, `compaction of vb ${vb.id}`);
+    } finally {
+      this.compacting.delete(vb.id);
+      this.compactionStats.running--;
+      const ms = performance.now() - started;
+      if (outcome === 'done') {
+        this.compactionStats.runs++;
+        this.compactionStats.totalMs += ms;
+        this.compactionStats.lastMs = ms;
+        this.compactionStats.bytesBefore += before;
+        this.compactionStats.bytesAfter += this.fileBytes.get(vb.id) ?? 0;
+        // what was appended meanwhile may already pass the threshold again
+        this.maybeCompact(vb.id);
+      } else {
+        this.compactionStats.abandoned++;
+      }
+      for (const done of [...this.compactionDone]) done();
+    }
   }
 
   private scheduleFlush(): void {
@@ -239,8 +397,11 @@ export class DurableStorage implements VBucketSink {
       const data = records.length === 1 ? records[0]! : Buffer.concat(records);
       fs.writeSync(this.fd(vb), data);
       this.unsynced.set(vb, (this.unsynced.get(vb) ?? 0) + data.length);
+      this.fileBytes.set(vb, (this.fileBytes.get(vb) ?? 0) + data.length);
     }
+    const written = [...this.pending.keys()];
     this.pending.clear();
+    for (const vb of written) this.maybeCompact(vb);
     const waiters = this.commitWaiters;
     this.commitWaiters = [];
     for (const resolve of waiters) resolve();
@@ -264,6 +425,7 @@ export class DurableStorage implements VBucketSink {
       const created = !fs.existsSync(file);
       fd = fs.openSync(file, 'a', 0o600);
       this.fds.set(vb, fd);
+      if (!this.fileBytes.has(vb)) this.fileBytes.set(vb, fs.fstatSync(fd).size);
       if (created) this.fsyncDirSync();
     }
     return fd;

@@ -9,6 +9,8 @@ import type { Item, SnapshotRange } from './types.js';
 // or a snapshot record: [start, end] (a replica received this snapshot marker) or [] (the data
 // became the vBucket's own). Snapshot records sit in order with the items, so the snapshot range
 // read back after a crash always matches the items read back (dcp-spec §4.4 resume position).
+// A rewritten or compacted file starts with a history-start record [seqno]: superseded versions at or
+// below it are not in the file (a rollback below it goes to 0).
 
 export const packr = new Packr({ useRecords: false, int64AsType: 'bigint', mapsAsObjects: true });
 const RECORD_HEADER = 8;
@@ -33,6 +35,11 @@ export function encodeRecord(item: Item): Buffer {
 /** A snapshot record: the marker `range`, or undefined when the vBucket's data became its own. */
 export function encodeSnapshotRecord(range: SnapshotRange | undefined): Buffer {
   return frameRecord(packr.pack(range ? [range.start, range.end] : []));
+}
+
+/** A history-start record: versions superseded at or below `seqno` are not in the file. */
+export function encodeHistoryStartRecord(seqno: bigint): Buffer {
+  return frameRecord(packr.pack([seqno]));
 }
 
 function frameRecord(payload: Buffer): Buffer {
@@ -74,6 +81,8 @@ export interface DecodedRecords {
   snapshot: SnapshotRange | undefined;
   /** Whether the file holds any snapshot record (files of the previous format have none). */
   snapshotRecords: boolean;
+  /** The history start the file was written with (0 when it has no such record). */
+  historyStart: bigint;
   /** Bytes of whole, valid records; anything after is a torn or corrupt tail. */
   validLength: number;
 }
@@ -86,6 +95,7 @@ export function decodeRecords(data: Buffer, file: string): DecodedRecords {
   const items: Item[] = [];
   let snapshot: SnapshotRange | undefined;
   let snapshotRecords = false;
+  let historyStart = 0n;
   let at = 0;
   while (data.length - at >= RECORD_HEADER) {
     const length = data.readUInt32BE(at);
@@ -100,8 +110,12 @@ export function decodeRecords(data: Buffer, file: string): DecodedRecords {
     if (fields.length === 0 || fields.length === 2) {
       snapshotRecords = true;
       snapshot = fields.length === 2 ? { start: big(fields[0]), end: big(fields[1]) } : undefined;
+    } else if (fields.length === 1) {
+      // only files of the current format have history records: no range to take from the metadata
+      snapshotRecords = true;
+      historyStart = big(fields[0]);
     } else items.push(decodeItem(fields, file, at));
     at = end;
   }
-  return { items, snapshot, snapshotRecords, validLength: at };
+  return { items, snapshot, snapshotRecords, historyStart, validLength: at };
 }

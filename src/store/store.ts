@@ -1,7 +1,7 @@
 import { VBucketState } from '../protocol/index.js';
 import type { AtomicFileOps } from './atomic-file.js';
 import { CasClock } from './cas.js';
-import { DurableStorage } from './durable.js';
+import { type CompactionStats, DurableStorage } from './durable.js';
 import { StoreError } from './errors.js';
 import type { StoreClock, StoreRandom } from './types.js';
 import { DEFAULT_HISTORY_BYTES, defaultRandom, VBucket } from './vbucket.js';
@@ -26,6 +26,10 @@ export interface StoreOptions {
    * by its vBuckets (default DEFAULT_HISTORY_BYTES over all of them, at least 1 MiB each).
    */
   historyBytes?: number;
+  /** Durable mode: compact a vBucket file when this share of it is stale (default 0.3; 0 = never). */
+  compactionThreshold?: number;
+  /** Durable mode: files smaller than this are not compacted (default 1 MiB). */
+  compactionMinBytes?: number;
   onError?: (error: unknown, context: string) => void;
 }
 
@@ -70,6 +74,8 @@ export class Store {
         syncIntervalMs: options.syncIntervalMs,
         metaFileOps: options.metaFileOps,
         metaRetryBudgetMs: options.metaRetryBudgetMs,
+        compactionThreshold: options.compactionThreshold,
+        compactionMinBytes: options.compactionMinBytes,
         onError: options.onError,
       });
       for (const vb of vbuckets) items += durable.recoverLog(vb);
@@ -127,6 +133,26 @@ export class Store {
   /** Bytes of a vBucket not yet fsynced (0 in memory mode). */
   unsyncedBytes(vb: number): number {
     return this.durable?.unsyncedBytes(vb) ?? 0;
+  }
+
+  /** Durable mode: compaction counters (undefined in memory mode). */
+  get compactionStats(): CompactionStats | undefined {
+    return this.durable?.compactionStats;
+  }
+
+  /** Durable mode: compacts vBucket `id`'s file now; resolves when done or given up. */
+  async compact(id: number): Promise<void> {
+    await this.durable?.compact(this.vbucket(id));
+  }
+
+  /** Resolves when no compaction is running. */
+  async compactionsSettled(): Promise<void> {
+    await this.durable?.compactionsSettled();
+  }
+
+  /** Durable mode: bytes of vBucket `id`'s file (0 in memory mode). */
+  fileSize(id: number): number {
+    return this.durable?.fileSize(id) ?? 0;
   }
 
   /** Writes and fsyncs everything now. */

@@ -181,6 +181,11 @@ export class VBucket {
     return this.itemBytesValue;
   }
 
+  /** Bytes of the keys and values of every version held (what a compacted file holds, less framing). */
+  get payloadBytes(): number {
+    return this.itemBytesValue + this.historyBytesValue - this.logLength * VERSION_OVERHEAD_BYTES;
+  }
+
   /** A stream's hold on the versions of the snapshot it is sending (see SnapshotReader). */
   openReader(): SnapshotReader {
     const reader = { floor: -1n };
@@ -315,6 +320,11 @@ export class VBucket {
   setSnapshot(range: SnapshotRange): void {
     this.snapshotRange = { ...range };
     this.sink?.snapshotMarked(this, this.snapshotRange);
+  }
+
+  /** Restores the history start a durable file was written with (no sink). */
+  restoreHistoryStart(seqno: bigint): void {
+    if (seqno > this.compacted) this.compacted = seqno;
   }
 
   /** Restores the last snapshot marker read back from durable storage (no sink). */
