@@ -137,6 +137,7 @@ export class StorageNode {
       historyBytes: options.historyBytes,
       compactionThreshold: options.compactionThreshold,
       compactionMinBytes: options.compactionMinBytes,
+      onCompaction: (event) => logger.info(event, 'compaction'),
       onError: (error, context) => logger.error({ err: String(error), context }, 'store error'),
     });
     const node = new StorageNode(store, options);

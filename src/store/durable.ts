@@ -48,8 +48,15 @@ export interface DurableOptions {
   compactionThreshold?: number;
   /** Files smaller than this are not compacted (default 1 MiB). */
   compactionMinBytes?: number;
+  /** Told when a compaction starts and ends (for logs). */
+  onCompaction?: (event: CompactionEvent) => void;
   onError?: (error: unknown, context: string) => void;
 }
+
+export type CompactionEvent =
+  | { vb: number; phase: 'started'; bytes: number }
+  | { vb: number; phase: 'done'; bytesBefore: number; bytesAfter: number; ms: number }
+  | { vb: number; phase: 'abandoned'; ms: number };
 
 /** Framing and field overhead of one item record besides key and value (estimate for the trigger). */
 const RECORD_OVERHEAD_BYTES = 48;
@@ -332,6 +339,7 @@ export class DurableStorage implements VBucketSink {
     this.compactionStats.running++;
     const started = performance.now();
     const before = this.fileBytes.get(vb.id) ?? 0;
+    this.options.onCompaction?.({ vb: vb.id, phase: 'started', bytes: before });
     let outcome: 'done' | 'abandoned' = 'abandoned';
     try {
       this.flush();
@@ -376,10 +384,18 @@ export class DurableStorage implements VBucketSink {
         this.compactionStats.lastMs = ms;
         this.compactionStats.bytesBefore += before;
         this.compactionStats.bytesAfter += this.fileBytes.get(vb.id) ?? 0;
+        this.options.onCompaction?.({
+          vb: vb.id,
+          phase: 'done',
+          bytesBefore: before,
+          bytesAfter: this.fileBytes.get(vb.id) ?? 0,
+          ms,
+        });
         // what was appended meanwhile may already pass the threshold again
         this.maybeCompact(vb.id);
       } else {
         this.compactionStats.abandoned++;
+        this.options.onCompaction?.({ vb: vb.id, phase: 'abandoned', ms });
       }
       for (const done of [...this.compactionDone]) done();
     }

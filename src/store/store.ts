@@ -1,7 +1,7 @@
 import { VBucketState } from '../protocol/index.js';
 import type { AtomicFileOps } from './atomic-file.js';
 import { CasClock } from './cas.js';
-import { type CompactionStats, DurableStorage } from './durable.js';
+import { type CompactionEvent, type CompactionStats, DurableStorage } from './durable.js';
 import { StoreError } from './errors.js';
 import type { StoreClock, StoreRandom } from './types.js';
 import { DEFAULT_HISTORY_BYTES, defaultRandom, VBucket } from './vbucket.js';
@@ -30,6 +30,7 @@ export interface StoreOptions {
   compactionThreshold?: number;
   /** Durable mode: files smaller than this are not compacted (default 1 MiB). */
   compactionMinBytes?: number;
+  onCompaction?: (event: CompactionEvent) => void;
   onError?: (error: unknown, context: string) => void;
 }
 
@@ -76,6 +77,7 @@ export class Store {
         metaRetryBudgetMs: options.metaRetryBudgetMs,
         compactionThreshold: options.compactionThreshold,
         compactionMinBytes: options.compactionMinBytes,
+        onCompaction: options.onCompaction,
         onError: options.onError,
       });
       for (const vb of vbuckets) items += durable.recoverLog(vb);
