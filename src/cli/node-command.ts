@@ -31,6 +31,7 @@ interface NodeFlags {
   historyBytes?: string;
   compactionThreshold?: string;
   compactionMinBytes?: string;
+  tombstonePurgeAge?: string;
 }
 
 const optionalNumber = (value: string | undefined) => (value === undefined ? undefined : Number(value));
@@ -79,6 +80,7 @@ export function registerNode(program: Command): void {
       'compact a vBucket file when this share is stale (default 0.3; 0 = never)',
     )
     .option('--compaction-min-bytes <n>', 'do not compact files smaller than this (default 1 MiB)')
+    .option('--tombstone-purge-age <seconds>', 'purge tombstones older than this (default 259200, 3 days)')
     .action(async (flags: NodeFlags) => {
       const vbuckets = Number(flags.vbuckets);
       const logger = cliLogger('dcpx-node');
@@ -121,6 +123,7 @@ export function registerNode(program: Command): void {
         historyBytes: optionalNumber(flags.historyBytes),
         compactionThreshold: optionalNumber(flags.compactionThreshold),
         compactionMinBytes: optionalNumber(flags.compactionMinBytes),
+        tombstonePurgeAgeSeconds: optionalNumber(flags.tombstonePurgeAge),
       });
       const { address, port } = node.address;
       const admin = node.adminUrl ? ` admin ${node.adminUrl}` : '';

@@ -60,6 +60,8 @@ export interface StorageNodeOptions {
   compactionThreshold?: number;
   /** Durable mode: files smaller than this are not compacted (default 1 MiB). */
   compactionMinBytes?: number;
+  /** Tombstones older than this are purged, raising the purge seqno (default 3 days). */
+  tombstonePurgeAgeSeconds?: number;
   /** Largest frame body before authentication where it is required (default 4 KiB: SASL fits). */
   preAuthMaxBodyLength?: number;
   /** Bytes of frames still arriving the node holds over all connections (default 64 MiB). */
@@ -137,6 +139,7 @@ export class StorageNode {
       historyBytes: options.historyBytes,
       compactionThreshold: options.compactionThreshold,
       compactionMinBytes: options.compactionMinBytes,
+      tombstonePurgeAgeSeconds: options.tombstonePurgeAgeSeconds,
       onCompaction: (event) => logger.info(event, 'compaction'),
       onError: (error, context) => logger.error({ err: String(error), context }, 'store error'),
     });

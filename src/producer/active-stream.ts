@@ -104,7 +104,7 @@ export class ActiveStream {
       // dcp-spec §4.7: the first marker uses the requested start; a disk snapshot of the latest versions
       this.snapEnd = end;
       this.diskSnapshot = true;
-      this.reader.hold(end);
+      this.reader.hold(end, this.lastSent);
     }
   }
 
@@ -172,10 +172,16 @@ export class ActiveStream {
       if (this.lastSent >= this.endSeqno) return bytes + this.pushEnd(out, StreamEndReason.OK);
       const high = this.vb.highSeqno < this.endSeqno ? this.vb.highSeqno : this.endSeqno;
       if (high > this.lastSent) {
+        if (this.lastSent !== 0n && this.lastSent < this.vb.purgeSeqno) {
+          // tombstones it has not sent were purged: only a rollback to 0 is correct (as kv_engine's
+          // backfill below the purge seqno); the client re-requests and is told so (dcp-spec §7)
+          this.end(StreamEndReason.Rollback);
+          continue;
+        }
         this.snapEnd = high;
         // versions after lastSent may be gone: only the latest versions can be sent (dcp-spec §4.7)
         this.diskSnapshot = this.lastSent < this.vb.historyStart;
-        this.reader.hold(high);
+        this.reader.hold(high, this.lastSent);
         continue;
       }
       if (this.stateValue === 'takeover-send') {

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import { promisify } from 'node:util';
 import { StoreError } from './errors.js';
-import { encodeHistoryStartRecord, encodeRecord, encodeSnapshotRecord } from './record-codec.js';
+import { encodeHistoryRecord, encodeRecord, encodeSnapshotRecord } from './record-codec.js';
 import type { Item, SnapshotRange } from './types.js';
 
 // One compaction of a vBucket log file (couchstore's compaction role): the versions the vBucket holds
@@ -17,6 +17,7 @@ export interface CompactionSource {
   /** The versions held at the snapshot point, in seqno order (items are immutable). */
   items: readonly Item[];
   historyStart: bigint;
+  purgeSeqno: bigint;
   /** The replica's last snapshot marker at the snapshot point. */
   marked: SnapshotRange | undefined;
   /** Length of the old file at the snapshot point: records after it are appended during compaction. */
@@ -49,7 +50,7 @@ export async function compactFile(
     written += chunk.length;
   };
   try {
-    const head: Buffer[] = [encodeHistoryStartRecord(source.historyStart)];
+    const head: Buffer[] = [encodeHistoryRecord(source.historyStart, source.purgeSeqno)];
     for (let i = 0; i < source.items.length; i += SLICE_ITEMS) {
       const records = i === 0 ? head : [];
       for (const item of source.items.slice(i, i + SLICE_ITEMS)) records.push(encodeRecord(item));

@@ -6,7 +6,7 @@ import { compactFile } from './compaction.js';
 import { StoreError } from './errors.js';
 import {
   decodeRecords,
-  encodeHistoryStartRecord,
+  encodeHistoryRecord,
   encodeRecord,
   encodeSnapshotRecord,
   packr,
@@ -162,9 +162,10 @@ export class DurableStorage implements VBucketSink {
       snapshot: fromLog,
       snapshotRecords,
       historyStart,
+      purgeSeqno,
       validLength,
     } = decodeRecords(data, file);
-    vb.restoreHistoryStart(historyStart);
+    vb.restoreHistoryStart(historyStart, purgeSeqno);
     for (const item of items) vb.restore(item);
     this.fileBytes.set(vb.id, validLength);
     const snapshot = snapshotRecords ? fromLog : fromMeta;
@@ -217,7 +218,7 @@ export class DurableStorage implements VBucketSink {
     this.generations.set(vb.id, (this.generations.get(vb.id) ?? 0) + 1);
     const file = this.logPath(vb.id);
     const temp = `${file}.tmp-${process.pid}`;
-    const records: Buffer[] = [encodeHistoryStartRecord(vb.historyStart)];
+    const records: Buffer[] = [encodeHistoryRecord(vb.historyStart, vb.purgeSeqno)];
     for (const item of vb.range(0n, vb.highSeqno)) records.push(encodeRecord(item));
     const marked = vb.markedSnapshot;
     if (marked) records.push(encodeSnapshotRecord(marked));
@@ -351,6 +352,7 @@ export class DurableStorage implements VBucketSink {
         {
           items: [...vb.range(0n, vb.highSeqno)],
           historyStart: vb.historyStart,
+          purgeSeqno: vb.purgeSeqno,
           marked: vb.markedSnapshot,
           cut: this.fileBytes.get(vb.id) ?? 0,
         },

@@ -9,8 +9,9 @@ import type { Item, SnapshotRange } from './types.js';
 // or a snapshot record: [start, end] (a replica received this snapshot marker) or [] (the data
 // became the vBucket's own). Snapshot records sit in order with the items, so the snapshot range
 // read back after a crash always matches the items read back (dcp-spec §4.4 resume position).
-// A rewritten or compacted file starts with a history-start record [seqno]: superseded versions at or
-// below it are not in the file (a rollback below it goes to 0).
+// A rewritten or compacted file starts with a history record ['h', history start, purge seqno]:
+// superseded versions at or below the history start are not in the file (a rollback below it goes
+// to 0), nor tombstones at or below the purge seqno (dcp-spec §7 rule 3).
 
 export const packr = new Packr({ useRecords: false, int64AsType: 'bigint', mapsAsObjects: true });
 const RECORD_HEADER = 8;
@@ -37,9 +38,9 @@ export function encodeSnapshotRecord(range: SnapshotRange | undefined): Buffer {
   return frameRecord(packr.pack(range ? [range.start, range.end] : []));
 }
 
-/** A history-start record: versions superseded at or below `seqno` are not in the file. */
-export function encodeHistoryStartRecord(seqno: bigint): Buffer {
-  return frameRecord(packr.pack([seqno]));
+/** A history record: versions superseded at or below `historyStart` and purged tombstones are not in the file. */
+export function encodeHistoryRecord(historyStart: bigint, purgeSeqno: bigint): Buffer {
+  return frameRecord(packr.pack(['h', historyStart, purgeSeqno]));
 }
 
 function frameRecord(payload: Buffer): Buffer {
@@ -79,10 +80,11 @@ export interface DecodedRecords {
   items: Item[];
   /** The last snapshot record's range (undefined when none, or when the last one says "own data"). */
   snapshot: SnapshotRange | undefined;
-  /** Whether the file holds any snapshot record (files of the previous format have none). */
+  /** Whether the file holds any snapshot or history record (files of the previous format have none). */
   snapshotRecords: boolean;
-  /** The history start the file was written with (0 when it has no such record). */
+  /** The history start and purge seqno the file was written with (0 when it has no such record). */
   historyStart: bigint;
+  purgeSeqno: bigint;
   /** Bytes of whole, valid records; anything after is a torn or corrupt tail. */
   validLength: number;
 }
@@ -96,6 +98,7 @@ export function decodeRecords(data: Buffer, file: string): DecodedRecords {
   let snapshot: SnapshotRange | undefined;
   let snapshotRecords = false;
   let historyStart = 0n;
+  let purgeSeqno = 0n;
   let at = 0;
   while (data.length - at >= RECORD_HEADER) {
     const length = data.readUInt32BE(at);
@@ -110,12 +113,13 @@ export function decodeRecords(data: Buffer, file: string): DecodedRecords {
     if (fields.length === 0 || fields.length === 2) {
       snapshotRecords = true;
       snapshot = fields.length === 2 ? { start: big(fields[0]), end: big(fields[1]) } : undefined;
-    } else if (fields.length === 1) {
+    } else if (fields.length === 3 && fields[0] === 'h') {
       // only files of the current format have history records: no range to take from the metadata
       snapshotRecords = true;
-      historyStart = big(fields[0]);
+      historyStart = big(fields[1]);
+      purgeSeqno = big(fields[2]);
     } else items.push(decodeItem(fields, file, at));
     at = end;
   }
-  return { items, snapshot, snapshotRecords, historyStart, validLength: at };
+  return { items, snapshot, snapshotRecords, historyStart, purgeSeqno, validLength: at };
 }

@@ -31,8 +31,15 @@ export interface StoreOptions {
   /** Durable mode: files smaller than this are not compacted (default 1 MiB). */
   compactionMinBytes?: number;
   onCompaction?: (event: CompactionEvent) => void;
+  /** Tombstones older than this are purged, raising the purge seqno (default 3 days, as kv_engine). */
+  tombstonePurgeAgeSeconds?: number;
+  /** How often tombstones are looked at for the purge (default 60 s; 0 = never). */
+  tombstonePurgeIntervalMs?: number;
   onError?: (error: unknown, context: string) => void;
 }
+
+/** kv_engine's default persistent metadata purge age: 3 days. */
+export const DEFAULT_TOMBSTONE_PURGE_AGE_SECONDS = 3 * 24 * 3600;
 
 export interface RecoveryReport {
   /** False when the previous stop was unclean (each vBucket then got a new failover entry). */
@@ -42,11 +49,27 @@ export interface RecoveryReport {
 
 /** The embedded vBucket store: n vBuckets, in memory or durable in a data directory. */
 export class Store {
+  private readonly purgeTimer: NodeJS.Timeout | undefined;
+
   private constructor(
     readonly vbuckets: readonly VBucket[],
     private readonly durable: DurableStorage | undefined,
     readonly recovery: RecoveryReport,
-  ) {}
+    private readonly purgeAgeSeconds: number,
+    purgeIntervalMs: number,
+  ) {
+    if (purgeIntervalMs > 0) {
+      this.purgeTimer = setInterval(() => this.purgeTombstones(), purgeIntervalMs);
+      this.purgeTimer.unref();
+    }
+  }
+
+  /** Purges the tombstones older than the purge age in every vBucket; returns how many. */
+  purgeTombstones(): number {
+    let n = 0;
+    for (const vb of this.vbuckets) n += vb.purgeTombstones(this.purgeAgeSeconds);
+    return n;
+  }
 
   static async open(options: StoreOptions): Promise<Store> {
     if (!Number.isInteger(options.vbuckets) || options.vbuckets < 1 || options.vbuckets > 1024) {
@@ -85,7 +108,13 @@ export class Store {
       if (!recovered.clean) for (const vb of vbuckets) vb.addFailoverEntry();
       await durable.attach(vbuckets);
     }
-    return new Store(vbuckets, durable, { clean: recovered.clean, items });
+    return new Store(
+      vbuckets,
+      durable,
+      { clean: recovered.clean, items },
+      options.tombstonePurgeAgeSeconds ?? DEFAULT_TOMBSTONE_PURGE_AGE_SECONDS,
+      options.tombstonePurgeIntervalMs ?? 60_000,
+    );
   }
 
   get size(): number {
@@ -163,6 +192,7 @@ export class Store {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.purgeTimer);
     await this.durable?.close();
   }
 }

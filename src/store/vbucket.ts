@@ -72,7 +72,8 @@ export interface VBucketOptions {
  * leaves the history, so the snapshot it sends stays consistent at its end.
  */
 export interface SnapshotReader {
-  hold(upTo: bigint): void;
+  /** Sending (from, upTo]: its versions stay, and so do its tombstones (no purge above `from`). */
+  hold(upTo: bigint, from: bigint): void;
   release(): void;
   close(): void;
 }
@@ -105,7 +106,7 @@ export class VBucket {
   private historyBytesValue = 0;
   private itemBytesValue = 0;
   private readonly historyLimit: number;
-  private readonly readers = new Set<{ floor: bigint }>();
+  private readonly readers = new Set<{ floor: bigint; from: bigint }>();
   private high = 0n;
   /** The state the vBucket acts on (serves KV as active, streams as active or replica). */
   private stateValue: VBucketState;
@@ -188,10 +189,11 @@ export class VBucket {
 
   /** A stream's hold on the versions of the snapshot it is sending (see SnapshotReader). */
   openReader(): SnapshotReader {
-    const reader = { floor: -1n };
+    const reader = { floor: 0n, from: 0n };
     return {
-      hold: (upTo) => {
+      hold: (upTo, from) => {
         reader.floor = upTo;
+        reader.from = from;
         this.readers.add(reader);
       },
       release: () => {
@@ -322,9 +324,10 @@ export class VBucket {
     this.sink?.snapshotMarked(this, this.snapshotRange);
   }
 
-  /** Restores the history start a durable file was written with (no sink). */
-  restoreHistoryStart(seqno: bigint): void {
+  /** Restores the history start and purge seqno a durable file was written with (no sink). */
+  restoreHistoryStart(seqno: bigint, purgeSeqno: bigint): void {
     if (seqno > this.compacted) this.compacted = seqno;
+    if (purgeSeqno > this.purge) this.purge = purgeSeqno;
   }
 
   /** Restores the last snapshot marker read back from durable storage (no sink). */
@@ -572,6 +575,42 @@ export class VBucket {
       void this.sink?.metaChanged(this);
     }
     return dropped;
+  }
+
+  /**
+   * Purges tombstones deleted at least `maxAgeSeconds` ago (kv_engine's metadata purge): they leave the
+   * key index and the log, and the purge seqno rises to the highest one purged, so a client resuming
+   * below it is told to roll back to 0 (dcp-spec §7 rule 3); the history start follows (a rollback
+   * below a purged tombstone could not bring the key back). A tombstone in a snapshot a stream is
+   * sending stays. Returns how many were purged.
+   */
+  purgeTombstones(maxAgeSeconds: number): number {
+    const cutoff = Math.floor(this.clock.now() / 1000) - maxAgeSeconds;
+    let safe = this.high;
+    for (const reader of this.readers) if (reader.from < safe) safe = reader.from;
+    let purged = 0;
+    for (const version of this.log) {
+      if (version.item.bySeqno > safe) break;
+      const item = version.item;
+      if (version.dropped || version.supersededBy !== 0n || !item.deleted) continue;
+      if ((item.deleteTime ?? 0) > cutoff) continue;
+      version.dropped = true;
+      this.droppedInLog++;
+      this.itemBytesValue -= versionBytes(item);
+      this.index.delete(item.key.toString('latin1'));
+      if (item.bySeqno > this.purge) this.purge = item.bySeqno;
+      purged++;
+    }
+    if (purged > 0) {
+      if (this.purge > this.compacted) this.compacted = this.purge;
+      // older versions of purged keys (and any superseded below the purge seqno) must not come back
+      while ((this.superseded.first()?.supersededBy ?? this.compacted + 1n) <= this.compacted) {
+        this.dropFromHistory(this.superseded.shift()!);
+      }
+      this.compactLogArray(false);
+      void this.sink?.metaChanged(this);
+    }
+    return purged;
   }
 
   /** Restores an item read back from durable storage (no listeners, no sink). */
