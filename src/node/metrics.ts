@@ -151,6 +151,7 @@ export class NodeMetrics {
         for (const [state, n] of counts) this.set({ state }, n);
       },
     });
+    this.registerStoreMetrics(store);
     new Gauge({
       name: 'dcpx_node_items',
       help: 'Live documents in active vBuckets',
@@ -166,6 +167,98 @@ export class NodeMetrics {
   /** Where scrape-time values come from (the node, once it listens). */
   attach(sources: MetricSources): void {
     this.sources = sources;
+  }
+
+  /** Memory by part and durable-file compactions (issue 10). */
+  private registerStoreMetrics(store: Store): void {
+    const registers = [this.registry];
+    const sources = () => this.sources;
+    new Gauge({
+      name: 'dcpx_node_memory_bytes',
+      help:
+        'Memory by part: items (latest version of each key, estimated), history (superseded versions kept ' +
+        'for streams and rollback, estimated), buffers (frames arriving and output queued), and the ' +
+        "process's heap_used, external and rss",
+      labelNames: ['part'],
+      registers,
+      collect() {
+        let items = 0;
+        let history = 0;
+        for (const vb of store.vbuckets) {
+          items += vb.itemBytes;
+          history += vb.historyBytes;
+        }
+        const s = sources();
+        const memory = process.memoryUsage();
+        this.set({ part: 'items' }, items);
+        this.set({ part: 'history' }, history);
+        this.set({ part: 'buffers' }, (s?.unfinishedFrameBytes() ?? 0) + (s?.sendBufferedBytes() ?? 0));
+        this.set({ part: 'heap_used' }, memory.heapUsed);
+        this.set({ part: 'external' }, memory.external);
+        this.set({ part: 'rss' }, memory.rss);
+      },
+    });
+    new Gauge({
+      name: 'dcpx_node_durable_file_bytes',
+      help: 'Bytes of the durable vBucket log files (0 in memory mode)',
+      registers,
+      collect() {
+        let n = 0;
+        for (const vb of store.vbuckets) n += store.fileSize(vb.id);
+        this.set(n);
+      },
+    });
+    const stat = (name: string, help: string, value: () => number, counter: boolean) =>
+      counter
+        ? new Counter({
+            name,
+            help,
+            registers,
+            collect() {
+              this.reset();
+              this.inc(value());
+            },
+          })
+        : new Gauge({
+            name,
+            help,
+            registers,
+            collect() {
+              this.set(value());
+            },
+          });
+    const stats = () => store.compactionStats;
+    stat(
+      'dcpx_node_compactions_total',
+      'Compactions of durable files finished',
+      () => stats()?.runs ?? 0,
+      true,
+    );
+    stat(
+      'dcpx_node_compactions_abandoned_total',
+      'Compactions given up (a rollback rewrote the file, the store closed, or an error)',
+      () => stats()?.abandoned ?? 0,
+      true,
+    );
+    stat(
+      'dcpx_node_compaction_seconds_total',
+      'Time spent in finished compactions',
+      () => (stats()?.totalMs ?? 0) / 1000,
+      true,
+    );
+    stat(
+      'dcpx_node_compaction_last_seconds',
+      'Duration of the last finished compaction',
+      () => (stats()?.lastMs ?? 0) / 1000,
+      false,
+    );
+    stat('dcpx_node_compactions_running', 'Compactions running now', () => stats()?.running ?? 0, false);
+    stat(
+      'dcpx_node_compaction_reclaimed_bytes_total',
+      'Bytes compactions removed from durable files',
+      () => Math.max(0, (stats()?.bytesBefore ?? 0) - (stats()?.bytesAfter ?? 0)),
+      true,
+    );
   }
 
   private registerDcpGauges(): void {
