@@ -2,6 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { benchDecode } from './decode.js';
 import { benchKv } from './kv.js';
 import { type BenchRow, printRows } from './lib.js';
+import { benchMemory, benchSoak } from './memory.js';
 import { benchScale } from './scale.js';
 import { benchProxy, benchStream } from './stream.js';
 import { benchTakeover } from './takeover.js';
@@ -16,6 +17,8 @@ export const SCENARIOS: Record<string, () => Promise<BenchRow[]>> = {
   kv: benchKv,
   takeover: benchTakeover,
   scale: benchScale,
+  memory: benchMemory,
+  soak: benchSoak,
 };
 
 export async function runBench(names: readonly string[], json: boolean): Promise<BenchRow[]> {
