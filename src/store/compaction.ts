@@ -11,7 +11,7 @@ import type { Item, SnapshotRange } from './types.js';
 // removed at the next start (DurableStorage.readMeta).
 
 /** Records encoded per event-loop turn. */
-const SLICE_ITEMS = 2_000;
+const SLICE_ITEMS = 256;
 
 export interface CompactionSource {
   /** The versions held at the snapshot point, in seqno order (items are immutable). */

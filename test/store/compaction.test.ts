@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ActiveStream } from '../../src/producer/active-stream.js';
 import * as p from '../../src/protocol/index.js';
@@ -181,5 +182,61 @@ describe('durable compaction', () => {
     expect(vb2.rollback(vb2.historyStart - 1n)).toBe(0n);
     expect(live(vb2)).toEqual({});
     await again.close();
+  });
+
+  it('reads back exactly the live data after any mix of writes, deletes, purges, compactions and restarts', async () => {
+    type Step = { op: 'set' | 'del' | 'purge' | 'compact' | 'restart'; key: number };
+    const step = fc.record({
+      op: fc.constantFrom('set', 'set', 'set', 'del', 'purge', 'compact', 'restart') as fc.Arbitrary<
+        Step['op']
+      >,
+      key: fc.nat(2),
+    });
+    await fc.assert(
+      fc.asyncProperty(fc.array(step, { minLength: 1, maxLength: 40 }), async (steps: Step[]) => {
+        const dataDir = tempDir();
+        const now = { t: 1_700_000_000_000 };
+        const open = () =>
+          Store.open({
+            vbuckets: 1,
+            dataDir,
+            initialStates: active,
+            clock: { now: () => now.t },
+            historyBytes: 2 * 1024,
+            compactionThreshold: 0,
+            tombstonePurgeAgeSeconds: 60,
+            tombstonePurgeIntervalMs: 0,
+          });
+        let store = await open();
+        const model = new Map<string, string>();
+        let n = 0;
+        for (const s of steps) {
+          const key = `k${s.key}`;
+          if (s.op === 'set') {
+            store.vbucket(0).mutate({ op: 'set', key: k(key), value: k(`${++n}`) });
+            model.set(key, `${n}`);
+          } else if (s.op === 'del') {
+            store.vbucket(0).remove(k(key));
+            model.delete(key);
+          } else if (s.op === 'purge') {
+            now.t += 120_000;
+            store.purgeTombstones();
+          } else if (s.op === 'compact') {
+            await store.commit();
+            await store.compact(0);
+          } else {
+            await store.close();
+            store = await open();
+            expect(live(store.vbucket(0))).toEqual(Object.fromEntries(model));
+          }
+        }
+        expect(live(store.vbucket(0))).toEqual(Object.fromEntries(model));
+        await store.close();
+        store = await open();
+        expect(live(store.vbucket(0))).toEqual(Object.fromEntries(model));
+        await store.close();
+      }),
+      { numRuns: 100 },
+    );
   });
 });
