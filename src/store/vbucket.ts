@@ -1,4 +1,5 @@
 import { type FailoverEntry, VBucketState, vbucketStateName } from '../protocol/index.js';
+import { ByteArena } from './arena.js';
 import { CasClock } from './cas.js';
 import { Deque } from './deque.js';
 import { StoreError } from './errors.js';
@@ -37,13 +38,9 @@ export interface VBucketSink {
   metaChanged(vb: VBucket): Promise<void>;
 }
 
-/** One version in the log, with its links to the key's previous and next versions (for rollback). */
+/** One version in the log. */
 interface Version {
   readonly item: Item;
-  /** The key's previous version while history holds it (cut when it leaves the history). */
-  prev: Version | undefined;
-  /** The version that replaced this one, while this one is in the history. */
-  next: Version | undefined;
   /** Seqno of the version that replaced this one; 0n while it is the latest. */
   supersededBy: bigint;
   /** Left the history (or purged): still in the log array until it is next compacted, skipped by readers. */
@@ -106,6 +103,8 @@ export class VBucket {
   private historyBytesValue = 0;
   private itemBytesValue = 0;
   private readonly historyLimit: number;
+  /** Where written keys and values are copied (see ByteArena). */
+  private readonly arena = new ByteArena();
   private readonly readers = new Set<{ floor: bigint; from: bigint }>();
   private high = 0n;
   /** The state the vBucket acts on (serves KV as active, streams as active or replica). */
@@ -519,6 +518,8 @@ export class VBucket {
       while ((this.superseded.last()?.supersededBy ?? 0n) > target) {
         this.historyBytesValue -= versionBytes(this.superseded.pop()!.item);
       }
+      // keys whose latest version goes: each gets back its latest held version at or below the target
+      const affected = new Set<string>();
       while (this.log.length > 0 && this.log[this.log.length - 1]!.item.bySeqno > target) {
         const version = this.log.pop()!;
         if (version.dropped) {
@@ -528,15 +529,17 @@ export class VBucket {
         const key = version.item.key.toString('latin1');
         if (this.index.get(key) !== version) continue;
         this.itemBytesValue -= versionBytes(version.item);
-        const prev = version.prev;
-        if (prev) {
-          prev.supersededBy = 0n;
-          prev.next = undefined;
-          this.itemBytesValue += versionBytes(prev.item);
-          this.index.set(key, prev);
-        } else {
-          this.index.delete(key);
-        }
+        this.index.delete(key);
+        affected.add(key);
+      }
+      for (let i = this.log.length - 1; i >= 0 && affected.size > 0; i--) {
+        const version = this.log[i]!;
+        if (version.dropped) continue;
+        const key = version.item.key.toString('latin1');
+        if (!affected.delete(key)) continue;
+        version.supersededBy = 0n;
+        this.itemBytesValue += versionBytes(version.item);
+        this.index.set(key, version);
       }
     }
     this.high = target;
@@ -636,10 +639,10 @@ export class VBucket {
       this.sink?.snapshotMarked(this, undefined);
     }
     const previous = this.index.get(key.toString('latin1'));
-    const nowSeconds = Math.floor(this.clock.now() / 1000);
+    // one plain literal per shape (a spread would build a slower, larger object for every item)
     const item: Item = {
-      key: Buffer.from(key),
-      value: Buffer.from(value),
+      key: this.arena.copy(key),
+      value: this.arena.copy(value),
       cas: this.cas.next(),
       flags,
       expiry,
@@ -647,8 +650,8 @@ export class VBucket {
       bySeqno: this.high + 1n,
       datatype,
       deleted,
-      ...(deleted ? { deleteTime: nowSeconds } : {}),
     };
+    if (deleted) (item as { deleteTime?: number }).deleteTime = Math.floor(this.clock.now() / 1000);
     this.append(item);
     return item;
   }
@@ -673,10 +676,9 @@ export class VBucket {
   private append(item: Item, restoring = false): void {
     const key = item.key.toString('latin1');
     const previous = this.index.get(key);
-    const version: Version = { item, prev: previous, next: undefined, supersededBy: 0n, dropped: false };
+    const version: Version = { item, supersededBy: 0n, dropped: false };
     if (previous) {
       previous.supersededBy = item.bySeqno;
-      previous.next = version;
       const bytes = versionBytes(previous.item);
       this.itemBytesValue -= bytes;
       this.historyBytesValue += bytes;
@@ -715,9 +717,6 @@ export class VBucket {
     version.dropped = true;
     this.droppedInLog++;
     this.historyBytesValue -= versionBytes(version.item);
-    if (version.next) version.next.prev = undefined;
-    version.next = undefined;
-    version.prev = undefined;
   }
 
   /** Removes dropped versions from the log array once they are half of it (or now, if `force`). */
