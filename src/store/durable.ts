@@ -87,6 +87,8 @@ export class DurableStorage implements VBucketSink {
   private vbuckets: readonly VBucket[] = [];
   private clean = false;
   private closed = false;
+  /** close() has begun: no compaction starts (its final flush must not start one it then leaves running). */
+  private closing = false;
   /** Bytes in each vBucket's file (written to the OS). */
   private readonly fileBytes = new Map<number, number>();
   /** A compaction per vBucket at most; a rewrite bumps the generation and abandons it. */
@@ -284,6 +286,7 @@ export class DurableStorage implements VBucketSink {
   /** Flushes and fsyncs everything, marks the stop clean, and closes the files. */
   async close(): Promise<void> {
     if (this.closed) return;
+    this.closing = true;
     clearInterval(this.syncTimer);
     // running compactions are abandoned (their temp files removed) before the files close
     for (const vb of this.compacting.keys()) {
@@ -319,7 +322,7 @@ export class DurableStorage implements VBucketSink {
   /** Starts a compaction of vBucket `vb`'s file when its stale share passes the threshold. */
   private maybeCompact(id: number): void {
     const threshold = this.options.compactionThreshold ?? 0.3;
-    if (threshold <= 0 || this.closed || this.compacting.has(id)) return;
+    if (threshold <= 0 || this.closing || this.closed || this.compacting.has(id)) return;
     const size = this.fileBytes.get(id) ?? 0;
     if (size < (this.options.compactionMinBytes ?? 1024 * 1024)) return;
     const vb = this.vbuckets.find((v) => v.id === id);
@@ -334,7 +337,7 @@ export class DurableStorage implements VBucketSink {
    * rewrote the file meanwhile, or the store closed). Appends keep flowing to the old file meanwhile.
    */
   async compact(vb: VBucket): Promise<void> {
-    if (this.compacting.has(vb.id) || this.closed) return;
+    if (this.compacting.has(vb.id) || this.closing || this.closed) return;
     const generation = this.generations.get(vb.id) ?? 0;
     this.compacting.set(vb.id, generation);
     this.compactionStats.running++;
