@@ -447,6 +447,12 @@ export class VBucket {
       );
     }
     this.cas.observe(item.cas);
+    // a deletion without a delete time (DCP deletion v1, dcp-spec: IncludeDeleteTimes not asked for)
+    // ages from its arrival, as kv_engine stamps it: with 0 it would be purged at the next purge pass
+    if (item.deleted && !item.deleteTime) {
+      this.append({ ...item, deleteTime: Math.floor(this.clock.now() / 1000) });
+      return;
+    }
     this.append(item);
   }
 

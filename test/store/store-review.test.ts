@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import * as p from '../../src/protocol/index.js';
-import { Store } from '../../src/store/index.js';
+import { Store, VBucket } from '../../src/store/index.js';
 
 // Review of issue 10's store: closing during compaction, and the age of replicated tombstones.
 
@@ -37,5 +37,40 @@ describe('store review (issue 10)', () => {
     expect(store.compactionStats!.running).toBe(0);
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect(fs.readdirSync(dataDir).filter((name) => name.includes('.tmp-'))).toEqual([]);
+  });
+
+  it('keeps a replicated tombstone that carries no delete time until the purge age has passed since it arrived', () => {
+    let now = 1_700_000_000_000;
+    const vb = new VBucket(0, { state: p.VBucketState.Replica }, { now: () => now });
+    vb.apply({
+      key: k('a'),
+      value: Buffer.alloc(0),
+      cas: 7n,
+      flags: 0,
+      expiry: 0,
+      revSeqno: 3n,
+      bySeqno: 5n,
+      datatype: 0,
+      deleted: true,
+      deleteTime: 0,
+    });
+    vb.apply({
+      key: k('b'),
+      value: k('x'),
+      cas: 8n,
+      flags: 0,
+      expiry: 0,
+      revSeqno: 1n,
+      bySeqno: 6n,
+      datatype: 0,
+      deleted: false,
+    });
+    expect(vb.purgeTombstones(3600)).toBe(0);
+    expect(vb.purgeSeqno).toBe(0n);
+    const tombstone = vb.getVersion(k('a'))!;
+    expect([tombstone.cas, tombstone.revSeqno, tombstone.bySeqno]).toEqual([7n, 3n, 5n]);
+    now += 3601_000;
+    expect(vb.purgeTombstones(3600)).toBe(1);
+    expect(vb.purgeSeqno).toBe(5n);
   });
 });
