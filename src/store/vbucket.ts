@@ -100,7 +100,14 @@ export class VBucket {
   private readonly index = new Map<string, Version>();
   /** Superseded versions in the history, in the order they were superseded. */
   private readonly superseded = new Deque<Version>();
+  /** Bytes of the history: `superseded` and `pinned`. */
   private historyBytesValue = 0;
+  /**
+   * Versions a reader's snapshot still has to send, taken out of `superseded` when the history went over
+   * its bound (see trimHistory); at most one per key and reader, dropped once no reader needs them.
+   */
+  private pinned: Version[] = [];
+  private pinnedBytes = 0;
   private itemBytesValue = 0;
   private readonly historyLimit: number;
   /** Where written keys and values are copied (see ByteArena). */
@@ -196,10 +203,10 @@ export class VBucket {
         this.readers.add(reader);
       },
       release: () => {
-        if (this.readers.delete(reader)) this.trimHistory();
+        if (this.readers.delete(reader)) this.unpin();
       },
       close: () => {
-        if (this.readers.delete(reader)) this.trimHistory();
+        if (this.readers.delete(reader)) this.unpin();
       },
     };
   }
@@ -515,6 +522,8 @@ export class VBucket {
       this.droppedInLog = 0;
       this.index.clear();
       this.superseded.clear();
+      this.pinned = [];
+      this.pinnedBytes = 0;
       this.historyBytesValue = 0;
       this.itemBytesValue = 0;
       this.purge = 0n;
@@ -523,6 +532,15 @@ export class VBucket {
       // versions superseded above the target leave the history: they are removed or latest again
       while ((this.superseded.last()?.supersededBy ?? 0n) > target) {
         this.historyBytesValue -= versionBytes(this.superseded.pop()!.item);
+      }
+      if (this.pinned.length > 0) {
+        this.pinned = this.pinned.filter((version) => {
+          if (version.supersededBy <= target) return true;
+          const bytes = versionBytes(version.item);
+          this.historyBytesValue -= bytes;
+          this.pinnedBytes -= bytes;
+          return false;
+        });
       }
       // keys whose latest version goes: each gets back its latest held version at or below the target
       const affected = new Set<string>();
@@ -565,6 +583,7 @@ export class VBucket {
       this.dropFromHistory(this.superseded.shift()!);
       dropped++;
     }
+    dropped += this.dropPinnedThrough(throughSeqno);
     if (purgeTombstones) {
       for (const version of this.log) {
         if (version.item.bySeqno > throughSeqno) break;
@@ -616,6 +635,7 @@ export class VBucket {
       while ((this.superseded.first()?.supersededBy ?? this.compacted + 1n) <= this.compacted) {
         this.dropFromHistory(this.superseded.shift()!);
       }
+      this.dropPinnedThrough(this.compacted);
       this.compactLogArray(false);
       void this.sink?.metaChanged(this);
     }
@@ -702,21 +722,62 @@ export class VBucket {
 
   /**
    * Drops the oldest-superseded versions while the history is over its bound, never one a reader's
-   * snapshot still needs (superseded above the reader's snapshot end). A version superseded inside
-   * the snapshot being sent may go: the snapshot is then deduplicated, as kv_engine's checkpoints
-   * are, and still consistent at its end. The history start follows.
+   * snapshot still needs (in its range, superseded above its end): that one is pinned instead. A
+   * version superseded inside the snapshot being sent may go: the snapshot is then deduplicated, as
+   * kv_engine's checkpoints are, and still consistent at its end. The history start follows.
    */
   private trimHistory(): void {
-    if (this.historyBytesValue <= this.historyLimit) return;
-    let floor = this.high;
-    for (const reader of this.readers) if (reader.floor < floor) floor = reader.floor;
-    while (this.historyBytesValue > this.historyLimit) {
-      const oldest = this.superseded.first();
-      if (!oldest || oldest.supersededBy > floor) break;
-      this.dropFromHistory(this.superseded.shift()!);
+    if (this.historyBytesValue - this.pinnedBytes <= this.historyLimit) return;
+    while (this.historyBytesValue - this.pinnedBytes > this.historyLimit) {
+      const oldest = this.superseded.shift();
+      if (!oldest) break;
+      // only the versions a held snapshot has still to send stay (not everything superseded after
+      // its start: a stalled stream would pin every later write)
+      if (this.neededByReader(oldest)) {
+        this.pinned.push(oldest);
+        this.pinnedBytes += versionBytes(oldest.item);
+        continue;
+      }
+      this.dropFromHistory(oldest);
       if (oldest.supersededBy > this.compacted) this.compacted = oldest.supersededBy;
     }
     this.compactLogArray(false);
+  }
+
+  /** Whether a held snapshot (from, floor] still has to send `version` (the latest as of its floor). */
+  private neededByReader(version: Version): boolean {
+    const seqno = version.item.bySeqno;
+    for (const reader of this.readers) {
+      if (seqno > reader.from && seqno <= reader.floor && version.supersededBy > reader.floor) return true;
+    }
+    return false;
+  }
+
+  /** A reader let go: pinned versions no reader needs leave the history (the history start follows). */
+  private unpin(): void {
+    if (this.pinned.length > 0) {
+      this.pinned = this.pinned.filter((version) => {
+        if (this.neededByReader(version)) return true;
+        this.pinnedBytes -= versionBytes(version.item);
+        this.dropFromHistory(version);
+        if (version.supersededBy > this.compacted) this.compacted = version.supersededBy;
+        return false;
+      });
+    }
+    this.trimHistory();
+  }
+
+  /** Drops pinned versions superseded at or below `seqno`; returns how many. */
+  private dropPinnedThrough(seqno: bigint): number {
+    const before = this.pinned.length;
+    if (before === 0) return 0;
+    this.pinned = this.pinned.filter((version) => {
+      if (version.supersededBy > seqno) return true;
+      this.pinnedBytes -= versionBytes(version.item);
+      this.dropFromHistory(version);
+      return false;
+    });
+    return before - this.pinned.length;
   }
 
   private dropFromHistory(version: Version): void {

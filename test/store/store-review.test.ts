@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import * as p from '../../src/protocol/index.js';
 import { Store, VBucket } from '../../src/store/index.js';
@@ -72,5 +73,91 @@ describe('store review (issue 10)', () => {
     now += 3601_000;
     expect(vb.purgeTombstones(3600)).toBe(1);
     expect(vb.purgeSeqno).toBe(5n);
+  });
+});
+
+describe('snapshot hold (issue 10)', () => {
+  it('a held snapshot keeps only the versions it has still to send, not every later write', () => {
+    const vb = new VBucket(
+      0,
+      { state: p.VBucketState.Active },
+      { now: () => 1_700_000_000_000 },
+      undefined,
+      undefined,
+      {
+        historyBytes: 64 * 1024,
+      },
+    );
+    for (let i = 0; i < 100; i++)
+      vb.mutate({ op: 'set', key: k(`k${i}`), value: k(`first-${i}`.padEnd(100, '.')) });
+    const floor = vb.highSeqno;
+    const reader = vb.openReader();
+    reader.hold(floor, 0n);
+    // a stream stalled mid-snapshot while the keys are overwritten 1,000 times each
+    for (let i = 0; i < 100_000; i++)
+      vb.mutate({ op: 'set', key: k(`k${i % 100}`), value: Buffer.alloc(100, 0x62) });
+    expect(vb.historyBytes).toBeLessThan(64 * 1024 + 100 * 1024);
+    // the snapshot it sends is still whole: every key's version as of its end
+    const snapshot = [...vb.range(0n, floor, true)].map((item) => item.value.toString().replace(/\.+$/, ''));
+    expect(snapshot).toEqual(Array.from({ length: 100 }, (_, i) => `first-${i}`));
+    reader.release();
+    expect(vb.historyBytes).toBeLessThanOrEqual(64 * 1024);
+    expect(vb.historyStart).toBeGreaterThan(floor);
+  });
+
+  it('held snapshots read whole and rollbacks stay exact while holds pin versions, whatever the order', () => {
+    type Step = { kind: 'set'; key: number; value: number } | { kind: 'hold' | 'release'; reader: number };
+    const step: fc.Arbitrary<Step> = fc.oneof(
+      fc.record({ kind: fc.constant('set' as const), key: fc.nat(4), value: fc.nat(99) }),
+      fc.record({ kind: fc.constantFrom('hold' as const, 'release' as const), reader: fc.nat(2) }),
+    );
+    const live = (vb: VBucket, upTo: bigint): Record<string, string> => {
+      const out: Record<string, string> = {};
+      for (const item of vb.range(0n, upTo, true)) out[item.key.toString()] = item.value.toString();
+      return out;
+    };
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 6 }),
+        fc.array(step, { maxLength: 80 }),
+        fc.nat(),
+        (n, steps, pick) => {
+          const vb = new VBucket(
+            0,
+            { state: p.VBucketState.Active },
+            { now: () => 1e12 },
+            undefined,
+            undefined,
+            {
+              historyBytes: n * 404,
+            },
+          );
+          const states: Record<string, string>[] = [{}];
+          const readers = [vb.openReader(), vb.openReader(), vb.openReader()];
+          const holds = new Map<number, bigint>();
+          for (const s of steps) {
+            if (s.kind === 'set') {
+              vb.mutate({ op: 'set', key: k(`k${s.key}`), value: k(`${s.value}`) });
+              states.push(live(vb, vb.highSeqno));
+            } else if (s.kind === 'hold') {
+              readers[s.reader]!.hold(vb.highSeqno, 0n);
+              holds.set(s.reader, vb.highSeqno);
+            } else {
+              readers[s.reader]!.release();
+              holds.delete(s.reader);
+            }
+            for (const floor of holds.values()) expect(live(vb, floor)).toEqual(states[Number(floor)]);
+          }
+          const target = BigInt(pick % states.length);
+          const start = vb.historyStart;
+          const to = vb.rollback(target);
+          expect(to).toBe(target < start ? 0n : target);
+          expect(live(vb, vb.highSeqno)).toEqual(states[Number(to)]);
+          for (const reader of readers) reader.release();
+          expect(vb.historyBytes).toBeLessThanOrEqual(n * 404);
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });
