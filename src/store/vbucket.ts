@@ -529,9 +529,14 @@ export class VBucket {
       this.purge = 0n;
       this.compacted = 0n;
     } else {
-      // versions superseded above the target leave the history: they are removed or latest again
+      // versions superseded above the target leave the history: they are removed, or latest again
+      // (those at or below it: the one version of each key latest at the target, never dropped as
+      // the target is at or above the history start). No scan of the log below the target.
+      const latestAgain: Version[] = [];
       while ((this.superseded.last()?.supersededBy ?? 0n) > target) {
-        this.historyBytesValue -= versionBytes(this.superseded.pop()!.item);
+        const version = this.superseded.pop()!;
+        this.historyBytesValue -= versionBytes(version.item);
+        if (version.item.bySeqno <= target) latestAgain.push(version);
       }
       if (this.pinned.length > 0) {
         this.pinned = this.pinned.filter((version) => {
@@ -539,31 +544,24 @@ export class VBucket {
           const bytes = versionBytes(version.item);
           this.historyBytesValue -= bytes;
           this.pinnedBytes -= bytes;
+          if (version.item.bySeqno <= target) latestAgain.push(version);
           return false;
         });
       }
-      // keys whose latest version goes: each gets back its latest held version at or below the target
-      const affected = new Set<string>();
       while (this.log.length > 0 && this.log[this.log.length - 1]!.item.bySeqno > target) {
         const version = this.log.pop()!;
         if (version.dropped) {
           this.droppedInLog--;
           continue;
         }
-        const key = version.item.key.toString('latin1');
-        if (this.index.get(key) !== version) continue;
+        if (version.supersededBy !== 0n) continue;
         this.itemBytesValue -= versionBytes(version.item);
-        this.index.delete(key);
-        affected.add(key);
+        this.index.delete(version.item.key.toString('latin1'));
       }
-      for (let i = this.log.length - 1; i >= 0 && affected.size > 0; i--) {
-        const version = this.log[i]!;
-        if (version.dropped) continue;
-        const key = version.item.key.toString('latin1');
-        if (!affected.delete(key)) continue;
+      for (const version of latestAgain) {
         version.supersededBy = 0n;
         this.itemBytesValue += versionBytes(version.item);
-        this.index.set(key, version);
+        this.index.set(version.item.key.toString('latin1'), version);
       }
     }
     this.high = target;

@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import fc from 'fast-check';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import * as p from '../../src/protocol/index.js';
 import { Store, VBucket } from '../../src/store/index.js';
 
@@ -159,5 +159,24 @@ describe('snapshot hold (issue 10)', () => {
       ),
       { numRuns: 300 },
     );
+  });
+
+  it('a rollback reads only the versions above its target, not the whole log below it', () => {
+    const vb = new VBucket(0, { state: p.VBucketState.Active }, { now: () => 1e12 });
+    for (let i = 0; i < 20_000; i++) vb.mutate({ op: 'set', key: k(`k${i}`), value: k('v') });
+    const target = vb.highSeqno;
+    vb.mutate({ op: 'set', key: k('new'), value: k('x') });
+    vb.mutate({ op: 'set', key: k('k7'), value: k('y') });
+    // each version a rollback looks at costs a key lookup (its key as a string)
+    const keyReads = vi.spyOn(Buffer.prototype, 'toString');
+    try {
+      expect(vb.rollback(target)).toBe(target);
+      expect(keyReads.mock.calls.length).toBeLessThan(100);
+    } finally {
+      keyReads.mockRestore();
+    }
+    expect(vb.get(k('new'))).toBeUndefined();
+    expect(vb.get(k('k7'))?.value.toString()).toBe('v');
+    expect(vb.get(k('k19999'))?.value.toString()).toBe('v');
   });
 });
