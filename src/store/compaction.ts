@@ -18,6 +18,7 @@ export interface CompactionSource {
   items: readonly Item[];
   historyStart: bigint;
   purgeSeqno: bigint;
+  maxDeletedRevSeqno: bigint;
   /** The replica's last snapshot marker at the snapshot point. */
   marked: SnapshotRange | undefined;
   /** Length of the old file at the snapshot point: records after it are appended during compaction. */
@@ -50,7 +51,9 @@ export async function compactFile(
     written += chunk.length;
   };
   try {
-    const head: Buffer[] = [encodeHistoryRecord(source.historyStart, source.purgeSeqno)];
+    const head: Buffer[] = [
+      encodeHistoryRecord(source.historyStart, source.purgeSeqno, source.maxDeletedRevSeqno),
+    ];
     for (let i = 0; i < source.items.length; i += SLICE_ITEMS) {
       const records = i === 0 ? head : [];
       for (const item of source.items.slice(i, i + SLICE_ITEMS)) records.push(encodeRecord(item));

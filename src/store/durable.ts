@@ -139,6 +139,7 @@ export class DurableStorage implements VBucketSink {
         failoverLog: meta.failoverLog.map((e) => ({ vbuuid: BigInt(e.vbuuid), seqno: BigInt(e.seqno) })),
         purgeSeqno: BigInt(meta.purgeSeqno),
         compactedSeqno: BigInt(meta.compactedSeqno ?? meta.purgeSeqno),
+        maxDeletedRevSeqno: BigInt(meta.maxDeletedRevSeqno ?? 0),
         ...(meta.snapshot
           ? { snapshot: { start: BigInt(meta.snapshot.start), end: BigInt(meta.snapshot.end) } }
           : {}),
@@ -165,9 +166,10 @@ export class DurableStorage implements VBucketSink {
       snapshotRecords,
       historyStart,
       purgeSeqno,
+      maxDeletedRevSeqno,
       validLength,
     } = decodeRecords(data, file);
-    vb.restoreHistoryStart(historyStart, purgeSeqno);
+    vb.restoreHistoryStart(historyStart, purgeSeqno, maxDeletedRevSeqno);
     for (const item of items) vb.restore(item);
     this.fileBytes.set(vb.id, validLength);
     const snapshot = snapshotRecords ? fromLog : fromMeta;
@@ -220,7 +222,7 @@ export class DurableStorage implements VBucketSink {
     this.generations.set(vb.id, (this.generations.get(vb.id) ?? 0) + 1);
     const file = this.logPath(vb.id);
     const temp = `${file}.tmp-${process.pid}`;
-    const records: Buffer[] = [encodeHistoryRecord(vb.historyStart, vb.purgeSeqno)];
+    const records: Buffer[] = [encodeHistoryRecord(vb.historyStart, vb.purgeSeqno, vb.maxDeletedRevSeqno)];
     for (const item of vb.range(0n, vb.highSeqno)) records.push(encodeRecord(item));
     const marked = vb.markedSnapshot;
     if (marked) records.push(encodeSnapshotRecord(marked));
@@ -356,6 +358,7 @@ export class DurableStorage implements VBucketSink {
           items: [...vb.range(0n, vb.highSeqno)],
           historyStart: vb.historyStart,
           purgeSeqno: vb.purgeSeqno,
+          maxDeletedRevSeqno: vb.maxDeletedRevSeqno,
           marked: vb.markedSnapshot,
           cut: this.fileBytes.get(vb.id) ?? 0,
         },

@@ -9,7 +9,8 @@ import type { Item, SnapshotRange } from './types.js';
 // or a snapshot record: [start, end] (a replica received this snapshot marker) or [] (the data
 // became the vBucket's own). Snapshot records sit in order with the items, so the snapshot range
 // read back after a crash always matches the items read back (dcp-spec §4.4 resume position).
-// A rewritten or compacted file starts with a history record ['h', history start, purge seqno]:
+// A rewritten or compacted file starts with a history record ['h', history start, purge seqno,
+// max deleted revseqno] (files before the last field have three):
 // superseded versions at or below the history start are not in the file (a rollback below it goes
 // to 0), nor tombstones at or below the purge seqno (dcp-spec §7 rule 3).
 
@@ -39,8 +40,12 @@ export function encodeSnapshotRecord(range: SnapshotRange | undefined): Buffer {
 }
 
 /** A history record: versions superseded at or below `historyStart` and purged tombstones are not in the file. */
-export function encodeHistoryRecord(historyStart: bigint, purgeSeqno: bigint): Buffer {
-  return frameRecord(packr.pack(['h', historyStart, purgeSeqno]));
+export function encodeHistoryRecord(
+  historyStart: bigint,
+  purgeSeqno: bigint,
+  maxDeletedRevSeqno: bigint,
+): Buffer {
+  return frameRecord(packr.pack(['h', historyStart, purgeSeqno, maxDeletedRevSeqno]));
 }
 
 function frameRecord(payload: Buffer): Buffer {
@@ -85,6 +90,8 @@ export interface DecodedRecords {
   /** The history start and purge seqno the file was written with (0 when it has no such record). */
   historyStart: bigint;
   purgeSeqno: bigint;
+  /** Highest revision seqno of a purged tombstone (0 when the record has none). */
+  maxDeletedRevSeqno: bigint;
   /** Bytes of whole, valid records; anything after is a torn or corrupt tail. */
   validLength: number;
 }
@@ -99,6 +106,7 @@ export function decodeRecords(data: Buffer, file: string): DecodedRecords {
   let snapshotRecords = false;
   let historyStart = 0n;
   let purgeSeqno = 0n;
+  let maxDeletedRevSeqno = 0n;
   let at = 0;
   while (data.length - at >= RECORD_HEADER) {
     const length = data.readUInt32BE(at);
@@ -113,13 +121,14 @@ export function decodeRecords(data: Buffer, file: string): DecodedRecords {
     if (fields.length === 0 || fields.length === 2) {
       snapshotRecords = true;
       snapshot = fields.length === 2 ? { start: big(fields[0]), end: big(fields[1]) } : undefined;
-    } else if (fields.length === 3 && fields[0] === 'h') {
+    } else if ((fields.length === 3 || fields.length === 4) && fields[0] === 'h') {
       // only files of the current format have history records: no range to take from the metadata
       snapshotRecords = true;
       historyStart = big(fields[1]);
       purgeSeqno = big(fields[2]);
+      maxDeletedRevSeqno = fields.length === 4 ? big(fields[3]) : 0n;
     } else items.push(decodeItem(fields, file, at));
     at = end;
   }
-  return { items, snapshot, snapshotRecords, historyStart, purgeSeqno, validLength: at };
+  return { items, snapshot, snapshotRecords, historyStart, purgeSeqno, maxDeletedRevSeqno, validLength: at };
 }

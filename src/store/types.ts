@@ -31,6 +31,11 @@ export interface VBucketMeta {
   purgeSeqno: bigint;
   /** Superseded versions at or below it may be gone (rollback below it goes to 0). */
   compactedSeqno?: bigint;
+  /**
+   * Highest revision seqno of a purged tombstone (kv_engine's max deleted revseqno): a key created
+   * with no version held starts above it, so a purge never lets a revision number go backwards.
+   */
+  maxDeletedRevSeqno?: bigint;
   /** The last snapshot a replica received (its range goes into the next STREAM_REQ, dcp-spec §4.4). */
   snapshot?: SnapshotRange;
 }

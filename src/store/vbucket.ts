@@ -127,6 +127,8 @@ export class VBucket {
   private purge = 0n;
   /** Superseded versions at or below this seqno may have been dropped: rollback below it goes to 0. */
   private compacted = 0n;
+  /** Highest revision seqno of a purged tombstone (see VBucketMeta.maxDeletedRevSeqno). */
+  private maxDeletedRev = 0n;
   private snapshotRange: SnapshotRange | undefined;
   private readonly itemListeners = new Set<ItemListener>();
   private readonly stateListeners = new Set<StateListener>();
@@ -146,6 +148,7 @@ export class VBucket {
     this.failover = meta.failoverLog ? [...meta.failoverLog] : [{ vbuuid: random.vbuuid(), seqno: 0n }];
     this.purge = meta.purgeSeqno ?? 0n;
     this.compacted = meta.compactedSeqno ?? this.purge;
+    this.maxDeletedRev = meta.maxDeletedRevSeqno ?? 0n;
     this.snapshotRange = meta.snapshot;
   }
 
@@ -216,6 +219,7 @@ export class VBucket {
       failoverLog: [...this.failover],
       purgeSeqno: this.purge,
       compactedSeqno: this.compacted,
+      maxDeletedRevSeqno: this.maxDeletedRev,
     };
   }
 
@@ -331,9 +335,15 @@ export class VBucket {
   }
 
   /** Restores the history start and purge seqno a durable file was written with (no sink). */
-  restoreHistoryStart(seqno: bigint, purgeSeqno: bigint): void {
+  restoreHistoryStart(seqno: bigint, purgeSeqno: bigint, maxDeletedRevSeqno = 0n): void {
     if (seqno > this.compacted) this.compacted = seqno;
     if (purgeSeqno > this.purge) this.purge = purgeSeqno;
+    if (maxDeletedRevSeqno > this.maxDeletedRev) this.maxDeletedRev = maxDeletedRevSeqno;
+  }
+
+  /** Highest revision seqno of a purged tombstone (a re-created key starts above it). */
+  get maxDeletedRevSeqno(): bigint {
+    return this.maxDeletedRev;
   }
 
   /** Restores the last snapshot marker read back from durable storage (no sink). */
@@ -591,6 +601,7 @@ export class VBucket {
         this.itemBytesValue -= versionBytes(version.item);
         this.index.delete(version.item.key.toString('latin1'));
         if (version.item.bySeqno > this.purge) this.purge = version.item.bySeqno;
+        if (version.item.revSeqno > this.maxDeletedRev) this.maxDeletedRev = version.item.revSeqno;
         dropped++;
       }
     }
@@ -625,6 +636,7 @@ export class VBucket {
       this.itemBytesValue -= versionBytes(item);
       this.index.delete(item.key.toString('latin1'));
       if (item.bySeqno > this.purge) this.purge = item.bySeqno;
+      if (item.revSeqno > this.maxDeletedRev) this.maxDeletedRev = item.revSeqno;
       purged++;
     }
     if (purged > 0) {
@@ -670,7 +682,7 @@ export class VBucket {
       cas: this.cas.next(),
       flags,
       expiry,
-      revSeqno: previous ? previous.item.revSeqno + 1n : 1n,
+      revSeqno: (previous ? previous.item.revSeqno : this.maxDeletedRev) + 1n,
       bySeqno: this.high + 1n,
       datatype,
       deleted,

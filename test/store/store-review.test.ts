@@ -180,3 +180,41 @@ describe('snapshot hold (issue 10)', () => {
     expect(vb.get(k('k19999'))?.value.toString()).toBe('v');
   });
 });
+
+describe('revision seqnos across a tombstone purge (issue 10)', () => {
+  it('a key created again after its tombstone was purged gets a revision seqno above the purged one, also after a restart', async () => {
+    const dataDir = tempDir();
+    let now = 1_700_000_000_000;
+    const clock = { now: () => now };
+    let store = await Store.open({
+      vbuckets: 1,
+      dataDir,
+      initialStates: active,
+      clock,
+      tombstonePurgeIntervalMs: 0,
+    });
+    let vb = store.vbucket(0);
+    for (let i = 0; i < 5; i++) vb.mutate({ op: 'set', key: k('a'), value: k(`${i}`) });
+    vb.remove(k('a'));
+    expect(vb.getVersion(k('a'))!.revSeqno).toBe(6n);
+    vb.mutate({ op: 'set', key: k('b'), value: k('x') });
+    now += 3_600_000;
+    expect(vb.purgeTombstones(60)).toBe(1);
+    vb.mutate({ op: 'set', key: k('a'), value: k('again') });
+    // kv_engine's max deleted revseqno: a new document never goes below a purged revision
+    expect(vb.getVersion(k('a'))!.revSeqno).toBe(7n);
+    vb.remove(k('a'));
+    now += 3_600_000;
+    expect(vb.purgeTombstones(60)).toBe(1);
+    await store.commit();
+    await store.compact(0);
+    await store.close();
+    store = await Store.open({ vbuckets: 1, dataDir, clock, tombstonePurgeIntervalMs: 0 });
+    vb = store.vbucket(0);
+    expect(vb.getVersion(k('a'))).toBeUndefined();
+    await vb.setState(p.VBucketState.Active);
+    vb.mutate({ op: 'set', key: k('a'), value: k('third') });
+    expect(vb.getVersion(k('a'))!.revSeqno).toBe(9n);
+    await store.close();
+  });
+});
