@@ -73,7 +73,7 @@ export function registerNode(program: Command): void {
     )
     .option(
       '--history-bytes <n>',
-      'superseded versions kept for in-memory streams and rollback, over all vBuckets (default 16 MiB)',
+      'superseded versions kept for in-memory streams and rollback, over all vBuckets (default 16 MiB, at least 1 MiB per vBucket)',
     )
     .option(
       '--compaction-threshold <share>',
