@@ -3,10 +3,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ActiveStream } from '../../src/producer/active-stream.js';
 import * as p from '../../src/protocol/index.js';
 import { type Item, Store, type VBucket } from '../../src/store/index.js';
 import { decodeRecords } from '../../src/store/record-codec.js';
+import { streamFromZero } from '../helpers/store-fixtures.js';
 
 // Automatic compaction of durable vBucket files (issue 10): the file follows the versions held.
 
@@ -124,21 +124,7 @@ describe('durable compaction', () => {
       states.set(vb.highSeqno, live(vb));
     };
     for (let i = 0; i < 3_000; i++) write(i);
-    const stream = new ActiveStream({
-      vb,
-      opaque: 1,
-      flags: 0,
-      startSeqno: 0n,
-      endSeqno: p.SEQNO_INFINITY,
-      takeover: false,
-      render: {
-        deleteTimes: false,
-        expiryOpcode: false,
-        noValue: false,
-        noValueKeepDatatype: false,
-        markerV22: false,
-      },
-    });
+    const stream = streamFromZero(vb);
     const replica: Record<string, string> = {};
     const read = (budget: number) => {
       const out: Buffer[] = [];

@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ActiveStream } from '../../src/producer/active-stream.js';
 import * as p from '../../src/protocol/index.js';
 import { VBucket, VERSION_OVERHEAD_BYTES } from '../../src/store/index.js';
+import { streamFromZero } from '../helpers/store-fixtures.js';
 
 // The bounded recent history (issue 10): memory holds the latest version of each key plus at most
 // `historyBytes` of superseded versions; rollbacks and streams stay correct whatever the bound.
@@ -114,21 +114,7 @@ describe('VBucket bounded history', () => {
             latestOf.set(o.key, vb.highSeqno);
           };
           for (const o of before) write(o);
-          const stream = new ActiveStream({
-            vb,
-            opaque: 1,
-            flags: 0,
-            startSeqno: 0n,
-            endSeqno: p.SEQNO_INFINITY,
-            takeover: false,
-            render: {
-              deleteTimes: false,
-              expiryOpcode: false,
-              noValue: false,
-              noValueKeepDatatype: false,
-              markerV22: false,
-            },
-          });
+          const stream = streamFromZero(vb);
           const replica: Record<string, string> = {};
           let snapEnd = 0n;
           let last = 0n;

@@ -6,6 +6,7 @@ import { VBucketState } from '../../src/protocol/index.js';
 import { META_FILE } from '../../src/store/durable.js';
 import { Store } from '../../src/store/index.js';
 import { encodeRecord, packr } from '../../src/store/record-codec.js';
+import { itemAt } from '../helpers/store-fixtures.js';
 
 // Data dirs written before snapshot records existed kept a replica's snapshot range in the metadata
 // file (`snapshot` of each vBucket) and only items in vb-<id>.log.
@@ -15,18 +16,6 @@ const stores: Store[] = [];
 afterEach(async () => {
   await Promise.all(stores.splice(0).map((s) => s.close().catch(() => {})));
   for (const dir of dirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
-});
-
-const item = (seqno: number) => ({
-  key: Buffer.from(`k${seqno}`),
-  value: Buffer.from('v'),
-  cas: BigInt(seqno),
-  flags: 0,
-  expiry: 0,
-  revSeqno: 1n,
-  bySeqno: BigInt(seqno),
-  datatype: 0,
-  deleted: false,
 });
 
 /** A data dir as the previous format wrote it: a replica 3 items into the snapshot [1, 10]. */
@@ -47,7 +36,7 @@ function oldFormatDir(): string {
     },
   };
   fs.writeFileSync(path.join(dir, META_FILE), packr.pack(meta));
-  fs.writeFileSync(path.join(dir, 'vb-0.log'), Buffer.concat([1, 2, 3].map((s) => encodeRecord(item(s)))));
+  fs.writeFileSync(path.join(dir, 'vb-0.log'), Buffer.concat([1, 2, 3].map((s) => encodeRecord(itemAt(s)))));
   return dir;
 }
 

@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { VBucketState } from '../../src/protocol/index.js';
 import { type AtomicFileOps, realFileOps, Store, VBucket } from '../../src/store/index.js';
 import { heldRenames } from '../helpers/held-disk.js';
+import { itemAt } from '../helpers/store-fixtures.js';
 
 const dirs: string[] = [];
 const stores: Store[] = [];
@@ -130,17 +131,6 @@ describe('the snapshot range survives a crash together with the items it covers 
     fs.cpSync(dataDir, copy, { recursive: true });
     return open(copy);
   }
-  const item = (seqno: number) => ({
-    key: Buffer.from(`k${seqno}`),
-    value: Buffer.from('v'),
-    cas: BigInt(seqno),
-    flags: 0,
-    expiry: 0,
-    revSeqno: 1n,
-    bySeqno: BigInt(seqno),
-    datatype: 0,
-    deleted: false,
-  });
 
   it('a replica killed inside a snapshot resumes from the partial snapshot it holds', async () => {
     const dataDir = tempDir();
@@ -148,13 +138,13 @@ describe('the snapshot range survives a crash together with the items it covers 
     const store = await open(dataDir, [[0, VBucketState.Replica]], disk.ops);
     const vb = store.vbucket(0);
     vb.setSnapshot({ start: 1n, end: 5n });
-    for (let s = 1; s <= 5; s++) vb.apply(item(s));
+    for (let s = 1; s <= 5; s++) vb.apply(itemAt(s));
     await store.commit();
     await store.metaSettled();
     // the metadata file lags (a write in flight at the kill): the range must not come from it
     disk.hold();
     vb.setSnapshot({ start: 6n, end: 20n });
-    for (let s = 6; s <= 9; s++) vb.apply(item(s));
+    for (let s = 6; s <= 9; s++) vb.apply(itemAt(s));
     await store.commit();
     const again = await crashAndReopen(dataDir);
     disk.release();
@@ -167,7 +157,7 @@ describe('the snapshot range survives a crash together with the items it covers 
     const store = await open(dataDir, [[0, VBucketState.Replica]]);
     const vb = store.vbucket(0);
     vb.setSnapshot({ start: 1n, end: 5n });
-    for (let s = 1; s <= 5; s++) vb.apply(item(s));
+    for (let s = 1; s <= 5; s++) vb.apply(itemAt(s));
     vb.setSnapshot({ start: 6n, end: 20n });
     await store.commit();
     const again = await crashAndReopen(dataDir);
@@ -180,7 +170,7 @@ describe('the snapshot range survives a crash together with the items it covers 
     const store = await open(dataDir, [[0, VBucketState.Replica]]);
     const vb = store.vbucket(0);
     vb.setSnapshot({ start: 1n, end: 10n });
-    for (let s = 1; s <= 3; s++) vb.apply(item(s));
+    for (let s = 1; s <= 3; s++) vb.apply(itemAt(s));
     await vb.setState(VBucketState.Active);
     vb.mutate({ op: 'set', key: Buffer.from('own'), value: Buffer.from('v') });
     await store.commit();
