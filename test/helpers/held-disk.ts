@@ -31,3 +31,18 @@ export function heldRenames() {
     },
   };
 }
+
+/** Metadata file operations whose renames fail with EIO while `failing` is set (a disk that errs). */
+export function failingRenames() {
+  const disk = {
+    failing: false,
+    ops: {
+      ...realFileOps,
+      rename: async (from: string, to: string) => {
+        if (disk.failing) throw new Error('EIO (injected)');
+        await realFileOps.rename(from, to);
+      },
+    } satisfies AtomicFileOps,
+  };
+  return disk;
+}

@@ -5,7 +5,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Replies } from '../../src/node/replies.js';
 import { VBucketHandler } from '../../src/node/vbucket-handler.js';
 import { encodeDelVBucket, Frame, Status, silentLogger, VBucketState } from '../../src/protocol/index.js';
-import { type AtomicFileOps, realFileOps, Store } from '../../src/store/index.js';
+import { Store } from '../../src/store/index.js';
+import { failingRenames } from '../helpers/held-disk.js';
 
 const dirs: string[] = [];
 const stores: Store[] = [];
@@ -32,14 +33,8 @@ describe('vBucket control on a node', () => {
   it("answers DEL_VBUCKET of one vBucket once its own metadata is written, whatever another vBucket's failed state write", async () => {
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dcpx-vbh-'));
     dirs.push(dataDir);
-    let failing = false;
-    const ops: AtomicFileOps = {
-      ...realFileOps,
-      rename: async (from, to) => {
-        if (failing) throw new Error('EIO (injected)');
-        await realFileOps.rename(from, to);
-      },
-    };
+    const disk = failingRenames();
+    const ops = disk.ops;
     const store = await Store.open({
       vbuckets: 2,
       dataDir,
@@ -51,11 +46,11 @@ describe('vBucket control on a node', () => {
       metaRetryBudgetMs: 30,
     });
     stores.push(store);
-    failing = true;
+    disk.failing = true;
     await expect(store.vbucket(0).setState(VBucketState.Active)).rejects.toMatchObject({
       code: 'DCPX_ERR_STORE_WRITE',
     });
-    failing = false; // the disk is back; vb 0 keeps its old state, nobody asked for it again
+    disk.failing = false; // the disk is back; vb 0 keeps its old state, nobody asked for it again
     const { replies, statuses, waits } = recordingReplies();
     new VBucketHandler(store, replies, silentLogger).handle(
       new Frame(encodeDelVBucket({ opaque: 1, vbucket: 1 }), 0),

@@ -3,8 +3,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { VBucketState } from '../../src/protocol/index.js';
-import { type AtomicFileOps, realFileOps, Store, VBucket } from '../../src/store/index.js';
-import { heldRenames } from '../helpers/held-disk.js';
+import { type AtomicFileOps, Store, VBucket } from '../../src/store/index.js';
+import { failingRenames, heldRenames } from '../helpers/held-disk.js';
 import { itemAt } from '../helpers/store-fixtures.js';
 
 const dirs: string[] = [];
@@ -87,14 +87,8 @@ describe('vBucket state changes are durable before they act or resolve (invarian
 
   it('a change to active that cannot be written rejects and leaves the vBucket as it was', async () => {
     const dataDir = tempDir();
-    let failing = false;
-    const ops: AtomicFileOps = {
-      ...realFileOps,
-      rename: async (from, to) => {
-        if (failing) throw new Error('EIO (injected)');
-        await realFileOps.rename(from, to);
-      },
-    };
+    const disk = failingRenames();
+    const ops = disk.ops;
     const store = await Store.open({
       vbuckets: 1,
       dataDir,
@@ -104,14 +98,14 @@ describe('vBucket state changes are durable before they act or resolve (invarian
     });
     stores.push(store);
     const history = [...store.vbucket(0).failoverLog];
-    failing = true;
+    disk.failing = true;
     await expect(store.vbucket(0).setState(VBucketState.Active)).rejects.toMatchObject({
       code: 'DCPX_ERR_STORE_WRITE',
     });
     expect(store.vbucket(0).state).toBe(VBucketState.Pending);
     // no history branch for an active state that never was: the failover log is as before
     expect(store.vbucket(0).failoverLog).toEqual(history);
-    failing = false;
+    disk.failing = false;
     await store.vbucket(0).setState(VBucketState.Replica);
     expect(await stateOnDisk(dataDir, 0)).toBe(VBucketState.Replica);
   });
