@@ -172,6 +172,20 @@ describe('a node fenced by manager epochs', () => {
     expect(node.fence.epoch).toBe(8n);
   });
 
+  it('refuses ADD_STREAM on a consumer opened with an epoch a newer manager has since superseded', async () => {
+    const node = await startNode();
+    const admin = await connect(node);
+    const consumer = await connect(node);
+    // the node's consumer sends its DCP_CONTROLs here: read (and drop) them, or the connection pauses
+    consumer.conn.on('frame', () => {});
+    expect((await dcpOpen(consumer, 0, 5)).status).toBe(p.Status.Success);
+    await admin.setVBucket(2, p.VBucketState.Replica, { epoch: 6 });
+    const refused = await send(consumer, p.Opcode.DCP_ADD_STREAM, (opaque) =>
+      p.encodeAddStream({ opaque, vbucket: 3, flags: 0 }),
+    );
+    expectStale(refused, 'stale manager epoch 5; this node has seen 6');
+  });
+
   it('keeps plain producer streams open to readers without an epoch, and refuses their takeover streams', async () => {
     const node = await startNode();
     const admin = await connect(node);
