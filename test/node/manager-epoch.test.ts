@@ -259,6 +259,30 @@ describe('a Replicator between managed nodes', () => {
   });
 });
 
+describe('a Replicator fenced after it connected', () => {
+  it('reports its replica streams as fenced and does not retry them', async () => {
+    const a = await startNode({ active: [0, 1, 2, 3], replica: [] });
+    const b = await startNode({ active: [], replica: [0, 1, 2, 3] });
+    const r = new Replicator({
+      producer: at(a),
+      consumer: at(b),
+      epoch: 5,
+      streamRetry: { minBackoffMs: 1 },
+    });
+    try {
+      await r.connect();
+      await (await connect(b)).setVBucket(3, p.VBucketState.Dead, { epoch: 6 });
+      const [result] = await r.setStreams([0]);
+      expect(result).toMatchObject({ vbucket: 0, ok: false, fenced: true });
+      expect(result?.error).toMatch(/stale manager epoch 5; this node has seen 6/);
+      expect(r.retryingStreams).toEqual([]);
+      expect(r.streams).toEqual([]);
+    } finally {
+      await r.close();
+    }
+  });
+});
+
 describe('SET_CLUSTER_CONFIG and GET_CLUSTER_CONFIG on a node', () => {
   const config = (rev: number) => JSON.stringify({ rev, nodesExt: [{ services: { kv: 12000 } }] });
 
