@@ -12,7 +12,7 @@ import {
   packr,
 } from './record-codec.js';
 import type { Item, SnapshotRange, VBucketMeta } from './types.js';
-import type { VBucket, VBucketSink } from './vbucket.js';
+import { type VBucket, type VBucketSink, VERSION_OVERHEAD_BYTES } from './vbucket.js';
 
 // Durable mode (--data-dir): one append-only log file per vBucket (vb-<id>.log) and one metadata file
 // (meta.msgpack, written atomically). Appends are group-committed: the records of one event-loop turn are
@@ -46,7 +46,7 @@ export interface DurableOptions {
    * couchstore's default fragmentation trigger is 30%. 0 or less turns automatic compaction off.
    */
   compactionThreshold?: number;
-  /** Files smaller than this are not compacted (default 1 MiB). */
+  /** Files smaller than this are not compacted (default 128 KiB). */
   compactionMinBytes?: number;
   /** Told when a compaction starts and ends (for logs). */
   onCompaction?: (event: CompactionEvent) => void;
@@ -60,6 +60,12 @@ export type CompactionEvent =
 
 /** Framing and field overhead of one item record besides key and value (estimate for the trigger). */
 const RECORD_OVERHEAD_BYTES = 48;
+/**
+ * Default smallest file compacted: small enough that a vBucket's file stays near its live data at the
+ * node's default 64 vBuckets (a 100k-key data set is about 0.5 MB per vBucket), large enough that tiny
+ * files are not rewritten at every flush.
+ */
+const DEFAULT_COMPACTION_MIN_BYTES = 128 * 1024;
 
 export interface CompactionStats {
   /** Compactions finished. */
@@ -91,6 +97,13 @@ export class DurableStorage implements VBucketSink {
   private closing = false;
   /** Bytes in each vBucket's file (written to the OS). */
   private readonly fileBytes = new Map<number, number>();
+  /**
+   * Automatic compactions run one at a time over the whole store (kv_engine compacts one vBucket file at
+   * a time): the directory then holds at most one temp copy, of one vBucket's live data. A vBucket whose
+   * file passes the threshold meanwhile waits here; the most stale starts next.
+   */
+  private readonly compactionQueue = new Set<number>();
+  private readonly byId = new Map<number, VBucket>();
   /** A compaction per vBucket at most; a rewrite bumps the generation and abandons it. */
   private readonly compacting = new Map<number, number>();
   private readonly generations = new Map<number, number>();
@@ -194,7 +207,10 @@ export class DurableStorage implements VBucketSink {
   /** Starts persisting these vBuckets; marks the store as running (not clean) on disk. */
   async attach(vbuckets: readonly VBucket[]): Promise<void> {
     this.vbuckets = vbuckets;
-    for (const vb of vbuckets) vb.sink = this;
+    for (const vb of vbuckets) {
+      vb.sink = this;
+      this.byId.set(vb.id, vb);
+    }
     this.clean = false;
     await this.metaFile.changed();
   }
@@ -321,17 +337,50 @@ export class DurableStorage implements VBucketSink {
     return this.fileBytes.get(vb) ?? 0;
   }
 
-  /** Starts a compaction of vBucket `vb`'s file when its stale share passes the threshold. */
+  /**
+   * Starts a compaction of vBucket `id`'s file when its stale share passes the threshold, or queues it
+   * while another compaction runs.
+   */
   private maybeCompact(id: number): void {
+    if (this.staleBytes(id) === 0) return;
+    if (this.compacting.size > 0) {
+      if (!this.compacting.has(id)) this.compactionQueue.add(id);
+      return;
+    }
+    void this.compact(this.byId.get(id)!);
+  }
+
+  /** Starts the most stale queued vBucket whose file still passes the threshold. */
+  private startQueued(): void {
+    let best: number | undefined;
+    let bestStale = 0;
+    for (const id of this.compactionQueue) {
+      const stale = this.staleBytes(id);
+      if (stale === 0) this.compactionQueue.delete(id);
+      else if (stale > bestStale) {
+        best = id;
+        bestStale = stale;
+      }
+    }
+    if (best !== undefined) this.maybeCompact(best);
+  }
+
+  /**
+   * Estimated stale bytes of a vBucket's file when they pass the threshold share of it (0 otherwise, or
+   * when compaction is off, the store closes, or the file is small). A compacted file holds the latest
+   * version of each key, so the live part is estimated from those alone.
+   */
+  private staleBytes(id: number): number {
     const threshold = this.options.compactionThreshold ?? 0.3;
-    if (threshold <= 0 || this.closing || this.closed || this.compacting.has(id)) return;
+    if (threshold <= 0 || this.closing || this.closed) return 0;
     const size = this.fileBytes.get(id) ?? 0;
-    if (size < (this.options.compactionMinBytes ?? 1024 * 1024)) return;
-    const vb = this.vbuckets.find((v) => v.id === id);
-    if (!vb) return;
-    const live = vb.payloadBytes + vb.logLength * RECORD_OVERHEAD_BYTES;
-    if (1 - live / size < threshold) return;
-    void this.compact(vb);
+    if (size < (this.options.compactionMinBytes ?? DEFAULT_COMPACTION_MIN_BYTES)) return 0;
+    const vb = this.byId.get(id);
+    if (!vb) return 0;
+    const latest = vb.latestCount;
+    const live = vb.itemBytes - latest * VERSION_OVERHEAD_BYTES + latest * RECORD_OVERHEAD_BYTES;
+    const stale = size - live;
+    return stale / size < threshold ? 0 : stale;
   }
 
   /**
@@ -351,12 +400,16 @@ export class DurableStorage implements VBucketSink {
       this.flush();
       const file = this.logPath(vb.id);
       if (!fs.existsSync(file)) this.fd(vb.id);
+      // the latest version of each key at the snapshot point, as couchstore's compaction keeps: the
+      // superseded versions stay in memory (the history) but leave the file, whose history start is
+      // then the snapshot point (after a restart a rollback below it goes to 0, dcp-spec §7)
+      const snapshotPoint = vb.highSeqno;
       outcome = await compactFile(
         file,
         `${file}.tmp-${process.pid}-compact`,
         {
-          items: [...vb.range(0n, vb.highSeqno)],
-          historyStart: vb.historyStart,
+          items: [...vb.range(0n, snapshotPoint, true)],
+          historyStart: snapshotPoint > vb.historyStart ? snapshotPoint : vb.historyStart,
           purgeSeqno: vb.purgeSeqno,
           maxDeletedRevSeqno: vb.maxDeletedRevSeqno,
           marked: vb.markedSnapshot,
@@ -384,6 +437,7 @@ export class DurableStorage implements VBucketSink {
       this.options.onError?.(error, `compaction of vb ${vb.id}`);
     } finally {
       this.compacting.delete(vb.id);
+      this.compactionQueue.delete(vb.id);
       this.compactionStats.running--;
       const ms = performance.now() - started;
       if (outcome === 'done') {
@@ -399,12 +453,13 @@ export class DurableStorage implements VBucketSink {
           bytesAfter: this.fileBytes.get(vb.id) ?? 0,
           ms,
         });
-        // what was appended meanwhile may already pass the threshold again
-        this.maybeCompact(vb.id);
       } else {
         this.compactionStats.abandoned++;
         this.options.onCompaction?.({ vb: vb.id, phase: 'abandoned', ms });
       }
+      // the queued files first; what was appended meanwhile may pass the threshold again
+      this.startQueued();
+      if (outcome === 'done') this.maybeCompact(vb.id);
       for (const done of [...this.compactionDone]) done();
     }
   }

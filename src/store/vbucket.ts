@@ -174,6 +174,10 @@ export class VBucket {
     for (const v of this.index.values()) if (!v.item.deleted) n++;
     return n;
   }
+  /** Number of keys with a latest version (tombstones included): the records a compacted file holds. */
+  get latestCount(): number {
+    return this.index.size;
+  }
   /** Number of versions held (latest ones and the history). */
   get logLength(): number {
     return this.log.length - this.droppedInLog;

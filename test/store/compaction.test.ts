@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import * as p from '../../src/protocol/index.js';
-import { type Item, Store, type VBucket } from '../../src/store/index.js';
+import { type CompactionEvent, type Item, Store, type VBucket } from '../../src/store/index.js';
 import { decodeRecords } from '../../src/store/record-codec.js';
 import { streamFromZero } from '../helpers/store-fixtures.js';
 
@@ -31,10 +31,11 @@ function live(vb: VBucket): Record<string, string> {
   return out;
 }
 const held = (vb: VBucket): Item[] => [...vb.range(0n, vb.highSeqno)];
+const latest = (vb: VBucket): Item[] => [...vb.range(0n, vb.highSeqno, true)];
 const logFile = (dir: string) => path.join(dir, 'vb-0.log');
 
 describe('durable compaction', () => {
-  it('compacts a file once 30% of it is stale, and the file read back holds exactly the versions held', async () => {
+  it('compacts a file once 30% of its bytes are stale (against its latest versions) and reads the live data back', async () => {
     const dataDir = tempDir();
     const store = await Store.open({
       vbuckets: 1,
@@ -53,20 +54,93 @@ describe('durable compaction', () => {
     const stats = store.compactionStats!;
     expect(stats.runs).toBeGreaterThan(0);
     expect(stats.bytesAfter).toBeLessThan(stats.bytesBefore);
-    // everything written since the last compaction is at most the 30% threshold (+ one flush)
+    // the file holds the latest versions and what was written since the last compaction: under 30%
+    // of it stale (+ one flush)
     const size = fs.statSync(logFile(dataDir)).size;
     expect(store.fileSize(0)).toBe(size);
-    expect(size).toBeLessThan(4 * (vb.payloadBytes + vb.logLength * 48));
-    const versions = held(vb);
+    const latestBytes = latest(vb).reduce((n, item) => n + item.key.length + item.value.length + 48, 0);
+    expect(size).toBeLessThan(latestBytes / 0.7 + 64 * 1024);
     const state = live(vb);
-    const historyStart = vb.historyStart;
     await store.close();
 
     const again = await Store.open({ vbuckets: 1, dataDir, historyBytes: 64 * 1024 });
-    expect(held(again.vbucket(0))).toEqual(versions);
     expect(live(again.vbucket(0))).toEqual(state);
-    expect(again.vbucket(0).historyStart).toBeGreaterThanOrEqual(historyStart);
     await again.close();
+  });
+
+  it('writes only the latest version of each key into the compacted file; the history stays in memory', async () => {
+    const dataDir = tempDir();
+    const store = await Store.open({
+      vbuckets: 1,
+      dataDir,
+      initialStates: active,
+      compactionThreshold: 0,
+      historyBytes: 1024 * 1024,
+    });
+    const vb = store.vbucket(0);
+    for (let i = 0; i < 5_000; i++) vb.mutate({ op: 'set', key: k(`k${i % 100}`), value: k(`${i}`) });
+    vb.remove(k('k7'));
+    await store.commit();
+    const versions = held(vb);
+    expect(versions.length).toBeGreaterThan(1_000); // the history holds superseded versions
+    await store.compact(0);
+    const { items, historyStart } = decodeRecords(fs.readFileSync(logFile(dataDir)), 'vb-0.log');
+    expect(items).toEqual(latest(vb)); // 100 records, the tombstone of k7 among them
+    expect(historyStart).toBe(vb.highSeqno);
+    // in memory the history is untouched: a rollback into it is exact until a restart
+    expect(held(vb)).toEqual(versions);
+    const target = vb.highSeqno - 500n;
+    expect(vb.historyStart).toBeLessThan(target);
+    await store.close();
+
+    // read back: the latest versions; the history start is the compaction's snapshot point
+    const again = await Store.open({ vbuckets: 1, dataDir });
+    const vb2 = again.vbucket(0);
+    expect(held(vb2)).toEqual(latest(vb));
+    expect(vb2.historyStart).toBe(vb.highSeqno);
+    expect(vb2.rollback(target)).toBe(0n);
+    await again.close();
+  });
+
+  it('runs one automatic compaction at a time over all vBuckets, the most stale file first', async () => {
+    const dataDir = tempDir();
+    const events: CompactionEvent[] = [];
+    const store = await Store.open({
+      vbuckets: 3,
+      dataDir,
+      initialStates: new Map([
+        [0, p.VBucketState.Active],
+        [1, p.VBucketState.Active],
+        [2, p.VBucketState.Active],
+      ]),
+      historyBytes: 3 * 64 * 1024,
+      compactionMinBytes: 16 * 1024,
+      onCompaction: (event) => events.push(event),
+    });
+    // one turn: every file passes the threshold in the same flush (vb 0 first), vb 2 the most stale
+    const overwrite = (id: number, times: number) => {
+      for (let i = 0; i < times; i++) {
+        store.vbucket(id).mutate({ op: 'set', key: k(`k${i % 20}`), value });
+      }
+    };
+    overwrite(0, 400);
+    overwrite(1, 300);
+    overwrite(2, 1_000);
+    await store.commit();
+    await store.compactionsSettled();
+    let running = 0;
+    let most = 0;
+    for (const event of events) {
+      running += event.phase === 'started' ? 1 : -1;
+      most = Math.max(most, running);
+    }
+    expect(most).toBe(1);
+    const started = events.filter((e) => e.phase === 'started').map((e) => e.vb);
+    expect(started).toEqual([0, 2, 1]);
+    for (let id = 0; id < 3; id++) {
+      expect(store.fileSize(id)).toBeLessThan(20 * (value.length + 48) + 1024);
+    }
+    await store.close();
   });
 
   it('keeps every write that arrives while a compaction runs (they are copied after the snapshot point)', async () => {
