@@ -2,8 +2,9 @@ import { fileURLToPath } from 'node:url';
 import { benchDecode } from './decode.js';
 import { benchKv } from './kv.js';
 import { type BenchRow, printRows } from './lib.js';
-import { benchMemory, benchSoak } from './memory.js';
+import { benchMemory } from './memory.js';
 import { benchScale } from './scale.js';
+import { benchSoak } from './soak.js';
 import { benchProxy, benchStream } from './stream.js';
 import { benchTakeover } from './takeover.js';
 

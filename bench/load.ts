@@ -15,6 +15,8 @@ export interface LoadOptions {
   /** Requests in flight (default 512). */
   window?: number;
   vbucket?: number;
+  /** The vBucket of each key (overrides `vbucket`), e.g. Couchbase's crc32 rule as an SDK applies it. */
+  vbucketOf?: (key: Buffer) => number;
   /** Called with each reply's latency in ms (optional: costs a clock read per request). */
   onLatency?: (ms: number) => void;
   /** Stop early when this returns true (checked per reply). */
@@ -32,18 +34,20 @@ export function pipelinedSets(options: LoadOptions): Promise<number> {
   let answered = 0;
   let ok = 0;
   let pending: Buffer = Buffer.alloc(0);
-  const frame = (i: number) =>
-    encodeStore({
+  const frame = (i: number) => {
+    const key = Buffer.from(`k${i % options.keys}`);
+    return encodeStore({
       opcode: Opcode.SET,
       opaque: i >>> 0,
-      vbucket: options.vbucket ?? 0,
+      vbucket: options.vbucketOf ? options.vbucketOf(key) : (options.vbucket ?? 0),
       cas: 0n,
       datatype: 0,
       flags: 0,
       expiration: 0,
-      key: Buffer.from(`k${i % options.keys}`),
+      key,
       value,
     });
+  };
   return new Promise((resolve, reject) => {
     const fill = () => {
       const out: Buffer[] = [];
