@@ -79,7 +79,7 @@ export function registerNode(program: Command): void {
       '--compaction-threshold <share>',
       'compact a vBucket file when this share is stale (default 0.3; 0 = never)',
     )
-    .option('--compaction-min-bytes <n>', 'do not compact files smaller than this (default 1 MiB)')
+    .option('--compaction-min-bytes <n>', 'do not compact files smaller than this (default 128 KiB)')
     .option('--tombstone-purge-age <seconds>', 'purge tombstones older than this (default 259200, 3 days)')
     .action(async (flags: NodeFlags) => {
       const vbuckets = Number(flags.vbuckets);

@@ -1,17 +1,27 @@
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { StoreError } from './errors.js';
 import { encodeHistoryRecord, encodeRecord, encodeSnapshotRecord } from './record-codec.js';
 import type { Item, SnapshotRange } from './types.js';
 
 // One compaction of a vBucket log file (couchstore's compaction role): the versions the vBucket holds
-// at a snapshot point are written to a temp file in small slices (the event loop keeps serving), the
-// records appended to the old file meanwhile are copied after them, then temp → fsync → rename →
-// directory fsync. A crash at any point leaves the old file or the new one whole; the temp file is
+// at a snapshot point are written to a temp file in small slices (the event loop keeps serving). Then,
+// in one synchronous turn, the records appended to the old file meanwhile are copied after them and
+// the store starts mirroring: each later append goes to the old file and then to the temp file. The
+// temp file is fsynced (off the event loop), renamed over the old one in one turn (where mirroring
+// ends and appends move to the new file), and the directory is fsynced (off the event loop). No fsync
+// runs on the event loop. A crash at any point leaves the old file whole with every acknowledged
+// write (mirroring writes it first) until the rename, and the new one whole after it; the temp file is
 // removed at the next start (DurableStorage.readMeta).
 
-/** Records encoded per event-loop turn. */
-const SLICE_ITEMS = 256;
+/**
+ * Encoding time per event-loop turn (ms): long enough that a compaction of one vBucket's file takes a
+ * few turns, short against the KV latency (the clock is read every 64 records).
+ */
+const SLICE_MS = 2;
+/** Temp-file writes in flight at most (their buffers are held until written). */
+const MAX_WRITES_IN_FLIGHT = 4;
 
 export interface CompactionSource {
   /** The versions held at the snapshot point, in seqno order (items are immutable). */
@@ -33,9 +43,20 @@ export interface CompactionHooks {
    * records between `cut` and it are copied into the new file).
    */
   flushOld(): number;
-  /** Synchronously: the new file is in place (close the old descriptor, count the new size). */
+  /**
+   * Synchronously, in the same turn as flushOld: from now on each append to the old file is also
+   * written to `fd` from `position` on.
+   */
+  mirror(fd: number, position: number): void;
+  /**
+   * Synchronously: mirroring ends; returns the temp file's length, or undefined when a mirrored write
+   * failed (the temp file is then incomplete).
+   */
+  stopMirror(): number | undefined;
+  /** Synchronously, right after the rename: the new file is in place (appends go to it). */
   replaced(size: number): void;
-  fsyncDir(): void;
+  /** The directory entry of the rename is durable (after `replaced`). */
+  renameDurable(): void;
 }
 
 export async function compactFile(
@@ -45,28 +66,49 @@ export async function compactFile(
   hooks: CompactionHooks,
 ): Promise<'done' | 'abandoned'> {
   const fd = fs.openSync(temp, 'w', 0o600);
+  let fdOpen = true;
   let written = 0;
+  let mirroring = false;
+  // positional writes of the slices are issued without waiting for each (off the event loop)
+  const inFlight: Promise<unknown>[] = [];
   const append = async (chunk: Buffer) => {
-    await write(fd, chunk, 0, chunk.length, written);
+    const written$ = write(fd, chunk, 0, chunk.length, written);
+    written$.catch(() => {}); // handled where it is awaited (no unhandled rejection meanwhile)
+    inFlight.push(written$);
     written += chunk.length;
+    if (inFlight.length >= MAX_WRITES_IN_FLIGHT) {
+      await inFlight[0];
+      inFlight.shift();
+    }
+  };
+  const stop = (): number | undefined => {
+    if (!mirroring) return written;
+    mirroring = false;
+    return hooks.stopMirror();
   };
   try {
     const head: Buffer[] = [
       encodeHistoryRecord(source.historyStart, source.purgeSeqno, source.maxDeletedRevSeqno),
     ];
-    for (let i = 0; i < source.items.length; i += SLICE_ITEMS) {
-      const records = i === 0 ? head : [];
-      for (const item of source.items.slice(i, i + SLICE_ITEMS)) records.push(encodeRecord(item));
+    const { items } = source;
+    let records = head;
+    let sliceStart = performance.now();
+    for (let i = 0; i < items.length; i++) {
+      records.push(encodeRecord(items[i]!));
+      if (i % 64 !== 63 || performance.now() - sliceStart < SLICE_MS) continue;
       await append(Buffer.concat(records));
-      if (!hooks.current()) return abandon(fd, temp);
+      records = [];
       await new Promise<void>((resolve) => setImmediate(resolve));
+      if (!hooks.current()) return abandon(fd, temp, inFlight);
+      sliceStart = performance.now();
     }
-    if (source.items.length === 0) await append(head[0]!);
-    if (source.marked) await append(encodeSnapshotRecord(source.marked));
-    // most of the file reaches the disk here, off the event loop; the last step syncs only the tail
-    await fsync(fd);
+    if (source.marked) records.push(encodeSnapshotRecord(source.marked));
+    if (records.length > 0) await append(Buffer.concat(records));
+    await Promise.all(inFlight);
+    inFlight.length = 0;
     if (!hooks.current()) return abandon(fd, temp);
-    // one synchronous turn: nothing can be appended to the old file between the copy and the rename
+    // one synchronous turn: the tail is copied and mirroring starts, so that every record of the old
+    // file is in the temp file too, in the same order
     const end = hooks.flushOld();
     if (end > source.cut) {
       const tail = Buffer.allocUnsafe(end - source.cut);
@@ -82,14 +124,28 @@ export async function compactFile(
       fs.writeSync(fd, tail, 0, tail.length, written);
       written += tail.length;
     }
-    fs.fsyncSync(fd);
+    hooks.mirror(fd, written);
+    mirroring = true;
+    // off the event loop; the appends mirrored meanwhile are the new file's unsynced tail
+    await fsync(fd);
+    if (!hooks.current()) {
+      stop();
+      return abandon(fd, temp);
+    }
+    // one synchronous turn: nothing is appended between the end of mirroring and the rename
+    const size = stop();
+    if (size === undefined) return abandon(fd, temp);
+    fdOpen = false;
     fs.closeSync(fd);
     fs.renameSync(temp, file);
-    hooks.replaced(written);
-    hooks.fsyncDir();
+    hooks.replaced(size);
+    await fsyncDir(path.dirname(file));
+    hooks.renameDurable();
     return 'done';
   } catch (error) {
-    closeQuietly(fd);
+    stop();
+    await Promise.allSettled(inFlight.splice(0));
+    if (fdOpen) closeQuietly(fd);
     fs.rmSync(temp, { force: true });
     throw error;
   }
@@ -97,6 +153,17 @@ export async function compactFile(
 
 const write = promisify(fs.write);
 const fsync = promisify(fs.fsync);
+const open = promisify(fs.open);
+const close = promisify(fs.close);
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fd = await open(dir, 'r');
+  try {
+    await fsync(fd);
+  } finally {
+    await close(fd);
+  }
+}
 
 function closeQuietly(fd: number): void {
   try {
@@ -106,7 +173,9 @@ function closeQuietly(fd: number): void {
   }
 }
 
-function abandon(fd: number, temp: string): 'abandoned' {
+async function abandon(fd: number, temp: string, inFlight: Promise<unknown>[] = []): Promise<'abandoned'> {
+  // the writes in flight finish before the descriptor closes (its number could be reused meanwhile)
+  await Promise.allSettled(inFlight.splice(0));
   closeQuietly(fd);
   fs.rmSync(temp, { force: true });
   return 'abandoned';

@@ -48,6 +48,8 @@ export interface DurableOptions {
   compactionThreshold?: number;
   /** Files smaller than this are not compacted (default 128 KiB). */
   compactionMinBytes?: number;
+  /** Automatic compactions running at once, each of one vBucket's file (default 2). */
+  compactionConcurrency?: number;
   /** Told when a compaction starts and ends (for logs). */
   onCompaction?: (event: CompactionEvent) => void;
   onError?: (error: unknown, context: string) => void;
@@ -66,6 +68,7 @@ const RECORD_OVERHEAD_BYTES = 48;
  * files are not rewritten at every flush.
  */
 const DEFAULT_COMPACTION_MIN_BYTES = 128 * 1024;
+const DEFAULT_COMPACTION_CONCURRENCY = Number(process.env.DCPX_CC ?? 1);
 
 export interface CompactionStats {
   /** Compactions finished. */
@@ -106,6 +109,16 @@ export class DurableStorage implements VBucketSink {
   private readonly byId = new Map<number, VBucket>();
   /** A compaction per vBucket at most; a rewrite bumps the generation and abandons it. */
   private readonly compacting = new Map<number, number>();
+  /** A compaction's temp file that each append to the vBucket's file is also written to (compaction.ts). */
+  private readonly mirrors = new Map<number, { fd: number; position: number; failed: boolean }>();
+  /**
+   * vBuckets between the start of mirroring and the directory fsync after the rename, with their
+   * unsynced bytes at the start (the temp file's fsync covers them). The periodic fsync leaves them
+   * alone: what it would sync may be in a file that is not yet durably in place.
+   */
+  private readonly swapping = new Map<number, number>();
+  /** Bumped when mirroring starts: a periodic fsync issued before then no longer counts. */
+  private readonly syncEpochs = new Map<number, number>();
   private readonly generations = new Map<number, number>();
   private readonly compactionDone = new Set<() => void>();
   readonly compactionStats: CompactionStats = {
@@ -235,6 +248,8 @@ export class DurableStorage implements VBucketSink {
 
   rewritten(vb: VBucket): void {
     this.pending.delete(vb.id);
+    // a running compaction is abandoned: its temp file gets no more appends
+    this.mirrors.delete(vb.id);
     this.generations.set(vb.id, (this.generations.get(vb.id) ?? 0) + 1);
     const file = this.logPath(vb.id);
     const temp = `${file}.tmp-${process.pid}`;
@@ -299,6 +314,10 @@ export class DurableStorage implements VBucketSink {
       fs.fsyncSync(fd);
       this.unsynced.set(vb, 0);
     }
+    // a compaction's temp file holds the same records and may be renamed in place next; its rename
+    // may not be durable yet (its directory fsync runs off the event loop)
+    for (const mirror of this.mirrors.values()) fs.fsyncSync(mirror.fd);
+    if (this.swapping.size > 0) this.fsyncDirSync();
   }
 
   /** Flushes and fsyncs everything, marks the stop clean, and closes the files. */
@@ -343,8 +362,9 @@ export class DurableStorage implements VBucketSink {
    */
   private maybeCompact(id: number): void {
     if (this.staleBytes(id) === 0) return;
-    if (this.compacting.size > 0) {
-      if (!this.compacting.has(id)) this.compactionQueue.add(id);
+    if (this.compacting.has(id)) return;
+    if (this.compacting.size >= (this.options.compactionConcurrency ?? DEFAULT_COMPACTION_CONCURRENCY)) {
+      this.compactionQueue.add(id);
       return;
     }
     void this.compact(this.byId.get(id)!);
@@ -421,6 +441,16 @@ export class DurableStorage implements VBucketSink {
             this.flush();
             return this.fileBytes.get(vb.id) ?? 0;
           },
+          mirror: (fd, position) => {
+            this.mirrors.set(vb.id, { fd, position, failed: false });
+            this.swapping.set(vb.id, this.unsynced.get(vb.id) ?? 0);
+            this.syncEpochs.set(vb.id, (this.syncEpochs.get(vb.id) ?? 0) + 1);
+          },
+          stopMirror: () => {
+            const mirror = this.mirrors.get(vb.id);
+            this.mirrors.delete(vb.id);
+            return mirror && !mirror.failed ? mirror.position : undefined;
+          },
           replaced: (size) => {
             const old = this.fds.get(vb.id);
             if (old !== undefined) {
@@ -428,9 +458,12 @@ export class DurableStorage implements VBucketSink {
               this.fds.delete(vb.id);
             }
             this.fileBytes.set(vb.id, size);
-            this.unsynced.set(vb.id, 0);
           },
-          fsyncDir: () => this.fsyncDirSync(),
+          renameDurable: () => {
+            const covered = this.swapping.get(vb.id) ?? 0;
+            this.swapping.delete(vb.id);
+            this.unsynced.set(vb.id, Math.max(0, (this.unsynced.get(vb.id) ?? 0) - covered));
+          },
         },
       );
     } catch (error) {
@@ -438,6 +471,8 @@ export class DurableStorage implements VBucketSink {
     } finally {
       this.compacting.delete(vb.id);
       this.compactionQueue.delete(vb.id);
+      this.mirrors.delete(vb.id);
+      this.swapping.delete(vb.id);
       this.compactionStats.running--;
       const ms = performance.now() - started;
       if (outcome === 'done') {
@@ -475,6 +510,17 @@ export class DurableStorage implements VBucketSink {
     for (const [vb, records] of this.pending) {
       const data = records.length === 1 ? records[0]! : Buffer.concat(records);
       fs.writeSync(this.fd(vb), data);
+      const mirror = this.mirrors.get(vb);
+      if (mirror && !mirror.failed) {
+        try {
+          fs.writeSync(mirror.fd, data, 0, data.length, mirror.position);
+          mirror.position += data.length;
+        } catch (error) {
+          // the old file has the records: only the compaction fails (it sees `failed` and gives up)
+          mirror.failed = true;
+          this.options.onError?.(error, `compaction of vb ${vb}: mirrored append`);
+        }
+      }
       this.unsynced.set(vb, (this.unsynced.get(vb) ?? 0) + data.length);
       this.fileBytes.set(vb, (this.fileBytes.get(vb) ?? 0) + data.length);
     }
@@ -488,11 +534,14 @@ export class DurableStorage implements VBucketSink {
 
   private syncSome(): void {
     for (const [vb, fd] of this.fds) {
-      if ((this.unsynced.get(vb) ?? 0) === 0) continue;
+      if ((this.unsynced.get(vb) ?? 0) === 0 || this.swapping.has(vb)) continue;
       const bytes = this.unsynced.get(vb)!;
+      const epoch = this.syncEpochs.get(vb) ?? 0;
       fs.fsync(fd, (error) => {
         if (error) this.options.onError?.(error, `fsync of vb ${vb}`);
-        else this.unsynced.set(vb, Math.max(0, (this.unsynced.get(vb) ?? 0) - bytes));
+        else if ((this.syncEpochs.get(vb) ?? 0) === epoch) {
+          this.unsynced.set(vb, Math.max(0, (this.unsynced.get(vb) ?? 0) - bytes));
+        }
       });
     }
   }
