@@ -57,6 +57,8 @@ export interface DurableOptions {
 
 export type CompactionEvent =
   | { vb: number; phase: 'started'; bytes: number }
+  /** The temp file is complete and being fsynced; appends are mirrored into it until the rename. */
+  | { vb: number; phase: 'swapping'; bytes: number }
   | { vb: number; phase: 'done'; bytesBefore: number; bytesAfter: number; ms: number }
   | { vb: number; phase: 'abandoned'; ms: number };
 
@@ -83,6 +85,8 @@ export interface CompactionStats {
   /** Bytes of the files before and after, summed over runs. */
   bytesBefore: number;
   bytesAfter: number;
+  /** Bytes appended while a temp file was fsynced, written to both files. */
+  mirroredBytes: number;
 }
 
 export class DurableStorage implements VBucketSink {
@@ -129,6 +133,7 @@ export class DurableStorage implements VBucketSink {
     running: 0,
     bytesBefore: 0,
     bytesAfter: 0,
+    mirroredBytes: 0,
   };
 
   constructor(private readonly options: DurableOptions) {
@@ -445,6 +450,7 @@ export class DurableStorage implements VBucketSink {
             this.mirrors.set(vb.id, { fd, position, failed: false });
             this.swapping.set(vb.id, this.unsynced.get(vb.id) ?? 0);
             this.syncEpochs.set(vb.id, (this.syncEpochs.get(vb.id) ?? 0) + 1);
+            this.options.onCompaction?.({ vb: vb.id, phase: 'swapping', bytes: position });
           },
           stopMirror: () => {
             const mirror = this.mirrors.get(vb.id);
@@ -515,6 +521,7 @@ export class DurableStorage implements VBucketSink {
         try {
           fs.writeSync(mirror.fd, data, 0, data.length, mirror.position);
           mirror.position += data.length;
+          this.compactionStats.mirroredBytes += data.length;
         } catch (error) {
           // the old file has the records: only the compaction fails (it sees `failed` and gives up)
           mirror.failed = true;

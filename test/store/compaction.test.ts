@@ -131,7 +131,8 @@ describe('durable compaction', () => {
     let running = 0;
     let most = 0;
     for (const event of events) {
-      running += event.phase === 'started' ? 1 : -1;
+      if (event.phase === 'started') running++;
+      else if (event.phase !== 'swapping') running--;
       most = Math.max(most, running);
     }
     expect(most).toBe(1);
@@ -180,6 +181,59 @@ describe('durable compaction', () => {
     expect(again.vbucket(0).highSeqno).toBe(vb.highSeqno);
     await again.close();
     await store.close().catch(() => {});
+  });
+
+  it('mirrors the writes made while the temp file is fsynced: both files hold them until the rename, the new file after', async () => {
+    const dataDir = tempDir();
+    const checks: Promise<void>[] = [];
+    let mirrored = 0;
+    const store = await Store.open({
+      vbuckets: 1,
+      dataDir,
+      initialStates: active,
+      compactionThreshold: 0,
+      onCompaction: (event) => {
+        if (event.phase !== 'swapping') return;
+        for (let i = 0; i < 20; i++) vb.mutate({ op: 'set', key: k(`mirrored${i}`), value });
+        mirrored = Number(vb.highSeqno);
+        // after the flush of this turn, before the temp file's fsync completes (a later poll phase)
+        checks.push(
+          new Promise((resolve) =>
+            setImmediate(() => {
+              for (const name of fs.readdirSync(dataDir).filter((n) => n.startsWith('vb-0.log'))) {
+                const data = fs.readFileSync(path.join(dataDir, name));
+                const { items, validLength } = decodeRecords(data, name);
+                expect(validLength, name).toBe(data.length);
+                expect(
+                  items.filter((item) => item.key.toString().startsWith('mirrored')),
+                  name,
+                ).toHaveLength(20);
+              }
+              expect(fs.readdirSync(dataDir).filter((n) => n.startsWith('vb-0.log'))).toHaveLength(2);
+              resolve();
+            }),
+          ),
+        );
+      },
+    });
+    const vb = store.vbucket(0);
+    for (let i = 0; i < 3_000; i++) vb.mutate({ op: 'set', key: k(`k${i % 100}`), value });
+    await store.commit();
+    await store.compact(0);
+    await Promise.all(checks);
+    expect(checks).toHaveLength(1);
+    expect(store.compactionStats!.mirroredBytes).toBeGreaterThan(20 * value.length);
+    vb.mutate({ op: 'set', key: k('after'), value });
+    await store.commit();
+    // no close: a crash now finds the mirrored writes, once each, and the later one in the new file
+    const data = fs.readFileSync(logFile(dataDir));
+    const { items, validLength } = decodeRecords(data, 'vb-0.log');
+    expect(validLength).toBe(data.length);
+    expect(items.filter((item) => item.key.toString().startsWith('mirrored'))).toHaveLength(20);
+    expect(items.at(-1)!.key.toString()).toBe('after');
+    expect(Number(items.at(-2)!.bySeqno)).toBe(mirrored);
+    expect(fs.readdirSync(dataDir).filter((n) => n.includes('.tmp-'))).toEqual([]);
+    await store.close();
   });
 
   it('serves a stream and a rollback that straddle a compaction', async () => {
