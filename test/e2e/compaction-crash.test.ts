@@ -10,7 +10,9 @@ import { type Proc, runDcpx } from '../helpers/processes.js';
 
 // Compaction crash-safety (issue 10): a real node compacting all the time under pipelined SETs is
 // killed with SIGKILL at random points after a compaction starts, 20 times on the same data
-// directory. Every acknowledged write must be read back, and the log file must be whole.
+// directory. Every acknowledged write must be read back, and the log file must be whole. Half of the
+// kills aim at the swap (after the temp file is complete: appends mirrored into it, its fsync, the
+// rename, the directory fsync).
 
 const KEYS = 500;
 const ROUNDS = 20;
@@ -50,7 +52,7 @@ async function startNode(dataDir: string): Promise<{ proc: Proc; port: number }>
   }
 }
 
-const compactionsStarted = (proc: Proc) => proc.stderr().split('"phase":"started"').length - 1;
+const events = (proc: Proc, phase: string) => proc.stderr().split(`"phase":"${phase}"`).length - 1;
 
 /**
  * Writes key k(i % KEYS) = i for i from `from` on, 256 in flight, until `stop()`; `acked[key]` holds
@@ -113,10 +115,12 @@ describe('compaction crash-safety', () => {
       const { proc, port } = await startNode(dataDir);
       let killed = false;
       const writing = writer(port, from, acked, () => killed);
-      // wait for a compaction to start, then kill at a random point of it (0–15 ms later)
-      const seen = compactionsStarted(proc);
-      while (compactionsStarted(proc) === seen) await new Promise((r) => setTimeout(r, 1));
-      await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 15)));
+      // wait for a compaction to start (odd rounds: to reach its swap), then kill at a random point
+      // of it (0–15 ms later; 0–3 ms in the swap)
+      const phase = round % 2 === 0 ? 'started' : 'swapping';
+      const seen = events(proc, phase);
+      while (events(proc, phase) === seen) await new Promise((r) => setTimeout(r, 1));
+      await new Promise((r) => setTimeout(r, Math.floor(Math.random() * (phase === 'started' ? 15 : 3))));
       if (fs.readdirSync(dataDir).some((n) => n.includes('.tmp-'))) midCompaction++;
       proc.proc.kill('SIGKILL');
       await proc.exited;
