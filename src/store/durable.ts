@@ -326,6 +326,8 @@ export class DurableStorage implements VBucketSink {
     // may not be durable yet (its directory fsync runs off the event loop)
     for (const mirror of this.mirrors.values()) fs.fsyncSync(mirror.fd);
     if (this.swapping.size > 0) this.fsyncDirSync();
+    // everything is synced now: the end of a swap has nothing left to count as synced
+    for (const vb of this.swapping.keys()) this.swapping.set(vb, 0);
   }
 
   /** Flushes and fsyncs everything, marks the stop clean, and closes the files. */
