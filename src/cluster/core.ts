@@ -3,7 +3,7 @@ import { type Clock, type Logger, systemClock } from '../protocol/index.js';
 import type { LeaderContext } from './context.js';
 import { JanitorMemory, type JanitorReport, runJanitor } from './janitor.js';
 import { clusterNodes, decode, ELECTION, encode, readSnapshot } from './layout.js';
-import type { Lease, MetadataStore } from './metadata/types.js';
+import type { Leadership, Lease, MetadataStore } from './metadata/types.js';
 import { ManagerMetrics, type OperationOutcome } from './metrics.js';
 import { type NodeGateway, nodeClientGateway } from './node-gateway.js';
 import { runOperation } from './operations.js';
@@ -311,7 +311,7 @@ class Manager implements ClusterManagerCore {
         const onClose = () => attempt.abort(this.closing.signal.reason);
         this.closing.signal.addEventListener('abort', onClose, { once: true });
         lease.onLost((reason) => attempt.abort(reason));
-        let leadership;
+        let leadership: Leadership;
         try {
           leadership = await store.campaign(ELECTION, value, lease, attempt.signal);
         } finally {
