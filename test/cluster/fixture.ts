@@ -60,7 +60,9 @@ export async function startNodes(
   layouts: { active?: number[]; replica?: number[] }[],
 ): Promise<StorageNode[]> {
   return Promise.all(
-    layouts.map((l) => StorageNode.start({ port: 0, vbuckets, auth: noAuth, active: l.active, replica: l.replica })),
+    layouts.map((l) =>
+      StorageNode.start({ port: 0, vbuckets, auth: noAuth, active: l.active, replica: l.replica }),
+    ),
   );
 }
 

@@ -76,7 +76,9 @@ describe('topology operations on the leader', () => {
     const refusal = await core.submit(remove(a, 'op-ra')).catch((e: unknown) => e);
     expect(refusal).toBeInstanceOf(ClusterCallError);
     expect((refusal as ClusterCallError).errorClass).toBe('permanent');
-    expect((refusal as ClusterCallError).message).toMatch(/^removing 127\.0\.0\.1:\d+ would leave vBuckets 0,1,.* with no copy$/);
+    expect((refusal as ClusterCallError).message).toMatch(
+      /^removing 127\.0\.0\.1:\d+ would leave vBuckets 0,1,.* with no copy$/,
+    );
     expect((await core.status()).nodes).toHaveLength(1);
     expect(statesOf(a)).toEqual(range(VBS).map(() => 'active'));
   });
@@ -95,7 +97,9 @@ describe('topology operations on the leader', () => {
     // two concurrent sends of one new id: one run, both answered
     const [first, second] = await Promise.all([core.submit(add(b, 'op-b2')), core.submit(add(b, 'op-b2'))]);
     expect(first).toEqual(second);
-    const markers = shared.committed.filter((t) => t.ops.some((o) => o.type === 'put' && o.key.endsWith('op/unfinished')));
+    const markers = shared.committed.filter((t) =>
+      t.ops.some((o) => o.type === 'put' && o.key.endsWith('op/unfinished')),
+    );
     expect(markers).toHaveLength(3 + 1);
   });
 
@@ -164,6 +168,8 @@ describe('fencing', () => {
     expect(manager.handle.core.role().leader).toBe(false);
     await vi.waitFor(() => expect(manager.roles.at(-1)).toEqual({ leader: false }));
     // the new leader runs it
-    expect(await m2.handle.core.submit(add(nodes[0] as StorageNode, 'op-a'))).toMatchObject({ outcome: 'done' });
+    expect(await m2.handle.core.submit(add(nodes[0] as StorageNode, 'op-a'))).toMatchObject({
+      outcome: 'done',
+    });
   });
 });

@@ -76,14 +76,21 @@ describe('the janitor repair table (ns_server sanify_chain)', () => {
   const chainArb: fc.Arbitrary<Chain> = fc
     .uniqueArray(fc.constantFrom(...nodes), { minLength: 0, maxLength: 3 })
     .chain((ns) =>
-      fc.tuple(fc.boolean(), fc.constant(ns)).map(([nullHead, list]): Chain =>
-        nullHead || list.length === 0 ? [null, ...list.slice(1)] : list,
-      ),
+      fc
+        .tuple(fc.boolean(), fc.constant(ns))
+        .map(([nullHead, list]): Chain => (nullHead || list.length === 0 ? [null, ...list.slice(1)] : list)),
     );
   const observedArb = fc
-    .dictionary(fc.constantFrom(...nodes), fc.constantFrom<ObservedState>('active', 'replica', 'pending', 'dead'))
+    .dictionary(
+      fc.constantFrom(...nodes),
+      fc.constantFrom<ObservedState>('active', 'replica', 'pending', 'dead'),
+    )
     .map((d) => new Map(Object.entries(d)));
-  const inputArb = fc.record({ chain: chainArb, target: fc.option(chainArb, { nil: undefined }), observed: observedArb });
+  const inputArb = fc.record({
+    chain: chainArb,
+    target: fc.option(chainArb, { nil: undefined }),
+    observed: observedArb,
+  });
 
   it('holds the table on arbitrary chains, targets and observations', () => {
     fc.assert(
@@ -92,7 +99,8 @@ describe('the janitor repair table (ns_server sanify_chain)', () => {
         const result = sanifyChain({ chain, target, observed });
         if (actives.length === 0) expect(result).toEqual({ rule: 'keep-none-active', chain });
         if (actives.length > 1) {
-          if (chain[0] !== null && actives.includes(chain[0] as string)) expect(result.rule).toBe('keep-several');
+          if (chain[0] !== null && actives.includes(chain[0] as string))
+            expect(result.rule).toBe('keep-several');
           else expect(result.rule).toBe('refuse-several');
         }
         if (actives.length === 1 && result.rule !== 'refuse-several') {
@@ -113,24 +121,28 @@ describe('the janitor repair table (ns_server sanify_chain)', () => {
 
   it('changes no chain while a member node is unreachable, and applies nothing while any vBucket is refused', () => {
     fc.assert(
-      fc.property(fc.array(fc.tuple(chainArb, observedArb), { minLength: 1, maxLength: 8 }), fc.boolean(), (vbs, someUnreachable) => {
-        const map = { vbuckets: vbs.length, chains: vbs.map(([c]) => c) };
-        const observed = new Map<string, ObservedState[]>();
-        vbs.forEach(([, o], vb) => {
-          for (const [n, s] of o) {
-            const row = observed.get(n) ?? Array<ObservedState>(vbs.length).fill('dead');
-            row[vb] = s;
-            observed.set(n, row);
+      fc.property(
+        fc.array(fc.tuple(chainArb, observedArb), { minLength: 1, maxLength: 8 }),
+        fc.boolean(),
+        (vbs, someUnreachable) => {
+          const map = { vbuckets: vbs.length, chains: vbs.map(([c]) => c) };
+          const observed = new Map<string, ObservedState[]>();
+          vbs.forEach(([, o], vb) => {
+            for (const [n, s] of o) {
+              const row = observed.get(n) ?? Array<ObservedState>(vbs.length).fill('dead');
+              row[vb] = s;
+              observed.set(n, row);
+            }
+          });
+          const unreachable = new Set(someUnreachable ? ['z'] : []);
+          const fix = fixupMap({ map, observed, unreachable });
+          if (fix.refused.length > 0 || someUnreachable) {
+            expect(fix.map).toBe(map);
+            expect(fix.fixes).toEqual([]);
           }
-        });
-        const unreachable = new Set(someUnreachable ? ['z'] : []);
-        const fix = fixupMap({ map, observed, unreachable });
-        if (fix.refused.length > 0 || someUnreachable) {
-          expect(fix.map).toBe(map);
-          expect(fix.fixes).toEqual([]);
-        }
-        for (const f of fix.fixes) expect(fix.map.chains[f.vb]).toEqual(f.to);
-      }),
+          for (const f of fix.fixes) expect(fix.map.chains[f.vb]).toEqual(f.to);
+        },
+      ),
       { numRuns: 500 },
     );
   });

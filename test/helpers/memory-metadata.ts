@@ -177,7 +177,12 @@ export class MemoryMetadataClient implements MetadataStore {
     this.leases.add(lease);
     return lease;
   }
-  async campaign(election: string, value: Uint8Array, lease: Lease, signal?: AbortSignal): Promise<Leadership> {
+  async campaign(
+    election: string,
+    value: Uint8Array,
+    lease: Lease,
+    signal?: AbortSignal,
+  ): Promise<Leadership> {
     this.check();
     for (;;) {
       signal?.throwIfAborted();
@@ -196,9 +201,10 @@ export class MemoryMetadataClient implements MetadataStore {
           lease,
           guard: () => ({ key: election, target: 'createRevision', op: '==', revision: epoch }),
           resign: async () => {
-            shared.txn([{ key: election, target: 'createRevision', op: '==', revision: epoch }], [
-              { type: 'delete', key: election },
-            ]);
+            shared.txn(
+              [{ key: election, target: 'createRevision', op: '==', revision: epoch }],
+              [{ type: 'delete', key: election }],
+            );
           },
         };
       }
