@@ -20,7 +20,7 @@ import type {
 export class MemoryMetadata {
   revision = 0;
   readonly kvs = new Map<string, KeyValue>();
-  private readonly leases = new Map<string, MemoryLease>();
+  readonly leases = new Map<string, MemoryLease>();
   private readonly changeListeners = new Set<(event: WatchEvent, revision: number) => void>();
   private nextLease = 1;
   /** Txns committed (for "zero writes from a stale epoch" checks). */
@@ -120,8 +120,10 @@ export class MemoryLease implements Lease {
     readonly ttlMs: number,
     private readonly owner: MemoryMetadata,
   ) {}
+  /** The holder's own deadline (tests set it to make a leader's deadline pass on its clock). */
+  deadlineAt = Number.POSITIVE_INFINITY;
   deadline(): number {
-    return this.lost ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY;
+    return this.lost ? Number.NEGATIVE_INFINITY : this.deadlineAt;
   }
   onLost(listener: (reason: Error) => void): void {
     if (this.lost) listener(this.lost);
