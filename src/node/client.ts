@@ -6,6 +6,22 @@ import {
   type NodeAddress,
 } from '../protocol/transport/index.js';
 
+/** Fences a node command by the cluster manager's epoch (DESIGN.md "Cluster operations"). */
+export interface EpochOption {
+  epoch?: number;
+}
+
+export interface VBucketStateRow {
+  vb: number;
+  state: p.VBucketState;
+  highSeqno: bigint;
+}
+
+function parseVBucketStateName(name: string): p.VBucketState {
+  for (const state of Object.values(p.VBucketState)) if (p.vbucketStateName(state) === name) return state;
+  throw new Error(`unknown vbucket state name ${name}`);
+}
+
 /** A small memcached-binary client of a node: what the demo, the benchmarks and the tests write with. */
 export class NodeClient {
   private constructor(
@@ -61,10 +77,91 @@ export class NodeClient {
     return this.conn.request(bytes, { opaque, opcode });
   }
 
-  async setVBucket(vbucket: number, state: p.VBucketState): Promise<number> {
+  /** The frame, unless it is a stale-epoch refusal: then throws StaleEpochError. */
+  private fenced(frame: p.Frame): p.Frame {
+    const stale = p.StaleEpochError.from(frame, `${this.address.host}:${this.address.port}`);
+    if (stale) throw stale;
+    return frame;
+  }
+
+  /**
+   * SET_VBUCKET; with `epoch`, fenced by the manager epoch (throws StaleEpochError when the node has
+   * seen a higher one). Returns the status.
+   */
+  async setVBucket(vbucket: number, state: p.VBucketState, options: EpochOption = {}): Promise<number> {
     const opaque = this.conn.allocateOpaque();
-    return (await this.raw(p.encodeSetVBucket({ opaque, vbucket, state }), opaque, p.Opcode.SET_VBUCKET))
-      .status;
+    const value = options.epoch === undefined ? undefined : p.epochValue(options.epoch);
+    const frame = await this.raw(
+      p.encodeSetVBucket({ opaque, vbucket, state, value }),
+      opaque,
+      p.Opcode.SET_VBUCKET,
+    );
+    return this.fenced(frame).status;
+  }
+
+  /** DEL_VBUCKET, fenced like setVBucket. Returns the status. */
+  async delVBucket(vbucket: number, options: EpochOption = {}): Promise<number> {
+    const opaque = this.conn.allocateOpaque();
+    const request: p.DelVBucketRequest = { opaque, vbucket };
+    if (options.epoch !== undefined) {
+      request.value = p.epochValue(options.epoch);
+      request.datatype = p.Datatype.Json;
+    }
+    return this.fenced(await this.raw(p.encodeDelVBucket(request), opaque, p.Opcode.DEL_VBUCKET)).status;
+  }
+
+  /**
+   * SET_CLUSTER_CONFIG: resolves once the node holds the config durably (or already held a version as
+   * new); throws StaleEpochError when the node has seen a higher epoch, StatusError on other refusals.
+   */
+  async setClusterConfig(epoch: number, revision: number, json: string | Buffer): Promise<void> {
+    const opaque = this.conn.allocateOpaque();
+    const config = typeof json === 'string' ? Buffer.from(json) : json;
+    const frame = this.fenced(
+      await this.raw(
+        p.encodeSetClusterConfig({ opaque, epoch: BigInt(epoch), revision: BigInt(revision), config }),
+        opaque,
+        p.Opcode.SET_CLUSTER_CONFIG,
+      ),
+    );
+    if (frame.status !== p.Status.Success)
+      throw new p.StatusError(p.Opcode.SET_CLUSTER_CONFIG, frame.status, frame.value.toString('utf8'));
+  }
+
+  /** GET_CLUSTER_CONFIG: the stored config JSON, or undefined when the node has none (NO_BUCKET). */
+  async getClusterConfig(): Promise<Buffer | undefined> {
+    const opaque = this.conn.allocateOpaque();
+    const response = p.decodeGetClusterConfigResponse(
+      await this.raw(p.encodeGetClusterConfig({ opaque }), opaque, p.Opcode.GET_CLUSTER_CONFIG),
+    );
+    if (response.status === p.Status.NoBucket) return undefined;
+    if (response.status !== p.Status.Success)
+      throw new p.StatusError(p.Opcode.GET_CLUSTER_CONFIG, response.status);
+    return response.config;
+  }
+
+  /** Every vBucket's state and high seqno, in one round trip (STAT "vbucket-seqno"). */
+  async vbucketStates(): Promise<VBucketStateRow[]> {
+    const rows = await this.stats('vbucket-seqno');
+    const byVb = new Map<number, { state?: p.VBucketState; highSeqno?: bigint }>();
+    for (const [key, value] of rows) {
+      const match = /^vb_(\d+):(state|high_seqno)$/.exec(key);
+      if (!match) continue;
+      const vb = Number(match[1]);
+      const row = byVb.get(vb) ?? {};
+      if (match[2] === 'state') row.state = parseVBucketStateName(value);
+      else row.highSeqno = BigInt(value);
+      byVb.set(vb, row);
+    }
+    return [...byVb]
+      .sort(([a], [b]) => a - b)
+      .map(([vb, row]) => {
+        if (row.state === undefined || row.highSeqno === undefined)
+          throw new Error(
+            `STAT vbucket-seqno of ${this.address.host}:${this.address.port}: vb ${vb} incomplete`,
+          );
+        return { vb, state: row.state, highSeqno: row.highSeqno };
+      });
   }
 
   async getVBucket(vbucket: number): Promise<p.GetVBucketResponse> {

@@ -12,8 +12,10 @@ import {
 } from '../protocol/index.js';
 import type { Store } from '../store/index.js';
 import type { NodeAuth } from './auth.js';
+import { CLUSTER_CONFIG_OPCODES, ClusterConfigHandler } from './cluster-config-handler.js';
 import { DCP_COUNTERS, type DcpConnectionStats, DcpHandler } from './dcp-handler.js';
 import { KV_OPCODES, KvHandler, SESSION_OPCODES } from './kv-handler.js';
+import type { ManagerFence } from './manager-fence.js';
 import type { CloseReason, NodeMetrics } from './metrics.js';
 import { Outbox } from './outbox.js';
 import type { Replies } from './replies.js';
@@ -62,6 +64,8 @@ export interface NodeContext {
   vbucketFromKey: boolean;
   maxValueSize: number;
   canTakeState: TakeStateCheck;
+  /** The node's manager epoch fence (one per node). */
+  fence: ManagerFence;
   /** A DCP_OPEN reuses a name: the node closes the old connection (ns_server relies on this). */
   claimDcpName(name: string, connection: NodeConnection): void;
   releaseDcpName(name: string, connection: NodeConnection): void;
@@ -93,6 +97,7 @@ export class NodeConnection {
   private readonly kv: KvHandler;
   private readonly sasl: SaslHandler;
   private readonly vbuckets: VBucketHandler;
+  private readonly clusterConfig: ClusterConfigHandler;
   private readonly dcp: DcpHandler;
   private closing = false;
   private finished = false;
@@ -141,7 +146,8 @@ export class NodeConnection {
       () => this.authenticatedNow(),
       (attempts) => this.closeFor('sasl_attempts', `${attempts} SASL_AUTH exchanges started`),
     );
-    this.vbuckets = new VBucketHandler(ctx.store, replies, this.log);
+    this.vbuckets = new VBucketHandler(ctx.store, replies, this.log, ctx.fence);
+    this.clusterConfig = new ClusterConfigHandler(ctx.fence, replies, this.log);
     this.dcp = new DcpHandler(
       {
         store: ctx.store,
@@ -149,6 +155,7 @@ export class NodeConnection {
         canTakeState: ctx.canTakeState,
         consumerBufferSize: ctx.consumerBufferSize,
         consumerNoopIntervalMs: ctx.consumerNoopIntervalMs,
+        fence: ctx.fence,
       },
       replies,
       this.dcpSink(),
@@ -263,6 +270,7 @@ export class NodeConnection {
     if (SESSION_OPCODES.has(opcode)) return this.kv.handleSession(frame);
     if (SASL_OPCODES.has(opcode)) return this.sasl.handle(frame);
     if (VBUCKET_OPCODES.has(opcode)) return this.vbuckets.handle(frame);
+    if (CLUSTER_CONFIG_OPCODES.has(opcode)) return this.clusterConfig.handle(frame);
     switch (opcode) {
       case Opcode.QUIT:
       case Opcode.QUITQ:

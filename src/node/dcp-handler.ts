@@ -1,7 +1,18 @@
 import { type ConsumerStats, DcpConsumer, type TakeStateCheck } from '../consumer/index.js';
 import { DcpProducer, type FrameSink, type ProducerStats } from '../producer/index.js';
-import { decodeDcpOpen, type Frame, type Logger, OpenFlag, Status } from '../protocol/index.js';
+import {
+  decodeDcpOpen,
+  encodeStaleEpochResponse,
+  type Frame,
+  type Logger,
+  Opcode,
+  OpenFlag,
+  readEpoch,
+  Status,
+  StreamFlag,
+} from '../protocol/index.js';
 import type { Store } from '../store/index.js';
+import type { ManagerFence } from './manager-fence.js';
 import type { Replies } from './replies.js';
 
 export interface DcpOptions {
@@ -10,6 +21,7 @@ export interface DcpOptions {
   canTakeState: TakeStateCheck;
   consumerBufferSize: number;
   consumerNoopIntervalMs: number;
+  fence: ManagerFence;
 }
 
 /** Counters of the endpoints, read as deltas so that the node's metrics only ever add. */
@@ -29,6 +41,8 @@ export class DcpHandler {
   private producer: DcpProducer | undefined;
   private consumer: DcpConsumer | undefined;
   private dcpName: string | undefined;
+  /** The manager epoch the DCP_OPEN carried (a takeover STREAM_REQ on this producer is fenced by it). */
+  private openEpoch: bigint | undefined;
   private readonly reported: Record<DcpCounter, number> = {
     itemsSent: 0,
     itemsApplied: 0,
@@ -58,6 +72,16 @@ export class DcpHandler {
     const request = decodeDcpOpen(frame);
     if (request.flags & OpenFlag.Notifier)
       return this.replies.status(frame, Status.Einval, 'notifier connections are gone');
+    // the manager fence: a consumer writes into this node's vBuckets, so on a managed node it needs a
+    // current epoch; a producer needs one only if it says one (readers stay open to anyone authorised)
+    const epoch = readEpoch(frame, request.value);
+    const producer = (request.flags & OpenFlag.Producer) !== 0;
+    if (!producer || epoch !== undefined) {
+      const verdict = this.options.fence.admit(epoch, `DCP_OPEN ${request.name}`);
+      if (!verdict.ok) return this.refuse(frame, epoch, verdict.seen, request.name);
+      this.replies.afterMetadata(verdict.durable);
+    }
+    this.openEpoch = epoch;
     this.dcpName = request.name;
     this.claimName(request.name);
     const { store, logger } = this.options;
@@ -84,9 +108,33 @@ export class DcpHandler {
     this.consumer?.start();
   }
 
+  private refuse(frame: Frame, epoch: bigint | undefined, seen: bigint, name: string): void {
+    this.options.logger.warn(
+      { name, opcode: frame.opcode, epoch: epoch === undefined ? null : String(epoch), seen: String(seen) },
+      'refused: stale manager epoch',
+    );
+    this.replies.respond(
+      frame,
+      encodeStaleEpochResponse({ opcode: frame.opcode, opaque: frame.opaque, epoch, seen }),
+    );
+  }
+
+  /** A takeover stream moves the vBucket's ownership: fenced by the epoch of this connection's open. */
+  private takeoverRefused(frame: Frame): boolean {
+    if (frame.opcode !== Opcode.DCP_STREAM_REQ || frame.isResponse || frame.extrasLength < 4) return false;
+    if ((frame.extras.readUInt32BE(0) & StreamFlag.TakeOver) === 0) return false;
+    const verdict = this.options.fence.admit(this.openEpoch, `takeover STREAM_REQ vb ${frame.vbucket}`);
+    if (verdict.ok) return false;
+    this.refuse(frame, this.openEpoch, verdict.seen, this.dcpName ?? '');
+    return true;
+  }
+
   /** A frame for the open endpoint. */
   handle(frame: Frame): void {
-    if (this.producer) return this.producer.handleFrame(frame);
+    if (this.producer) {
+      if (this.takeoverRefused(frame)) return;
+      return this.producer.handleFrame(frame);
+    }
     const consumer = this.consumer;
     if (!consumer) return;
     // the consumer counts stale frames as it drops them, synchronously: the difference is this frame's

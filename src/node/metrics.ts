@@ -27,6 +27,8 @@ export interface MetricSources {
   dcpConnections(): Iterable<DcpConnectionStats | undefined>;
   unfinishedFrameBytes(): number;
   sendBufferedBytes(): number;
+  /** The highest manager epoch the node has seen; undefined while unmanaged. */
+  managerEpoch(): bigint | undefined;
 }
 
 /**
@@ -126,6 +128,15 @@ export class NodeMetrics {
       registers,
       collect() {
         this.set(sources()?.unfinishedFrameBytes() ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'dcpx_node_manager_epoch',
+      help: 'The highest cluster manager epoch this node has seen (-1 while no manager has fenced it)',
+      registers,
+      collect() {
+        const epoch = sources()?.managerEpoch();
+        this.set(epoch === undefined ? -1 : Number(epoch));
       },
     });
     new Gauge({

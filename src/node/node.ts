@@ -9,11 +9,12 @@ import {
   vbucketStateName,
 } from '../protocol/index.js';
 import { type FrameConnection, type FrameServer, listenTcp, listenTls } from '../protocol/transport/index.js';
-import { Store } from '../store/index.js';
+import { NodeMetaStore, Store } from '../store/index.js';
 import { VERSION } from '../version.js';
 import { AdminServer } from './admin.js';
 import { denyAll, type NodeAuth } from './auth.js';
 import { type ConnectionLimits, NodeConnection, type NodeContext } from './connection.js';
+import { ManagerFence } from './manager-fence.js';
 import { NodeMetrics } from './metrics.js';
 import { UnfinishedFrames } from './unfinished-frames.js';
 
@@ -90,6 +91,8 @@ const DEFAULTS = {
 export class StorageNode {
   readonly store: Store;
   readonly metrics: NodeMetrics;
+  /** The highest manager epoch seen, durable with the node's data dir (manager-fence.ts). */
+  readonly fence: ManagerFence;
   private readonly log: Logger;
   private server: FrameServer | undefined;
   private admin: AdminServer | undefined;
@@ -101,11 +104,13 @@ export class StorageNode {
 
   private constructor(
     store: Store,
+    meta: NodeMetaStore,
     private readonly options: StorageNodeOptions,
   ) {
     this.store = store;
     this.metrics = new NodeMetrics(store);
     this.log = options.logger ?? silentLogger;
+    this.fence = new ManagerFence(meta, this.log);
     this.unfinished = new UnfinishedFrames(
       options.maxUnfinishedFrameBytes ?? DEFAULTS.maxUnfinishedFrameBytes,
     );
@@ -116,6 +121,7 @@ export class StorageNode {
         return n;
       },
       dcpConnections: () => [...this.connections].map((c) => c.dcpStats()),
+      managerEpoch: () => this.fence.epoch,
       unfinishedFrameBytes: () => this.unfinished.bytes,
       sendBufferedBytes: () => {
         let n = 0;
@@ -143,7 +149,10 @@ export class StorageNode {
       onCompaction: (event) => logger.info(event, 'compaction'),
       onError: (error, context) => logger.error({ err: String(error), context }, 'store error'),
     });
-    const node = new StorageNode(store, options);
+    const meta = NodeMetaStore.open(options.dataDir, {
+      onError: (error, context) => logger.error({ err: String(error), context }, 'node metadata error'),
+    });
+    const node = new StorageNode(store, meta, options);
     await node.listen();
     return node;
   }
@@ -181,6 +190,7 @@ export class StorageNode {
       vbucketFromKey: this.options.vbucketFromKey ?? false,
       maxValueSize: this.options.maxValueSize ?? DEFAULT_MAX_VALUE,
       canTakeState: (vb, state) => this.canTakeState(vb, state),
+      fence: this.fence,
       claimDcpName: (name, connection) => {
         const old = this.dcpNames.get(name);
         this.dcpNames.set(name, connection);
@@ -290,6 +300,8 @@ export class StorageNode {
       version: VERSION,
       address: this.address,
       durable: this.store.isDurable,
+      /** The highest manager epoch seen; null while unmanaged. */
+      managerEpoch: this.fence.epoch === undefined ? null : Number(this.fence.epoch),
       vbuckets: byState,
       items: this.store.vbuckets.reduce(
         (n, vb) => n + (vb.state === VBucketState.Active ? vb.liveCount : 0),
@@ -311,6 +323,7 @@ export class StorageNode {
   async stop(): Promise<void> {
     await this.server?.close();
     await this.admin?.close();
+    await this.fence.settled().catch(() => undefined);
     await this.store.close();
   }
 }

@@ -2,13 +2,16 @@ import {
   decodeDelVBucket,
   decodeSetVBucket,
   encodeGetVBucketResponse,
+  encodeStaleEpochResponse,
   type Frame,
   type Logger,
   Opcode,
+  readEpoch,
   Status,
   VBucketState,
 } from '../protocol/index.js';
 import type { Store, VBucket } from '../store/index.js';
+import type { ManagerFence } from './manager-fence.js';
 import type { Replies } from './replies.js';
 
 export const VBUCKET_OPCODES: ReadonlySet<number> = new Set<number>([
@@ -17,12 +20,16 @@ export const VBUCKET_OPCODES: ReadonlySet<number> = new Set<number>([
   Opcode.DEL_VBUCKET,
 ]);
 
-/** vBucket control: SET_VBUCKET 0x3d, GET_VBUCKET 0x3e, DEL_VBUCKET 0x3f. */
+/**
+ * vBucket control: SET_VBUCKET 0x3d, GET_VBUCKET 0x3e, DEL_VBUCKET 0x3f. SET and DEL pass the manager
+ * fence first: their JSON value may carry {"epoch": N} (manager-fence.ts).
+ */
 export class VBucketHandler {
   constructor(
     private readonly store: Store,
     private readonly replies: Replies,
     private readonly log: Logger,
+    private readonly fence: ManagerFence,
   ) {}
 
   /** One of VBUCKET_OPCODES. */
@@ -41,8 +48,31 @@ export class VBucketHandler {
     return frame.vbucket < this.store.size ? this.store.vbucket(frame.vbucket) : undefined;
   }
 
+  /** True when the fence admits the command (the reply then waits for an adopted epoch to be durable). */
+  private fenced(frame: Frame, value: Buffer | undefined): boolean {
+    const epoch = readEpoch(frame, value);
+    const verdict = this.fence.admit(
+      epoch,
+      `${frame.opcode === Opcode.SET_VBUCKET ? 'SET' : 'DEL'}_VBUCKET vb ${frame.vbucket}`,
+    );
+    if (verdict.ok) {
+      this.replies.afterMetadata(verdict.durable);
+      return false;
+    }
+    this.log.warn(
+      { vb: frame.vbucket, epoch: epoch === undefined ? null : String(epoch), seen: String(verdict.seen) },
+      'refused: stale manager epoch',
+    );
+    this.replies.respond(
+      frame,
+      encodeStaleEpochResponse({ opcode: frame.opcode, opaque: frame.opaque, epoch, seen: verdict.seen }),
+    );
+    return true;
+  }
+
   private setVBucket(frame: Frame): void {
     const request = decodeSetVBucket(frame);
+    if (this.fenced(frame, request.value)) return;
     const vb = this.vbucketOrNull(frame);
     if (!vb) return this.replies.status(frame, Status.NotMyVbucket);
     this.replies.afterMetadata(vb.setState(request.state));
@@ -60,7 +90,8 @@ export class VBucketHandler {
   }
 
   private delVBucket(frame: Frame): void {
-    decodeDelVBucket(frame);
+    const request = decodeDelVBucket(frame);
+    if (this.fenced(frame, request.value)) return;
     const vb = this.vbucketOrNull(frame);
     if (!vb) return this.replies.status(frame, Status.NotMyVbucket);
     if (vb.state === VBucketState.Active)

@@ -50,6 +50,9 @@ export const Opcode = {
   SET_VBUCKET: 0x3d,
   GET_VBUCKET: 0x3e,
   DEL_VBUCKET: 0x3f,
+  // cluster config (kv_engine 7.1+), messages/cluster-config.ts
+  SET_CLUSTER_CONFIG: 0xb4,
+  GET_CLUSTER_CONFIG: 0xb5,
   // DCP, dcp-spec §3
   DCP_OPEN: 0x50,
   DCP_ADD_STREAM: 0x51,

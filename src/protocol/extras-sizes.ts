@@ -40,6 +40,9 @@ const requestExtras = new Map<number, readonly number[]>([
   [Opcode.SET_VBUCKET, [1, 4, 0]],
   [Opcode.GET_VBUCKET, [0]],
   [Opcode.DEL_VBUCKET, [0]],
+  // SET: epoch + revision; GET: none, or the version the client has (kv_engine 7.6)
+  [Opcode.SET_CLUSTER_CONFIG, [16]],
+  [Opcode.GET_CLUSTER_CONFIG, [0, 16]],
   [Opcode.DCP_OPEN, [8]],
   [Opcode.DCP_ADD_STREAM, [4]],
   [Opcode.DCP_CLOSE_STREAM, [0]],

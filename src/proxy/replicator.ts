@@ -16,6 +16,7 @@ import {
   type ReadClock,
   type ReconnectPolicy,
   reconnectOptions,
+  StaleEpochError,
   Status,
   StatusError,
   StreamFlag,
@@ -73,6 +74,11 @@ export interface ReplicatorOptions {
   clock?: ReadClock;
   /** Jitter on takeover and stream backoffs (p-retry `randomize`); default true. */
   randomizeBackoff?: boolean;
+  /**
+   * The cluster manager's epoch: sent in both DCP_OPENs and in the takeover's SET_VBUCKETs, so that a
+   * managed node refuses this replicator once a newer manager has taken over (StaleEpochError).
+   */
+  epoch?: number;
 }
 
 /** The replicator was closed: nothing more runs on it. */
@@ -145,7 +151,12 @@ export class Replicator {
     this.log = childLogger(options.logger ?? silentLogger, { replicator: this.name });
     this.metrics = options.metrics ?? new ProxyMetrics();
     this.requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
-    this.session = { user: options.user, password: options.password, timeoutMs: this.requestTimeoutMs };
+    this.session = {
+      user: options.user,
+      password: options.password,
+      timeoutMs: this.requestTimeoutMs,
+      ...(options.epoch === undefined ? {} : { epoch: options.epoch }),
+    };
     this.clock = options.clock ?? systemClock;
     this.randomizeBackoff = options.randomizeBackoff ?? true;
     this.driver = new TakeoverDriver(this.host());
@@ -545,6 +556,7 @@ export class Replicator {
       randomizeBackoff: this.randomizeBackoff,
       requestTimeoutMs: this.requestTimeoutMs,
       signal: this.closer.signal,
+      ...(this.options.epoch === undefined ? {} : { epoch: this.options.epoch }),
       connect: (signal) => this.connect(signal),
       nodes: {
         producer: `${this.options.producer.host}:${this.options.producer.port}`,
@@ -624,7 +636,10 @@ export class Replicator {
         async () => {
           if (this.closed) throw new AbortError(new ReplicatorClosedError(this.name));
           this.metrics.reconnects.inc();
-          await this.connect();
+          // fenced by a newer manager: retrying cannot help (its janitor takes over from here)
+          await this.connect().catch((error: unknown) => {
+            throw error instanceof StaleEpochError ? new AbortError(error) : error;
+          });
         },
         { ...reconnectOptions(this.options.reconnect), signal: this.closer.signal },
       );

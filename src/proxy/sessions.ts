@@ -3,7 +3,9 @@ import {
   encodeDcpOpen,
   encodeGetVBucket,
   encodeSetVBucket,
+  epochValue,
   Opcode,
+  StaleEpochError,
   Status,
   StatusError,
   type VBucketState,
@@ -27,6 +29,11 @@ export interface SessionOptions {
   timeoutMs?: number;
   /** Ends the setup at once (connect, SASL, DCP_OPEN), rejecting with the signal's reason. */
   signal?: AbortSignal;
+  /**
+   * The cluster manager's epoch, put in DCP_OPEN's JSON value: a managed node refuses a consumer open
+   * (and takeover streams) without a current one (DESIGN.md "Cluster operations").
+   */
+  epoch?: number;
 }
 
 /**
@@ -88,11 +95,14 @@ export async function openDcpSession(
   return guarded(address, options, async (conn) => {
     await auth(conn, options);
     const opaque = conn.allocateOpaque();
-    const response = await conn.request(encodeDcpOpen({ opaque, flags, name }), {
+    const value = options.epoch === undefined ? undefined : epochValue(options.epoch);
+    const response = await conn.request(encodeDcpOpen({ opaque, flags, name, value }), {
       opaque,
       opcode: Opcode.DCP_OPEN,
       timeoutMs: options.timeoutMs ?? 10_000,
     });
+    const stale = StaleEpochError.from(response, conn.peer);
+    if (stale) throw stale;
     if (response.status !== Status.Success)
       throw new StatusError(Opcode.DCP_OPEN, response.status, `${name} at ${conn.peer}`);
   });
@@ -128,13 +138,18 @@ export async function setVBucketState(
   vb: number,
   state: VBucketState,
   timeoutMs = 10_000,
+  /** The manager epoch fencing the change (JSON value {"epoch": N}); none when undefined. */
+  epoch?: number,
 ): Promise<void> {
   const opaque = conn.allocateOpaque();
-  const response = await conn.request(encodeSetVBucket({ opaque, vbucket: vb, state }), {
+  const value = epoch === undefined ? undefined : epochValue(epoch);
+  const response = await conn.request(encodeSetVBucket({ opaque, vbucket: vb, state, value }), {
     opaque,
     opcode: Opcode.SET_VBUCKET,
     timeoutMs,
   });
+  const stale = StaleEpochError.from(response, conn.peer);
+  if (stale) throw stale;
   if (response.status !== Status.Success)
     throw new StatusError(Opcode.SET_VBUCKET, response.status, `vb ${vb}`);
 }

@@ -164,6 +164,8 @@ export interface TakeoverHost {
   runsOnCurrentConnections(attempt: TakeoverAttempt): boolean;
   /** Closes `vb`'s live stream on both sides and waits for the producer's STREAM_END (bounded). */
   closeBoth(vb: number): Promise<StreamResult>;
+  /** The cluster manager's epoch fencing the state changes the driver makes, if any. */
+  readonly epoch?: number;
   /** The control session to one side; `signal` ends its setup. */
   control(side: 'producer' | 'consumer', signal?: AbortSignal): Promise<FrameConnection>;
 }
@@ -460,11 +462,15 @@ export class TakeoverDriver {
       // on it once written, VBucket.setState); replica supersedes that before the source is revived
       if (consumerState === VBucketState.Pending) {
         changing();
-        await on('consumer', () => setVBucketState(consumer, vb, VBucketState.Replica, timeout));
+        await on('consumer', () =>
+          setVBucketState(consumer, vb, VBucketState.Replica, timeout, this.host.epoch),
+        );
       }
       if (producerState === VBucketState.Dead) {
         changing();
-        await on('producer', () => setVBucketState(producer, vb, VBucketState.Active, timeout));
+        await on('producer', () =>
+          setVBucketState(producer, vb, VBucketState.Active, timeout, this.host.epoch),
+        );
         log.info({ vb }, 'producer vBucket set active again');
       }
       return 'restored';

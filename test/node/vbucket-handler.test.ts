@@ -2,10 +2,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ManagerFence } from '../../src/node/manager-fence.js';
 import type { Replies } from '../../src/node/replies.js';
 import { VBucketHandler } from '../../src/node/vbucket-handler.js';
 import { encodeDelVBucket, Frame, Status, silentLogger, VBucketState } from '../../src/protocol/index.js';
-import { Store } from '../../src/store/index.js';
+import { NodeMetaStore, Store } from '../../src/store/index.js';
 import { failingRenames } from '../helpers/held-disk.js';
 
 const dirs: string[] = [];
@@ -52,9 +53,12 @@ describe('vBucket control on a node', () => {
     });
     disk.failing = false; // the disk is back; vb 0 keeps its old state, nobody asked for it again
     const { replies, statuses, waits } = recordingReplies();
-    new VBucketHandler(store, replies, silentLogger).handle(
-      new Frame(encodeDelVBucket({ opaque: 1, vbucket: 1 }), 0),
-    );
+    new VBucketHandler(
+      store,
+      replies,
+      silentLogger,
+      new ManagerFence(NodeMetaStore.open(undefined), silentLogger),
+    ).handle(new Frame(encodeDelVBucket({ opaque: 1, vbucket: 1 }), 0));
     expect(statuses).toEqual([Status.Success]);
     await expect(Promise.all(waits)).resolves.toBeDefined();
     expect(store.vbucket(1).state).toBe(VBucketState.Dead);

@@ -2,6 +2,7 @@
 export * from './add-stream.js';
 export * from './buffer-ack.js';
 export * from './close-stream.js';
+export * from './cluster-config.js';
 export * from './codec.js';
 export * from './control.js';
 export * from './dcp-flush.js';
@@ -19,6 +20,7 @@ export * from './kv-simple.js';
 export * from './kv-stat.js';
 export * from './kv-store.js';
 export * from './kv-vbucket.js';
+export * from './manager-epoch.js';
 export * from './mutation.js';
 export * from './open.js';
 export * from './prepare.js';

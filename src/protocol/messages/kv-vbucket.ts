@@ -18,7 +18,8 @@ import { expectNoKey, expectNoValue } from './kv-common.js';
 // GET_VBUCKET (0x3e) request: empty. Response, success: value (4) = state, u32 big-endian; error: optional
 // error text.
 // DEL_VBUCKET (0x3f) request: no extras, no key; value optional, "async=0" asks for a synchronous
-// delete. Response: status only.
+// delete, or (dcpx) a JSON object {"epoch": N} with datatype JSON (manager-epoch.ts). Response: status
+// only.
 // Status-only responses use encodeStatusResponse/decodeStatusResponse.
 
 export type SetVBucketExtrasForm = 0 | 1 | 4;
@@ -52,6 +53,8 @@ export interface DelVBucketRequest {
   vbucket: number;
   /** Optional arguments; `DEL_VBUCKET_SYNC` asks the node to finish the delete before answering. */
   value?: Buffer;
+  /** Datatype of the value: JSON for {"epoch": N}; raw when absent. */
+  datatype?: number;
 }
 
 /** DEL_VBUCKET value asking for a synchronous delete (kv_engine mcbp_executors.cc). */
@@ -182,6 +185,7 @@ export function encodeDelVBucket(request: DelVBucketRequest): Buffer {
     vbucket: checkU16(Opcode.DEL_VBUCKET, 'vbucket', request.vbucket),
     opaque: request.opaque,
     value: request.value ?? EMPTY,
+    datatype: request.datatype ?? Datatype.Raw,
   });
 }
 
@@ -191,5 +195,6 @@ export function decodeDelVBucket(frame: Frame): DelVBucketRequest {
   expectNoKey(frame);
   const request: DelVBucketRequest = { opaque: frame.opaque, vbucket: frame.vbucket };
   if (frame.valueLength > 0) request.value = frame.value;
+  if (frame.datatype !== Datatype.Raw) request.datatype = frame.datatype;
   return request;
 }
