@@ -1,5 +1,12 @@
 import { NodeClient } from '../node/client.js';
-import { Status, StatusError, VBucketState } from '../protocol/index.js';
+import {
+  Opcode,
+  StaleEpochError,
+  Status,
+  StatusError,
+  VBucketState,
+  vbucketStateName,
+} from '../protocol/index.js';
 import { parseAddress } from '../protocol/transport/index.js';
 import type { NodeClusterConfig } from './layout.js';
 import type { ObservedState } from './sanify.js';
@@ -76,42 +83,40 @@ class ClientSession implements NodeSession {
     private readonly timeoutMs: number,
   ) {}
 
-  private call<T>(what: string, work: () => Promise<T>): Promise<T> {
+  /** A node's stale-epoch refusal (EACCESS, ref "stale-epoch") fences; anything else is unreachable. */
+  private call<T>(what: string, epoch: number, work: () => Promise<T>): Promise<T> {
     return within(this.address, this.timeoutMs, what, work()).catch((error: unknown) => {
       if (error instanceof NodeFencedError || error instanceof NodeUnreachableError) throw error;
-      if (error instanceof StatusError && error.status === Status.Eaccess) {
-        throw new NodeFencedError(this.address, -1, { cause: error });
-      }
+      if (error instanceof StaleEpochError) throw new NodeFencedError(this.address, epoch, { cause: error });
       throw new NodeUnreachableError(this.address, `${what}: ${(error as Error).message}`, { cause: error });
     });
   }
 
   vbucketCount(): Promise<number> {
-    return this.call('STAT', async () => Number((await this.client.stats('')).get('vbuckets')));
+    return this.call('STAT', -1, async () => Number((await this.client.stats('')).get('vbuckets')));
   }
 
   vbucketStates(): Promise<ObservedState[]> {
-    return this.call('STAT vbucket', async () => {
-      const rows = await this.client.stats('vbucket');
+    return this.call('STAT vbucket-seqno', -1, async () => {
       const states: ObservedState[] = [];
-      for (const [key, value] of rows) {
-        const vb = Number(key.slice(3));
-        states[vb] = STATE_BY_NAME[value] ?? 'dead';
+      for (const row of await this.client.vbucketStates()) {
+        states[row.vb] = STATE_BY_NAME[vbucketStateName(row.state)] ?? 'dead';
       }
       return states;
     });
   }
 
-  setClusterConfig(_config: NodeClusterConfig): Promise<void> {
-    // SET_CLUSTER_CONFIG lands with the node side of issue 11 (branch `epoch`)
-    return Promise.resolve();
+  setClusterConfig(config: NodeClusterConfig): Promise<void> {
+    return this.call('SET_CLUSTER_CONFIG', config.epoch, () =>
+      this.client.setClusterConfig(config.epoch, config.revision, JSON.stringify(config)),
+    );
   }
 
   setVBucketState(vb: number, state: ObservedState, epoch: number): Promise<void> {
-    return this.call('SET_VBUCKET', async () => {
-      const status = await this.client.setVBucket(vb, WIRE_STATE[state]);
-      if (status === Status.Eaccess) throw new NodeFencedError(this.address, epoch);
-      if (status !== Status.Success) throw new StatusError(0x3d, status, `vb ${vb} -> ${state}`);
+    return this.call('SET_VBUCKET', epoch, async () => {
+      const status = await this.client.setVBucket(vb, WIRE_STATE[state], { epoch });
+      if (status !== Status.Success)
+        throw new StatusError(Opcode.SET_VBUCKET, status, `vb ${vb} -> ${state}`);
     });
   }
 

@@ -142,3 +142,34 @@ describe('the janitor', () => {
     ).toContain('kind="refused-several-actives"} 1');
   });
 });
+
+describe('fencing on the nodes', () => {
+  it('a node refuses the old leader after the new one reached it, and the old one steps down', async () => {
+    const shared = new MemoryMetadata();
+    const [a, b] = await startNodes(4, [{ active: range(4) }, { replica: range(4) }]);
+    cleanups.push(() => Promise.all([a!.stop(), b!.stop()]));
+    const m1 = await startManager('m1', shared.client());
+    cleanups.push(() => m1.handle.close());
+    const e1 = await m1.leading;
+    await m1.handle.core.submit({ opId: 'add-a', kind: 'add-node', node: addressOf(a!) });
+    await m1.handle.core.submit({ opId: 'add-b', kind: 'add-node', node: addressOf(b!) });
+    await m1.handle.settled();
+    expect(a!.fence.epoch).toBe(BigInt(e1));
+    // m1 is paused past its lease: the store ends its leadership without m1 hearing of it
+    await shared.txn([], [{ type: 'delete', key: ELECTION }]);
+    const m2 = await startManager('m2', shared.client());
+    cleanups.push(() => m2.handle.close());
+    const e2 = await m2.leading;
+    await m2.handle.settled();
+    expect(a!.fence.epoch).toBe(BigInt(e2));
+    expect(b!.fence.epoch).toBe(BigInt(e2));
+    // m1 resumes and, still believing it leads, tries to fix a state on a node
+    await a!.store.vbucket(1).setState(VBucketState.Replica);
+    const writes = shared.committed.length;
+    const outcome = (await m1.handle.runJanitor().catch((e: unknown) => e)) as { errorClass?: string };
+    expect(outcome.errorClass).toBe('fenced');
+    expect(statesOf(a!)[1]).toBe('replica');
+    expect(shared.committed.length).toBe(writes);
+    await vi.waitFor(() => expect(m1.roles.at(-1)).toEqual({ leader: false }));
+  });
+});
