@@ -28,7 +28,9 @@ async function states(port: number): Promise<string[]> {
 describe('the manager core against real dcpx node processes', () => {
   it('adds two authenticated durable nodes, removes the active one, and the nodes refuse the old epoch afterwards', async () => {
     const dirs = [0, 1].map(() => mkdtempSync(join(tmpdir(), 'dcpx-manager-')));
-    cleanups.push(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+    cleanups.push(() => {
+      for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    });
     const common = ['--vbuckets', '8', '--user', AUTH.user, '--password', AUTH.password];
     const a = await startNode([...common, '--active', '0-7', '--data-dir', dirs[0]!]);
     cleanups.push(() => a.stop('SIGKILL'));
