@@ -17,6 +17,9 @@ import {
   type TopologyOperationRequest,
 } from './types.js';
 
+/** The CLI's defaults (`--janitor-interval-ms`, `--lease-ms`), as ns_server's janitor interval. */
+export const MANAGER_DEFAULTS = { janitorIntervalMs: 5_000, leaseMs: 5_000 } as const;
+
 export type ManagerRole = { readonly leader: true; readonly epoch: number } | { readonly leader: false };
 
 export interface ManagerCoreOptions {
