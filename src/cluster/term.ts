@@ -108,7 +108,16 @@ export class LeaderTerm {
   /** Runs `work` after everything queued before it (one thing at a time under this tenure). */
   exclusive<T>(work: () => Promise<T>): Promise<T> {
     const run = this.tail.then(() => {
-      this.ensureActive();
+      // nothing of `work` has run: a tenure that ended meanwhile makes it "not applied"
+      if (!this.checkDeadline()) {
+        throw new ClusterCallError(
+          'not-applied',
+          `leadership of epoch ${this.epoch} ended before the work started`,
+          {
+            epoch: this.epoch,
+          },
+        );
+      }
       return work();
     });
     this.tail = run.catch(() => undefined);
