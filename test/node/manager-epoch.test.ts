@@ -6,7 +6,7 @@ import { noAuth } from '../../src/node/auth.js';
 import { NodeClient } from '../../src/node/client.js';
 import { StorageNode } from '../../src/node/node.js';
 import * as p from '../../src/protocol/index.js';
-import { Replicator } from '../../src/proxy/replicator.js';
+import { Replicator, TakeoverError } from '../../src/proxy/replicator.js';
 
 // The storage-node side of manager fencing (DESIGN.md "Cluster operations"): a node keeps the highest
 // manager epoch it has seen and refuses vBucket-state changes and replication set-up from a lower one,
@@ -211,6 +211,36 @@ describe('a node fenced by manager epochs', () => {
     const current = new Replicator({ producer: a.address, consumer: b.address, epoch: 9 });
     await current.connect();
     await current.close();
+  });
+});
+
+describe('a Replicator between managed nodes', () => {
+  it('takes a vBucket over with the current epoch in both DCP_OPENs and its takeover stream, and not without', async () => {
+    const a = await startNode({ active: [0, 1, 2, 3], replica: [] });
+    const b = await startNode({ active: [], replica: [0, 1, 2, 3] });
+    for (const n of [a, b]) await (await connect(n)).setVBucket(3, p.VBucketState.Dead, { epoch: 4 });
+    for (let i = 0; i < 50; i++)
+      a.store.vbucket(1).mutate({ op: 'set', key: Buffer.from(`k${i}`), value: Buffer.from('v') });
+    const unfenced = new Replicator({ producer: a.address, consumer: b.address });
+    const refused = await unfenced.takeover(1, { attempts: 1 }).catch((e: unknown) => e);
+    await unfenced.close();
+    expect(refused).toBeInstanceOf(TakeoverError);
+    expect((refused as TakeoverError).cause).toBeInstanceOf(p.StaleEpochError);
+    expect([a.store.vbucket(1).state, b.store.vbucket(1).state]).toEqual([
+      p.VBucketState.Active,
+      p.VBucketState.Replica,
+    ]);
+    const r = new Replicator({ producer: a.address, consumer: b.address, epoch: 4 });
+    try {
+      expect((await r.takeover(1)).attempts).toBe(1);
+    } finally {
+      await r.close();
+    }
+    expect([a.store.vbucket(1).state, b.store.vbucket(1).state]).toEqual([
+      p.VBucketState.Dead,
+      p.VBucketState.Active,
+    ]);
+    expect(b.store.vbucket(1).highSeqno).toBe(50n);
   });
 });
 
