@@ -30,12 +30,12 @@ import {
   encodeExpiration,
   encodeFlush,
   encodeGet,
+  encodeGetClusterConfig,
+  encodeGetClusterConfigResponse,
   encodeGetFailoverLog,
   encodeGetFailoverLogResponse,
   encodeGetResponse,
   encodeGetVBucket,
-  encodeGetClusterConfig,
-  encodeGetClusterConfigResponse,
   encodeGetVBucketResponse,
   encodeHello,
   encodeHelloResponse,
@@ -1729,5 +1729,6 @@ function kvSamples(): MessageSample[] {
 }
 
 const EPOCH_JSON = '{"epoch":515}';
-const STALE_JSON = '{"error":{"context":"stale manager epoch 515; this node has seen 1029","ref":"stale-epoch"}}';
+const STALE_JSON =
+  '{"error":{"context":"stale manager epoch 515; this node has seen 1029","ref":"stale-epoch"}}';
 const CONFIG_JSON = '{"rev":117835012,"revEpoch":1108152157446,"nodesExt":[{"services":{"kv":12000}}]}';

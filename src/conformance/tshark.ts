@@ -345,7 +345,9 @@ const FIELD_VIEWS: {
   }),
   // no field for the cluster config version: the 16 bytes of extras show as `unknown`
   configEpoch: (v, _opcode, fields) => ({
-    checks: [{ field: x('unknown'), want: [`${hexBytes(v, 8)}:${hexBytes(fields.configRevision ?? 0n, 8)}`] }],
+    checks: [
+      { field: x('unknown'), want: [`${hexBytes(v, 8)}:${hexBytes(fields.configRevision ?? 0n, 8)}`] },
+    ],
     undecoded: true,
   }),
   configRevision: () => ({ checks: [], undecoded: true }),

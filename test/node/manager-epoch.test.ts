@@ -35,6 +35,7 @@ async function startNode(
   nodes.push(node);
   return node;
 }
+const at = (node: StorageNode) => ({ host: '127.0.0.1', port: node.address.port });
 async function connect(node: StorageNode): Promise<NodeClient> {
   const c = await NodeClient.connect({ host: '127.0.0.1', port: node.address.port });
   clients.push(c);
@@ -205,10 +206,10 @@ describe('a node fenced by manager epochs', () => {
     const a = await startNode();
     const b = await startNode({ active: [], replica: [0, 1, 2, 3] });
     await (await connect(b)).setVBucket(0, p.VBucketState.Replica, { epoch: 9 });
-    const stale = new Replicator({ producer: a.address, consumer: b.address, epoch: 8 });
+    const stale = new Replicator({ producer: at(a), consumer: at(b), epoch: 8 });
     await expect(stale.connect()).rejects.toBeInstanceOf(p.StaleEpochError);
     await stale.close();
-    const current = new Replicator({ producer: a.address, consumer: b.address, epoch: 9 });
+    const current = new Replicator({ producer: at(a), consumer: at(b), epoch: 9 });
     await current.connect();
     await current.close();
   });
@@ -221,7 +222,7 @@ describe('a Replicator between managed nodes', () => {
     for (const n of [a, b]) await (await connect(n)).setVBucket(3, p.VBucketState.Dead, { epoch: 4 });
     for (let i = 0; i < 50; i++)
       a.store.vbucket(1).mutate({ op: 'set', key: Buffer.from(`k${i}`), value: Buffer.from('v') });
-    const unfenced = new Replicator({ producer: a.address, consumer: b.address });
+    const unfenced = new Replicator({ producer: at(a), consumer: at(b) });
     const refused = await unfenced.takeover(1, { attempts: 1 }).catch((e: unknown) => e);
     await unfenced.close();
     expect(refused).toBeInstanceOf(TakeoverError);
@@ -230,7 +231,7 @@ describe('a Replicator between managed nodes', () => {
       p.VBucketState.Active,
       p.VBucketState.Replica,
     ]);
-    const r = new Replicator({ producer: a.address, consumer: b.address, epoch: 4 });
+    const r = new Replicator({ producer: at(a), consumer: at(b), epoch: 4 });
     try {
       expect((await r.takeover(1)).attempts).toBe(1);
     } finally {
