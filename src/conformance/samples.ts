@@ -30,6 +30,8 @@ import {
   encodeExpiration,
   encodeFlush,
   encodeGet,
+  encodeGetClusterConfig,
+  encodeGetClusterConfigResponse,
   encodeGetFailoverLog,
   encodeGetFailoverLogResponse,
   encodeGetResponse,
@@ -49,9 +51,11 @@ import {
   encodeSaslListMechsResponse,
   encodeSeqnoAcknowledged,
   encodeSeqnoAdvanced,
+  encodeSetClusterConfig,
   encodeSetVBucket,
   encodeSetVBucketState,
   encodeSnapshotMarker,
+  encodeStaleEpochResponse,
   encodeStat,
   encodeStatResponse,
   encodeStatusResponse,
@@ -127,6 +131,10 @@ export interface SampleFields {
   failoverLog?: readonly FailoverEntry[];
   rollbackSeqno?: bigint;
   features?: readonly number[];
+  /** SET_CLUSTER_CONFIG, GET_CLUSTER_CONFIG (known version): the manager epoch, int64 in extras. */
+  configEpoch?: bigint;
+  /** The config revision beside it. */
+  configRevision?: bigint;
   /** The value, when it is text (error reasons, versions, stat values, control values, JSON). */
   text?: string;
 }
@@ -176,6 +184,9 @@ const BINARY_AS_TEXT =
   'generic "Trailing stray characters" warning.';
 const NO_VBUCKET_STATE_FIELD =
   'Wireshark 4.0 has no field for a vBucket state: it shows the extras as couchbase.extras.unknown.';
+const NO_CONFIG_VERSION_FIELD =
+  'Wireshark 4.0 has no fields for the epoch and revision of a cluster config: it shows the 16 bytes of ' +
+  'extras as couchbase.extras.unknown.';
 const STRAY = 'warning _ws.string.trailing_stray_characters: Trailing stray characters';
 
 function statusWarning(command: string, status: string): string {
@@ -1630,6 +1641,94 @@ function kvSamples(): MessageSample[] {
       { text: reason(Status.NotMyVbucket) },
       limitation(STATUS_WARNING, statusWarning('Delete VBucket', 'Not my vBucket')),
     ),
+    request(
+      'DEL_VBUCKET (with the manager epoch)',
+      'client',
+      built(encodeDelVBucket, {
+        opaque: 0xa700_0008,
+        vbucket: vbAdmin,
+        value: text(EPOCH_JSON),
+        datatype: Datatype.Json,
+      }),
+      Opcode.DEL_VBUCKET,
+      { opaque: 0xa700_0008, vbucket: vbAdmin, datatype: Datatype.Json },
+      { text: EPOCH_JSON },
+    ),
+    response(
+      'DEL_VBUCKET response (stale manager epoch)',
+      'server',
+      built(encodeStaleEpochResponse, {
+        opcode: Opcode.DEL_VBUCKET,
+        opaque: 0xa700_0008,
+        epoch: 0x0203n,
+        seen: 0x0405n,
+      }),
+      Opcode.DEL_VBUCKET,
+      { opaque: 0xa700_0008, status: Status.Eaccess, datatype: Datatype.Json },
+      { text: STALE_JSON },
+      limitation(STATUS_WARNING, statusWarning('Delete VBucket', 'Access error')),
+    ),
+    request(
+      'SET_CLUSTER_CONFIG',
+      'client',
+      built(encodeSetClusterConfig, {
+        opaque: 0xa700_0009,
+        epoch: 0x0102_0304_0506n,
+        revision: 0x0708_090an,
+        config: text(CONFIG_JSON),
+      }),
+      Opcode.SET_CLUSTER_CONFIG,
+      { opaque: 0xa700_0009, vbucket: 0, datatype: Datatype.Json },
+      { configEpoch: 0x0102_0304_0506n, configRevision: 0x0708_090an, text: CONFIG_JSON },
+      limitation(NO_CONFIG_VERSION_FIELD),
+    ),
+    response(
+      'SET_CLUSTER_CONFIG response',
+      'server',
+      built(encodeStatusResponse, {
+        opcode: Opcode.SET_CLUSTER_CONFIG,
+        opaque: 0xa700_0009,
+        status: Status.Success,
+      }),
+      Opcode.SET_CLUSTER_CONFIG,
+      { opaque: 0xa700_0009, status: Status.Success },
+    ),
+    request(
+      'GET_CLUSTER_CONFIG',
+      'client',
+      built(encodeGetClusterConfig, { opaque: 0xa700_000a }),
+      Opcode.GET_CLUSTER_CONFIG,
+      { opaque: 0xa700_000a, vbucket: 0 },
+    ),
+    response(
+      'GET_CLUSTER_CONFIG response',
+      'server',
+      built(encodeGetClusterConfigResponse, {
+        opaque: 0xa700_000a,
+        status: Status.Success,
+        config: text(CONFIG_JSON),
+      }),
+      Opcode.GET_CLUSTER_CONFIG,
+      { opaque: 0xa700_000a, status: Status.Success, datatype: Datatype.Json },
+      { text: CONFIG_JSON },
+    ),
+    request(
+      'GET_CLUSTER_CONFIG (with the version the client has)',
+      'client',
+      built(encodeGetClusterConfig, {
+        opaque: 0xa700_000b,
+        known: { epoch: 0x0102_0304_0506n, revision: 0x0708_090an },
+      }),
+      Opcode.GET_CLUSTER_CONFIG,
+      { opaque: 0xa700_000b, vbucket: 0 },
+      { configEpoch: 0x0102_0304_0506n, configRevision: 0x0708_090an },
+      limitation(NO_CONFIG_VERSION_FIELD),
+    ),
   );
   return samples;
 }
+
+const EPOCH_JSON = '{"epoch":515}';
+const STALE_JSON =
+  '{"error":{"context":"stale manager epoch 515; this node has seen 1029","ref":"stale-epoch"}}';
+const CONFIG_JSON = '{"rev":117835012,"revEpoch":1108152157446,"nodesExt":[{"services":{"kv":12000}}]}';

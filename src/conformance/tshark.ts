@@ -343,6 +343,14 @@ const FIELD_VIEWS: {
   features: (list) => ({
     checks: [{ field: cb('hello.features.feature'), want: list.map((f) => BigInt(f)) }],
   }),
+  // no field for the cluster config version: the 16 bytes of extras show as `unknown`
+  configEpoch: (v, _opcode, fields) => ({
+    checks: [
+      { field: x('unknown'), want: [`${hexBytes(v, 8)}:${hexBytes(fields.configRevision ?? 0n, 8)}`] },
+    ],
+    undecoded: true,
+  }),
+  configRevision: () => ({ checks: [], undecoded: true }),
   text: (v) => ({ checks: [{ field: cb('value'), want: [v] }] }),
 };
 

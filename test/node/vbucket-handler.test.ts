@@ -5,9 +5,17 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ManagerFence } from '../../src/node/manager-fence.js';
 import type { Replies } from '../../src/node/replies.js';
 import { VBucketHandler } from '../../src/node/vbucket-handler.js';
-import { encodeDelVBucket, Frame, Status, silentLogger, VBucketState } from '../../src/protocol/index.js';
+import {
+  encodeDelVBucket,
+  encodeSetVBucket,
+  epochValue,
+  Frame,
+  Status,
+  silentLogger,
+  VBucketState,
+} from '../../src/protocol/index.js';
 import { NodeMetaStore, Store } from '../../src/store/index.js';
-import { failingRenames } from '../helpers/held-disk.js';
+import { failingRenames, heldRenames } from '../helpers/held-disk.js';
 
 const dirs: string[] = [];
 const stores: Store[] = [];
@@ -62,5 +70,33 @@ describe('vBucket control on a node', () => {
     expect(statuses).toEqual([Status.Success]);
     await expect(Promise.all(waits)).resolves.toBeDefined();
     expect(store.vbucket(1).state).toBe(VBucketState.Dead);
+  });
+
+  it('answers a SET_VBUCKET that raises the manager epoch only once the epoch is durable in the node metadata file', async () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dcpx-vbh-'));
+    dirs.push(dataDir);
+    const store = await Store.open({ vbuckets: 1, initialStates: new Map([[0, VBucketState.Replica]]) });
+    const disk = heldRenames();
+    const fence = new ManagerFence(NodeMetaStore.open(dataDir, { ops: disk.ops }), silentLogger);
+    const { replies, statuses, waits } = recordingReplies();
+    disk.hold();
+    new VBucketHandler(store, replies, silentLogger, fence).handle(
+      new Frame(
+        encodeSetVBucket({ opaque: 1, vbucket: 0, state: VBucketState.Pending, value: epochValue(5) }),
+        0,
+      ),
+    );
+    expect(statuses).toEqual([Status.Success]); // queued: the connection sends it once `waits` resolve
+    let durable = false;
+    const all = Promise.all(waits).then(() => {
+      durable = true;
+    });
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    expect(durable).toBe(false);
+    expect(NodeMetaStore.open(dataDir).current.epoch).toBeUndefined();
+    disk.release();
+    await all;
+    expect(NodeMetaStore.open(dataDir).current.epoch).toBe(5n);
+    await store.close();
   });
 });

@@ -172,6 +172,14 @@ describe('Wireshark conformance (tshark)', () => {
         'DEL_VBUCKET response (not my vBucket)': [
           'warning couchbase.warn.unknown_opcode: Delete VBucket: Not my vBucket',
         ],
+        'DEL_VBUCKET response (stale manager epoch)': [
+          'warning couchbase.warn.unknown_opcode: Delete VBucket: Access error',
+        ],
+        SET_CLUSTER_CONFIG: ['configEpoch: not decoded', 'configRevision: not decoded'],
+        'GET_CLUSTER_CONFIG (with the version the client has)': [
+          'configEpoch: not decoded',
+          'configRevision: not decoded',
+        ],
       });
     },
     120_000,
