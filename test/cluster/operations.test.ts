@@ -56,6 +56,25 @@ describe('topology operations on the leader', () => {
     expect(convergenceProblems(status, nodes)).toEqual([]);
   });
 
+  it('forms a map from nodes that joined holding actives and replicas of each other', async () => {
+    const half = range(VBS / 2);
+    const otherHalf = half.map((vb) => vb + VBS / 2);
+    const { nodes, core, manager } = await cluster([
+      { active: half, replica: otherHalf },
+      { active: otherHalf, replica: half },
+    ]);
+    const [a, b] = nodes as [StorageNode, StorageNode];
+    await core.submit(add(a, 'op-a'));
+    await core.submit(add(b, 'op-b'));
+    await manager.handle.settled();
+    const status = await core.status();
+    expect(status.map).toEqual([
+      ...half.map(() => [addressOf(a), addressOf(b)]),
+      ...otherHalf.map(() => [addressOf(b), addressOf(a)]),
+    ]);
+    expect(convergenceProblems(status, nodes)).toEqual([]);
+  });
+
   it('promotes the remaining copy when the active node is removed', async () => {
     const { nodes, core, manager } = await cluster([{ active: range(VBS) }, { replica: range(VBS) }]);
     const [a, b] = nodes as [StorageNode, StorageNode];
