@@ -90,6 +90,9 @@ class Manager implements ClusterManagerCore {
   private loop: Promise<void> = Promise.resolve();
   private stopTracking: (() => void) | undefined;
   private dead = false;
+  /** The janitor's memory of this tenure (the config revision each node was given). */
+  private memory = new JanitorMemory();
+  private janitorQueued = false;
   private resolveCrashed!: (step: TopologyStep) => void;
   readonly crashed = new Promise<TopologyStep>((resolve) => {
     this.resolveCrashed = resolve;
@@ -226,9 +229,6 @@ class Manager implements ClusterManagerCore {
       metrics: this.metrics,
     };
   }
-
-  private memory = new JanitorMemory();
-  private janitorQueued = false;
 
   private async janitorRound(term: LeaderTerm): Promise<JanitorReport> {
     try {

@@ -194,8 +194,8 @@ async function removeNode(
 ): Promise<OperationResult> {
   const { term } = ctx;
   const node = request.node;
-  const record_ = snapshot.nodes.get(node);
-  if (!record_) return record(ctx, { opId: request.opId, outcome: 'done' });
+  const member = snapshot.nodes.get(node);
+  if (!member) return record(ctx, { opId: request.opId, outcome: 'done' });
   const sole = soleCopies(snapshot.map, node);
   if (sole.length > 0) {
     const shown = sole.slice(0, 8).join(',') + (sole.length > 8 ? `,... (${sole.length})` : '');
@@ -207,7 +207,7 @@ async function removeNode(
     [absent(keys.marker), { key: keys.node(node), target: 'version', op: '>', revision: 0 }],
     [
       putBytes(keys.marker, markerValue),
-      put(keys.node(node), { ...record_, state: 'leaving' }),
+      put(keys.node(node), { ...member, state: 'leaving' }),
       bumpConfig(snapshot),
     ],
   );
