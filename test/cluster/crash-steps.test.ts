@@ -1,7 +1,13 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TOPOLOGY_STEPS, type TopologyOperationRequest, type TopologyStep } from '../../src/cluster/index.js';
+import { EmbeddedMetadataStore } from '../../src/cluster/metadata/embedded.js';
+import type { MetadataStore } from '../../src/cluster/metadata/types.js';
 import type { StorageNode } from '../../src/node/node.js';
 import { VBucketState } from '../../src/protocol/index.js';
+import { ManualClock } from '../helpers/manual-clock.js';
 import { MemoryMetadata } from '../helpers/memory-metadata.js';
 import {
   addressOf,
@@ -19,13 +25,41 @@ afterEach(async () => {
 
 const VBS = 8;
 
-/** A manager on its own client of the shared store (one simulated process). */
-async function manager(shared: MemoryMetadata, name: string, crashAt?: string) {
-  const client = shared.client();
-  const m = await startManager(name, client, { crashAt });
+/** A metadata store as one manager process sees it; `kill` ends that process's hold on it. */
+interface Backend {
+  open(): Promise<{ store: MetadataStore; clock: ManualClock; close(): Promise<void> }>;
+}
+
+function memoryBackend(): Backend {
+  const shared = new MemoryMetadata();
+  return {
+    async open() {
+      const client = shared.client();
+      return { store: client, clock: new ManualClock(), close: () => client.close() };
+    },
+  };
+}
+
+/** One directory reopened by each process in turn, as a restarted `dcpx manager --data-dir` would. */
+function embeddedBackend(): Backend {
+  const dir = mkdtempSync(join(tmpdir(), 'dcpx-manager-crash-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  return {
+    async open() {
+      const clock = new ManualClock();
+      const store = await EmbeddedMetadataStore.open({ dir, name: 'crash-test', clock });
+      return { store, clock, close: () => store.close() };
+    },
+  };
+}
+
+/** A manager process: its own view of the store. */
+async function manager(backend: Backend, name: string, crashAt?: string) {
+  const opened = await backend.open();
+  const m = await startManager(name, opened.store, { crashAt, clock: opened.clock });
   cleanups.push(() => m.handle.close());
   await m.leading;
-  return { m, client };
+  return { m, client: opened };
 }
 
 /** Kills a simulated process: it has stopped acting; its leases end as the store notices it is gone. */
@@ -38,19 +72,22 @@ async function setState(node: StorageNode, vb: number, state: VBucketState) {
   await node.store.vbucket(vb).setState(state);
 }
 
-describe('a manager crash at every step', () => {
-  it('lists a step for every persisted step of both operations and of the janitor', () => {
-    expect(TOPOLOGY_STEPS.filter((s) => s.startsWith('add-node:'))).toHaveLength(4);
-    expect(TOPOLOGY_STEPS.filter((s) => s.startsWith('remove-node:'))).toHaveLength(5);
-    expect(TOPOLOGY_STEPS.filter((s) => s.startsWith('janitor:'))).toHaveLength(3);
-  });
+it('lists a step for every persisted step of both operations and of the janitor', () => {
+  expect(TOPOLOGY_STEPS.filter((s) => s.startsWith('add-node:'))).toHaveLength(4);
+  expect(TOPOLOGY_STEPS.filter((s) => s.startsWith('remove-node:'))).toHaveLength(5);
+  expect(TOPOLOGY_STEPS.filter((s) => s.startsWith('janitor:'))).toHaveLength(3);
+});
 
+describe.each([
+  ['in-memory', memoryBackend],
+  ['embedded (reopened)', embeddedBackend],
+])('a manager crash at every step, %s metadata store', (_name, makeBackend) => {
   for (const step of TOPOLOGY_STEPS) {
     it(`converges within 2 janitor intervals of the next leader after a crash at ${step}`, async () => {
       const nodes = await startNodes(VBS, [{ active: range(VBS) }, { replica: range(VBS) }]);
       cleanups.push(() => Promise.all(nodes.map((n) => n.stop())));
       const [a, b] = nodes as [StorageNode, StorageNode];
-      const shared = new MemoryMetadata();
+      const backend = makeBackend();
       const addA = { opId: 'add-a', kind: 'add-node' as const, node: addressOf(a) };
       const addB = { opId: 'add-b', kind: 'add-node' as const, node: addressOf(b) };
       const removeB = { opId: 'remove-b', kind: 'remove-node' as const, node: addressOf(b) };
@@ -58,7 +95,7 @@ describe('a manager crash at every step', () => {
       let retry: TopologyOperationRequest | undefined;
 
       if (kind === 'add-node') {
-        const first = await manager(shared, 'm1', step);
+        const first = await manager(backend, 'm1', step);
         await first.m.handle.settled();
         const outcome = await first.m.handle.core.submit(addA).catch((e: unknown) => e);
         if (step !== 'add-node:after-clear') expect(outcome).toMatchObject({ errorClass: 'maybe-applied' });
@@ -67,14 +104,14 @@ describe('a manager crash at every step', () => {
         retry = addA;
       } else {
         // a two-node cluster made by a manager that does not crash
-        const setup = await manager(shared, 'm0');
+        const setup = await manager(backend, 'm0');
         await setup.m.handle.core.submit(addA);
         if (step !== 'janitor:after-repair') await setup.m.handle.core.submit(addB);
         await setup.m.handle.settled();
         await kill(setup);
         if (step === 'janitor:after-repair') {
           // a manager dies half-way through adding b, leaving its marker
-          const dying = await manager(shared, 'm0b', 'add-node:after-map');
+          const dying = await manager(backend, 'm0b', 'add-node:after-map');
           await dying.m.handle.core.submit(addB).catch(() => undefined);
           await kill(dying);
         }
@@ -84,7 +121,7 @@ describe('a manager crash at every step', () => {
           await setState(b, 0, VBucketState.Active);
         }
         if (step === 'janitor:after-states') await setState(b, 0, VBucketState.Dead);
-        const first = await manager(shared, 'm1', step);
+        const first = await manager(backend, 'm1', step);
         if (kind === 'remove-node') {
           await first.m.handle.settled();
           const outcome = await first.m.handle.core.submit(removeB).catch((e: unknown) => e);
@@ -96,7 +133,7 @@ describe('a manager crash at every step', () => {
         await kill(first);
       }
 
-      const next = await manager(shared, 'm2');
+      const next = await manager(backend, 'm2');
       await next.m.handle.settled();
       await next.m.interval();
       await next.m.interval();

@@ -21,9 +21,10 @@ export interface TestManager {
 export async function startManager(
   name: string,
   store: MetadataStore,
-  options: { crashAt?: string; janitorIntervalMs?: number } = {},
+  options: { crashAt?: string; janitorIntervalMs?: number; clock?: ManualClock } = {},
 ): Promise<TestManager> {
-  const clock = new ManualClock();
+  // the store's leases and the manager's deadline checks read one clock
+  const clock = options.clock ?? new ManualClock();
   const roles: ManagerRole[] = [];
   let resolveLeading!: (epoch: number) => void;
   const leading = new Promise<number>((resolve) => {
