@@ -302,6 +302,7 @@ class Manager implements ClusterManagerCore {
     const store = this.options.store;
     const value = encode({ name: this.name, httpUrl: this.options.httpUrl } satisfies LeaderValue);
     let announcedFollower = false;
+    let failures = 0;
     while (!this.closing.signal.aborted) {
       let lease: Lease | undefined;
       try {
@@ -325,10 +326,14 @@ class Manager implements ClusterManagerCore {
         announcedFollower = true;
       } catch (error) {
         if (this.closing.signal.aborted) break;
-        this.log.warn({ err: String(error) }, 'campaign failed; retrying with a fresh lease');
+        failures++;
+        this.log.warn({ err: String(error), failures }, 'campaign failed; retrying with a fresh lease');
         await lease?.revoke().catch(() => undefined);
-        await new Promise((r) => setTimeout(r, 100));
+        // back off while the store is failing (100 ms doubling to 2 s), without spinning
+        await new Promise((r) => setTimeout(r, Math.min(2_000, 100 * 2 ** Math.min(failures - 1, 5))));
+        continue;
       }
+      failures = 0;
     }
   }
 
