@@ -1,14 +1,22 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { TOPOLOGY_STEPS, type TopologyOperationRequest, type TopologyStep } from '../../src/cluster/index.js';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  PREFIX,
+  TOPOLOGY_STEPS,
+  type TopologyOperationRequest,
+  type TopologyStep,
+} from '../../src/cluster/index.js';
 import { EmbeddedMetadataStore } from '../../src/cluster/metadata/embedded.js';
+import { EtcdMetadataStore } from '../../src/cluster/metadata/etcd.js';
 import type { MetadataStore } from '../../src/cluster/metadata/types.js';
 import type { StorageNode } from '../../src/node/node.js';
 import { VBucketState } from '../../src/protocol/index.js';
+import { type EtcdServer, findEtcd, startEtcd } from '../helpers/etcd.js';
 import { ManualClock } from '../helpers/manual-clock.js';
 import { MemoryMetadata } from '../helpers/memory-metadata.js';
+import { requireTool } from '../helpers/tools.js';
 import {
   addressOf,
   convergenceProblems,
@@ -53,6 +61,22 @@ function embeddedBackend(): Backend {
   };
 }
 
+/** Every manager process its own etcd client of one etcd; killing one revokes its leases. */
+function etcdBackend(server: () => EtcdServer): Backend {
+  let cleared = false;
+  return {
+    async open() {
+      const store = new EtcdMetadataStore({ endpoints: [server().endpoint] });
+      if (!cleared) {
+        // one etcd serves every test of the file: start from no manager keys
+        await store.txn([], [{ type: 'deletePrefix', prefix: PREFIX }]);
+        cleared = true;
+      }
+      return { store, clock: new ManualClock(), close: () => store.close() };
+    },
+  };
+}
+
 /** A manager process: its own view of the store. */
 async function manager(backend: Backend, name: string, crashAt?: string) {
   const opened = await backend.open();
@@ -78,10 +102,27 @@ it('lists a step for every persisted step of both operations and of the janitor'
   expect(TOPOLOGY_STEPS.filter((s) => s.startsWith('janitor:'))).toHaveLength(3);
 });
 
-describe.each([
+const etcdBinary = findEtcd();
+let etcd: EtcdServer | undefined;
+if (etcdBinary !== undefined) {
+  beforeAll(async () => {
+    etcd = await startEtcd(etcdBinary);
+  });
+  afterAll(async () => {
+    await etcd?.stop();
+  });
+} else {
+  requireTool('etcd', undefined)('a manager crash at every step, etcd metadata store', () => {});
+}
+
+const backends: [string, () => Backend][] = [
   ['in-memory', memoryBackend],
   ['embedded (reopened)', embeddedBackend],
-])('a manager crash at every step, %s metadata store', (_name, makeBackend) => {
+];
+if (etcdBinary !== undefined)
+  backends.push(['etcd (the other manager takes over)', () => etcdBackend(() => etcd!)]);
+
+describe.each(backends)('a manager crash at every step, %s metadata store', (_name, makeBackend) => {
   for (const step of TOPOLOGY_STEPS) {
     it(`converges within 2 janitor intervals of the next leader after a crash at ${step}`, async () => {
       const nodes = await startNodes(VBS, [{ active: range(VBS) }, { replica: range(VBS) }]);
