@@ -198,11 +198,9 @@ class Manager implements ClusterManagerCore {
     if (error instanceof SimulatedCrash) {
       return new ClusterCallError('maybe-applied', `manager crashed at ${error.step}`, { step: error.step });
     }
-    if (error instanceof ClusterCallError) {
-      // fenced before this tenure wrote anything of the operation is "not applied": the runner throws
-      // fenced from its first write too, but a marker read back answers the truth on retry either way
-      return error;
-    }
+    // already classified where it arose (runOperation turns a fence before its marker into not-applied)
+    if (error instanceof ClusterCallError) return error;
+    // anything else (a store error mid-operation): something may have been written
     return new ClusterCallError(
       'maybe-applied',
       `operation failed: ${(error as Error).message}`,
