@@ -7,6 +7,7 @@ import {
   type Logger,
   Opcode,
   OpenFlag,
+  opcodeName,
   readEpoch,
   Status,
   StreamFlag,
@@ -119,11 +120,23 @@ export class DcpHandler {
     );
   }
 
-  /** A takeover stream moves the vBucket's ownership: fenced by the epoch of this connection's open. */
-  private takeoverRefused(frame: Frame): boolean {
-    if (frame.opcode !== Opcode.DCP_STREAM_REQ || frame.isResponse || frame.extrasLength < 4) return false;
-    if ((frame.extras.readUInt32BE(0) & StreamFlag.TakeOver) === 0) return false;
-    const verdict = this.options.fence.admit(this.openEpoch, `takeover STREAM_REQ vb ${frame.vbucket}`);
+  /**
+   * Replication set-up on an open connection, fenced by the epoch of its DCP_OPEN: every ADD_STREAM of
+   * a consumer (it writes into this node's vBuckets), and a producer's takeover STREAM_REQ (it moves the
+   * vBucket's ownership). A producer's other streams are readers' and stay open.
+   */
+  private setupRefused(frame: Frame): boolean {
+    if (frame.isResponse || frame.extrasLength < 4) return false;
+    if (this.producer) {
+      if (frame.opcode !== Opcode.DCP_STREAM_REQ) return false;
+      if ((frame.extras.readUInt32BE(0) & StreamFlag.TakeOver) === 0) return false;
+    } else if (frame.opcode !== Opcode.DCP_ADD_STREAM) {
+      return false;
+    }
+    const verdict = this.options.fence.admit(
+      this.openEpoch,
+      `${opcodeName(frame.opcode)} vb ${frame.vbucket}`,
+    );
     if (verdict.ok) return false;
     this.refuse(frame, this.openEpoch, verdict.seen, this.dcpName ?? '');
     return true;
@@ -131,10 +144,8 @@ export class DcpHandler {
 
   /** A frame for the open endpoint. */
   handle(frame: Frame): void {
-    if (this.producer) {
-      if (this.takeoverRefused(frame)) return;
-      return this.producer.handleFrame(frame);
-    }
+    if (this.setupRefused(frame)) return;
+    if (this.producer) return this.producer.handleFrame(frame);
     const consumer = this.consumer;
     if (!consumer) return;
     // the consumer counts stale frames as it drops them, synchronously: the difference is this frame's

@@ -417,6 +417,9 @@ export class Replicator {
     if (result.ok) {
       this.retries.stop(vb);
       if (this.wanted.has(vb)) this.markOpen(vb);
+    } else if (result.fenced) {
+      // a newer manager fenced this replicator: retrying cannot help (its janitor takes over)
+      this.log.warn({ vb, err: result.error }, 'replica stream refused: stale manager epoch');
     } else if (this.wanted.has(vb) && !this.closed) {
       this.retries.schedule(vb);
     }
@@ -434,6 +437,8 @@ export class Replicator {
         (opaque) => encodeAddStream({ opaque, vbucket: vb, flags: 0 }),
         Opcode.DCP_ADD_STREAM,
       );
+      const stale = StaleEpochError.from(response, conn.peer);
+      if (stale) return { vbucket: vb, ok: false, error: stale.message, fenced: true };
       const { status } = decodeAddStreamResponse(response);
       if (status !== Status.Success) return { vbucket: vb, ok: false, error: statusName(status) };
       return { vbucket: vb, ok: true };
@@ -453,6 +458,7 @@ export class Replicator {
       .then(() => this.addReplica(vb))
       .catch((error: unknown) => {
         this.log.warn({ vb, err: String(error) }, 'replica stream retry failed');
+        if (error instanceof StaleEpochError) return this.retries.stop(vb);
         if (!this.closed && this.wanted.has(vb) && this.retries.has(vb)) this.retries.schedule(vb);
       });
   }

@@ -48,6 +48,8 @@ export interface StreamResult {
   vbucket: number;
   ok: boolean;
   error?: string;
+  /** Refused for a stale manager epoch (StaleEpochError): not retried. */
+  fenced?: boolean;
 }
 
 /** A takeover that could not complete: says why; the old owner is active again. */

@@ -172,6 +172,20 @@ describe('a node fenced by manager epochs', () => {
     expect(node.fence.epoch).toBe(8n);
   });
 
+  it('refuses ADD_STREAM on a consumer opened with an epoch a newer manager has since superseded', async () => {
+    const node = await startNode();
+    const admin = await connect(node);
+    const consumer = await connect(node);
+    // the node's consumer sends its DCP_CONTROLs here: read (and drop) them, or the connection pauses
+    consumer.conn.on('frame', () => {});
+    expect((await dcpOpen(consumer, 0, 5)).status).toBe(p.Status.Success);
+    await admin.setVBucket(2, p.VBucketState.Replica, { epoch: 6 });
+    const refused = await send(consumer, p.Opcode.DCP_ADD_STREAM, (opaque) =>
+      p.encodeAddStream({ opaque, vbucket: 3, flags: 0 }),
+    );
+    expectStale(refused, 'stale manager epoch 5; this node has seen 6');
+  });
+
   it('keeps plain producer streams open to readers without an epoch, and refuses their takeover streams', async () => {
     const node = await startNode();
     const admin = await connect(node);
@@ -242,6 +256,30 @@ describe('a Replicator between managed nodes', () => {
       p.VBucketState.Active,
     ]);
     expect(b.store.vbucket(1).highSeqno).toBe(50n);
+  });
+});
+
+describe('a Replicator fenced after it connected', () => {
+  it('reports its replica streams as fenced and does not retry them', async () => {
+    const a = await startNode({ active: [0, 1, 2, 3], replica: [] });
+    const b = await startNode({ active: [], replica: [0, 1, 2, 3] });
+    const r = new Replicator({
+      producer: at(a),
+      consumer: at(b),
+      epoch: 5,
+      streamRetry: { minBackoffMs: 1 },
+    });
+    try {
+      await r.connect();
+      await (await connect(b)).setVBucket(3, p.VBucketState.Dead, { epoch: 6 });
+      const [result] = await r.setStreams([0]);
+      expect(result).toMatchObject({ vbucket: 0, ok: false, fenced: true });
+      expect(result?.error).toMatch(/stale manager epoch 5; this node has seen 6/);
+      expect(r.retryingStreams).toEqual([]);
+      expect(r.streams).toEqual([]);
+    } finally {
+      await r.close();
+    }
   });
 });
 
