@@ -36,6 +36,8 @@ const VBS = 8;
 /** A metadata store as one manager process sees it; `kill` ends that process's hold on it. */
 interface Backend {
   open(): Promise<{ store: MetadataStore; clock: ManualClock; close(): Promise<void> }>;
+  /** The managers' lease (a real-time lease: long, so a loaded machine cannot expire it mid-test). */
+  readonly leaseMs?: number;
 }
 
 function memoryBackend(): Backend {
@@ -65,6 +67,7 @@ function embeddedBackend(): Backend {
 function etcdBackend(server: () => EtcdServer): Backend {
   let cleared = false;
   return {
+    leaseMs: 30_000,
     async open() {
       const store = new EtcdMetadataStore({ endpoints: [server().endpoint] });
       if (!cleared) {
@@ -80,7 +83,11 @@ function etcdBackend(server: () => EtcdServer): Backend {
 /** A manager process: its own view of the store. */
 async function manager(backend: Backend, name: string, crashAt?: string) {
   const opened = await backend.open();
-  const m = await startManager(name, opened.store, { crashAt, clock: opened.clock });
+  const m = await startManager(name, opened.store, {
+    crashAt,
+    clock: opened.clock,
+    leaseMs: backend.leaseMs,
+  });
   cleanups.push(() => m.handle.close());
   await m.leading;
   return { m, client: opened };

@@ -21,7 +21,7 @@ export interface TestManager {
 export async function startManager(
   name: string,
   store: MetadataStore,
-  options: { crashAt?: string; janitorIntervalMs?: number; clock?: ManualClock } = {},
+  options: { crashAt?: string; janitorIntervalMs?: number; clock?: ManualClock; leaseMs?: number } = {},
 ): Promise<TestManager> {
   // the store's leases and the manager's deadline checks read one clock
   const clock = options.clock ?? new ManualClock();
@@ -35,7 +35,7 @@ export async function startManager(
     httpUrl: `http://127.0.0.1:0/${name}`,
     store,
     janitorIntervalMs: options.janitorIntervalMs ?? JANITOR_MS,
-    leaseMs: 5_000,
+    leaseMs: options.leaseMs ?? 5_000,
     crashAt: options.crashAt,
     clock,
     log: silentLogger,
