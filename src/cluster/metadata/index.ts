@@ -1,0 +1,4 @@
+export { campaignWith, leaderOf } from './campaign.js';
+export { EmbeddedLease, EmbeddedMetadataStore, type EmbeddedMetadataStoreOptions } from './embedded.js';
+export { type LockOwner, MetadataError, type MetadataErrorCode, MetadataLockedError } from './errors.js';
+export * from './types.js';
