@@ -88,7 +88,7 @@ export function metadataContract(
     );
 
     it(
-      'txn compares on value, and a missing key fails every value compare but !=',
+      'txn compares on value, and a missing key fails every value compare, != too (as in etcd)',
       async () => {
         const [s] = await h.stores(1);
         const key = `${p}v`;
@@ -96,9 +96,13 @@ export function metadataContract(
         expect((await s!.txn([{ key, target: 'value', op: '==', value: b('') }], put('x'))).succeeded).toBe(
           false,
         );
-        expect((await s!.txn([{ key, target: 'value', op: '!=', value: b('a') }], put('a'))).succeeded).toBe(
-          true,
+        expect((await s!.txn([{ key, target: 'value', op: '!=', value: b('a') }], put('x'))).succeeded).toBe(
+          false,
         );
+        expect(await s!.get(key)).toBeUndefined();
+        expect(
+          (await s!.txn([{ key, target: 'createRevision', op: '==', revision: 0 }], put('a'))).succeeded,
+        ).toBe(true);
         expect((await s!.txn([{ key, target: 'value', op: '==', value: b('b') }], put('no'))).succeeded).toBe(
           false,
         );

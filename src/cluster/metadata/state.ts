@@ -96,11 +96,11 @@ export class KvState {
     return keys;
   }
 
-  /** etcd's compare: a missing key has revisions and version 0 and fails every value compare but `!=`. */
+  /** etcd's compare: a missing key has revisions and version 0 and fails every value compare, `!=` too. */
   holds(compare: Compare): boolean {
     const kv = this.kvs.get(compare.key);
     if (compare.target === 'value') {
-      if (!kv) return compare.op === '!=';
+      if (!kv) return false;
       const equal = bytesEqual(kv.value, compare.value);
       return compare.op === '==' ? equal : !equal;
     }

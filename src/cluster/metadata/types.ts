@@ -29,7 +29,7 @@ export interface RangeResult {
 
 /**
  * A condition of a transaction. A missing key has createRevision = modRevision = version = 0 and fails
- * every `value` compare except `!=`.
+ * every `value` compare, `!=` included (etcd's rule; test absence with `createRevision == 0`).
  */
 export type Compare =
   | { readonly key: string; readonly target: 'value'; readonly op: '==' | '!='; readonly value: Uint8Array }
