@@ -36,6 +36,8 @@ export interface EmbeddedMetadataStoreOptions {
   readonly snapshotEveryRecords?: number;
   /** Events held for watches that start in the past (default 10,000). */
   readonly historyLimit?: number;
+  /** How a WAL write is made durable (default `datasync`); tests hold or fail it. */
+  readonly walSync?: (wal: FileHandle) => Promise<void>;
 }
 
 const SNAPSHOT = 'snapshot';
@@ -142,6 +144,7 @@ export class EmbeddedMetadataStore implements MetadataStore {
     private readonly clock: Clock,
     private readonly snapshotEvery: number,
     private readonly releaseLock: () => Promise<void>,
+    private readonly walSync: (wal: FileHandle) => Promise<void>,
   ) {
     this.durableRevision = state.revision;
     this.snapshotFile = new AtomicFile(path.join(dir, SNAPSHOT), () => encodeSnapshot(this.state.image()));
@@ -198,6 +201,7 @@ export class EmbeddedMetadataStore implements MetadataStore {
         options.clock ?? systemClock,
         options.snapshotEveryRecords ?? 4096,
         release,
+        options.walSync ?? ((handle) => handle.datasync()),
       );
     } catch (error) {
       await release();
@@ -334,7 +338,7 @@ export class EmbeddedMetadataStore implements MetadataStore {
         const revision = this.state.revision; // the last record queued is this revision's
         try {
           await this.wal.write(batch.length === 1 ? batch[0]! : Buffer.concat(batch));
-          await this.wal.datasync();
+          await this.walSync(this.wal);
         } catch (error) {
           this.fail(error);
           return;
