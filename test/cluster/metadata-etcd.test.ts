@@ -12,7 +12,7 @@ if (binary === undefined) {
 } else {
   let etcd: EtcdServer;
   beforeAll(async () => {
-    etcd = await startEtcd(binary);
+    etcd = await startEtcd();
   });
   afterAll(async () => {
     await etcd?.stop();
@@ -44,7 +44,7 @@ if (binary === undefined) {
 if (binary !== undefined) {
   describe('etcd metadata store: the lease deadline is kept by this process', () => {
     it('with etcd paused, onLost fires by the lease deadline, before the TTL since the last answered keep-alive', async () => {
-      const etcd = await startEtcd(binary);
+      const etcd = await startEtcd();
       const store = new EtcdMetadataStore({ endpoints: [etcd.endpoint], rpcTimeoutMs: 1_000 });
       try {
         const lease = await store.grantLease(2_000);
