@@ -116,6 +116,19 @@ describe('embedded metadata store: durability and ownership', () => {
     await s2.close();
   });
 
+  it('a watch from a revision whose history is no longer held is refused as compacted', async () => {
+    const s = await EmbeddedMetadataStore.open({ dir: tempDir(), historyLimit: 8 });
+    const first = await s.txn([], [{ type: 'put', key: 'h', value: b('0') }]);
+    for (let i = 1; i < 20; i++) await s.txn([], [{ type: 'put', key: 'h', value: b(String(i)) }]);
+    await expect(s.watch('h', first.revision, () => {})).rejects.toMatchObject({
+      code: 'DCPX_ERR_META_COMPACTED',
+    });
+    const seen: string[] = [];
+    await s.watch('h', s.revision, (e) => seen.push(text(e.kv.value)!));
+    expect(seen).toEqual(['19']);
+    await s.close();
+  });
+
   it('recovery drops a torn last WAL record and keeps every whole one', async () => {
     const dir = tempDir();
     const s1 = await EmbeddedMetadataStore.open({ dir });
