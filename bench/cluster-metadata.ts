@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { EmbeddedMetadataStore } from '../src/cluster/metadata/embedded.js';
 import { EtcdMetadataStore } from '../src/cluster/metadata/etcd.js';
 import type { MetadataStore } from '../src/cluster/metadata/types.js';
+import { etcdAvailable, startEtcd } from './etcd.js';
 import type { BenchRow } from './lib.js';
 
 // Fenced txn commit latency of the metadata stores (issue 11; target embedded p99 < 10 ms): a leader
@@ -80,7 +81,7 @@ function rows(store: string, writers: number, latency: CommitLatency, target?: n
 
 /**
  * Fenced-commit p50/p99 of the embedded store (in a temporary directory: `dir` to measure another disk)
- * and, given `etcdEndpoints`, of etcd.
+ * and of etcd: the one at `etcdEndpoints`, else one started on loopback when the binary is installed.
  */
 export async function benchClusterMetadata(
   options: { dir?: string; etcdEndpoints?: readonly string[]; txns?: number } = {},
@@ -100,8 +101,10 @@ export async function benchClusterMetadata(
     await embedded.close();
     fs.rmSync(dir, { recursive: true, force: true });
   }
-  if (options.etcdEndpoints?.length) {
-    const etcd = new EtcdMetadataStore({ endpoints: options.etcdEndpoints });
+  const server = options.etcdEndpoints?.length || !etcdAvailable() ? undefined : await startEtcd();
+  const endpoints = options.etcdEndpoints?.length ? options.etcdEndpoints : server ? [server.endpoint] : [];
+  if (endpoints.length > 0) {
+    const etcd = new EtcdMetadataStore({ endpoints });
     try {
       for (const writers of [1, 8]) {
         const latency = await measureFencedCommits(etcd, { txns: options.txns ?? 500, concurrency: writers });
@@ -109,6 +112,7 @@ export async function benchClusterMetadata(
       }
     } finally {
       await etcd.close();
+      await server?.stop();
     }
   }
   return out;

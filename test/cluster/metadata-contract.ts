@@ -322,6 +322,24 @@ export function metadataContract(
     );
 
     it(
+      'a campaign waiting behind the leader rejects when its own lease ends',
+      async () => {
+        const [s1, s2] = await h.stores(2);
+        const election = `${p}election`;
+        const first = await s1!.campaign(election, b('one'), await s1!.grantLease(h.ttlMs * 4));
+        const l2 = await s2!.grantLease(h.ttlMs);
+        const waiting = s2!.campaign(election, b('two'), l2);
+        await eventually(async () => (await s2!.range(`${election}/`)).kvs.length === 2);
+        await h.expire(l2);
+        await expect(waiting).rejects.toThrow();
+        await eventually(async () => (await s2!.range(`${election}/`)).kvs.length === 1);
+        expect((await s2!.leader(election))?.epoch).toBe(first.epoch);
+        await first.resign();
+      },
+      timeout,
+    );
+
+    it(
       'an aborted campaign rejects and withdraws the candidate',
       async () => {
         const [s1, s2] = await h.stores(2);

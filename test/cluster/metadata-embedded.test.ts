@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -115,6 +116,19 @@ describe('embedded metadata store: durability and ownership', () => {
     await s2.close();
   });
 
+  it('a watch from a revision whose history is no longer held is refused as compacted', async () => {
+    const s = await EmbeddedMetadataStore.open({ dir: tempDir(), historyLimit: 8 });
+    const first = await s.txn([], [{ type: 'put', key: 'h', value: b('0') }]);
+    for (let i = 1; i < 20; i++) await s.txn([], [{ type: 'put', key: 'h', value: b(String(i)) }]);
+    await expect(s.watch('h', first.revision, () => {})).rejects.toMatchObject({
+      code: 'DCPX_ERR_META_COMPACTED',
+    });
+    const seen: string[] = [];
+    await s.watch('h', s.revision, (e) => seen.push(text(e.kv.value)!));
+    expect(seen).toEqual(['19']);
+    await s.close();
+  });
+
   it('recovery drops a torn last WAL record and keeps every whole one', async () => {
     const dir = tempDir();
     const s1 = await EmbeddedMetadataStore.open({ dir });
@@ -170,6 +184,68 @@ describe('embedded metadata store: durability and ownership', () => {
     const reopened = await EmbeddedMetadataStore.open({ dir: copy });
     expect((await reopened.range('c/')).kvs).toHaveLength(64);
     await reopened.close();
+    await s.close();
+  });
+
+  it('a txn resolves, and reads and watches see it, only once its WAL write is synced; waiting txns share the next sync', async () => {
+    let syncs = 0;
+    let held: (() => void)[] | undefined;
+    const walSync = async (wal: FileHandle) => {
+      if (held) await new Promise<void>((resolve) => held!.push(resolve));
+      await wal.datasync();
+      syncs++;
+    };
+    const s = await EmbeddedMetadataStore.open({ dir: tempDir(), walSync });
+    const before = await s.txn([], [{ type: 'put', key: 'x', value: b('old') }]);
+    const seen: string[] = [];
+    await s.watch('x', 0, (e) => seen.push(text(e.kv.value)!));
+    held = [];
+    let acked = 0;
+    const first = s.txn([], [{ type: 'put', key: 'x', value: b('new') }]).then((r) => {
+      acked++;
+      return r;
+    });
+    const read = s.get('x');
+    await new Promise((r) => setTimeout(r, 20));
+    const rest = Array.from({ length: 10 }, (_, i) =>
+      s.txn([], [{ type: 'put', key: `y${i}`, value: b('y') }]).then(() => acked++),
+    );
+    await new Promise((r) => setTimeout(r, 50));
+    expect(acked).toBe(0);
+    expect(seen).toEqual([]);
+    const syncsBefore = syncs;
+    const release = () => {
+      const waiting = held!;
+      held = undefined;
+      for (const resolve of waiting) resolve();
+    };
+    release();
+    expect((await first).revision).toBe(before.revision + 1);
+    expect(text((await read)?.value)).toBe('new');
+    await Promise.all(rest);
+    expect(acked).toBe(11);
+    expect(seen).toEqual(['new']);
+    // the first sync carried the first txn; the ten that waited behind it went out in one more
+    expect(syncs - syncsBefore).toBe(2);
+    await s.close();
+  });
+
+  it('a failed WAL sync rejects the txn and every later write with a typed error', async () => {
+    let failing = false;
+    const walSync = async (wal: FileHandle) => {
+      if (failing) throw Object.assign(new Error('EIO: i/o error'), { code: 'EIO' });
+      await wal.datasync();
+    };
+    const s = await EmbeddedMetadataStore.open({ dir: tempDir(), walSync });
+    await s.txn([], [{ type: 'put', key: 'a', value: b('1') }]);
+    failing = true;
+    await expect(s.txn([], [{ type: 'put', key: 'a', value: b('2') }])).rejects.toMatchObject({
+      code: 'DCPX_ERR_META_WRITE',
+    });
+    failing = false;
+    await expect(s.txn([], [{ type: 'put', key: 'b', value: b('3') }])).rejects.toMatchObject({
+      code: 'DCPX_ERR_META_WRITE',
+    });
     await s.close();
   });
 

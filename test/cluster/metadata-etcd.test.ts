@@ -1,3 +1,4 @@
+import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EtcdLease, EtcdMetadataStore } from '../../src/cluster/metadata/etcd.js';
 import { type EtcdServer, findEtcd, startEtcd } from '../helpers/etcd.js';
@@ -12,7 +13,7 @@ if (binary === undefined) {
 } else {
   let etcd: EtcdServer;
   beforeAll(async () => {
-    etcd = await startEtcd(binary);
+    etcd = await startEtcd();
   });
   afterAll(async () => {
     await etcd?.stop();
@@ -43,8 +44,26 @@ if (binary === undefined) {
 
 if (binary !== undefined) {
   describe('etcd metadata store: the lease deadline is kept by this process', () => {
+    it('a watch from a compacted revision is refused as compacted', async () => {
+      const etcd = await startEtcd();
+      const store = new EtcdMetadataStore({ endpoints: [etcd.endpoint] });
+      const raw = new Etcd3({ hosts: `http://${etcd.endpoint}` });
+      try {
+        const first = await store.txn([], [{ type: 'put', key: 'h', value: Buffer.from('0') }]);
+        const last = await store.txn([], [{ type: 'put', key: 'h', value: Buffer.from('1') }]);
+        await raw.kv.compact({ revision: last.revision, physical: true });
+        await expect(store.watch('h', first.revision, () => {})).rejects.toMatchObject({
+          code: 'DCPX_ERR_META_COMPACTED',
+        });
+      } finally {
+        raw.close();
+        await store.close();
+        await etcd.stop();
+      }
+    }, 30_000);
+
     it('with etcd paused, onLost fires by the lease deadline, before the TTL since the last answered keep-alive', async () => {
-      const etcd = await startEtcd(binary);
+      const etcd = await startEtcd();
       const store = new EtcdMetadataStore({ endpoints: [etcd.endpoint], rpcTimeoutMs: 1_000 });
       try {
         const lease = await store.grantLease(2_000);

@@ -62,6 +62,14 @@ export async function campaignWith(
 ): Promise<Leadership> {
   signal?.throwIfAborted();
   const key = `${election}/${lease.id}`;
+  // a lease this process counts as lost (its own deadline passed) ends the campaign even if the server
+  // still holds the key: a leader must not start acting on a lease it cannot trust
+  let lost: Error | undefined;
+  let wake: (() => void) | undefined;
+  lease.onLost((reason) => {
+    lost = reason;
+    wake?.();
+  });
   const created = await store.txn(
     [{ key, target: 'createRevision', op: '==', revision: 0 }],
     [{ type: 'put', key, value, lease: lease.id }],
@@ -91,9 +99,9 @@ export async function campaignWith(
         `campaign for ${election}: candidate key ${key} is gone`,
       );
     }
-    if (signal?.aborted) {
+    if (signal?.aborted || lost) {
       await withdraw(mine.createRevision);
-      throw abortError(signal);
+      throw lost ?? abortError(signal!);
     }
     if (line[0]!.key === key) return new HeldLeadership(store, election, key, mine.createRevision, lease);
     // wait for a candidate ahead of us (or our own key) to go, then look again
@@ -101,17 +109,19 @@ export async function campaignWith(
     ahead.add(key);
     let onAbort: (() => void) | undefined;
     let done: (() => void) | undefined;
-    const changed = new Promise<'changed' | 'aborted'>((resolve) => {
-      done = () => resolve('changed');
-      onAbort = () => resolve('aborted');
+    const changed = new Promise<void>((resolve) => {
+      done = resolve;
+      onAbort = resolve;
+      wake = resolve;
     });
     signal?.addEventListener('abort', onAbort!, { once: true });
     const watch = await store.watch(`${election}/`, revision + 1, (event: WatchEvent) => {
       if (event.type === 'delete' && ahead.has(event.kv.key)) done!();
     });
     try {
-      await changed;
+      if (!lost) await changed;
     } finally {
+      wake = undefined;
       signal?.removeEventListener('abort', onAbort!);
       await watch.close();
     }

@@ -36,6 +36,8 @@ export interface EmbeddedMetadataStoreOptions {
   readonly snapshotEveryRecords?: number;
   /** Events held for watches that start in the past (default 10,000). */
   readonly historyLimit?: number;
+  /** How a WAL write is made durable (default `datasync`); tests hold or fail it. */
+  readonly walSync?: (wal: FileHandle) => Promise<void>;
 }
 
 const SNAPSHOT = 'snapshot';
@@ -127,11 +129,15 @@ export class EmbeddedMetadataStore implements MetadataStore {
   private pending: Buffer[] = [];
   private durableWaiters: DurableWaiter[] = [];
   private durableRevision: number;
+  /** True while the group-commit loop runs (cleared in the same turn that finds nothing pending). */
   private flushing = false;
+  /** The latest run of that loop, for close(). */
+  private flushRun: Promise<void> = Promise.resolve();
   private failure: MetadataError | undefined;
   private closed = false;
   private recordsInWal = 0;
-  private snapshotting = false;
+  /** The background snapshot after a WAL rotation, if one runs. */
+  private snapshotRun: Promise<void> | undefined;
   private readonly snapshotFile: AtomicFile;
 
   private constructor(
@@ -142,6 +148,7 @@ export class EmbeddedMetadataStore implements MetadataStore {
     private readonly clock: Clock,
     private readonly snapshotEvery: number,
     private readonly releaseLock: () => Promise<void>,
+    private readonly walSync: (wal: FileHandle) => Promise<void>,
   ) {
     this.durableRevision = state.revision;
     this.snapshotFile = new AtomicFile(path.join(dir, SNAPSHOT), () => encodeSnapshot(this.state.image()));
@@ -198,6 +205,7 @@ export class EmbeddedMetadataStore implements MetadataStore {
         options.clock ?? systemClock,
         options.snapshotEveryRecords ?? 4096,
         release,
+        options.walSync ?? ((handle) => handle.datasync()),
       );
     } catch (error) {
       await release();
@@ -303,7 +311,8 @@ export class EmbeddedMetadataStore implements MetadataStore {
     this.closed = true;
     this.watchers.clear();
     await this.durable(this.state.revision).catch(() => {});
-    while (this.snapshotting) await new Promise((r) => setTimeout(r, 5));
+    await this.flushRun;
+    await this.snapshotRun;
     await this.wal.close().catch(() => {});
     await this.releaseLock();
   }
@@ -313,7 +322,10 @@ export class EmbeddedMetadataStore implements MetadataStore {
     const revision = this.state.revision + 1;
     this.state.apply(revision, changes);
     this.pending.push(encodeRecord({ revision, changes }));
-    if (!this.flushing) void this.flush();
+    if (!this.flushing) {
+      this.flushing = true;
+      this.flushRun = this.flush();
+    }
     return revision;
   }
 
@@ -326,7 +338,7 @@ export class EmbeddedMetadataStore implements MetadataStore {
 
   /** The group-commit loop: everything queued while one fsync runs goes out in the next write + fsync. */
   private async flush(): Promise<void> {
-    this.flushing = true;
+    // the finally runs in the same turn as the loop's last look at `pending`, so no commit slips between
     try {
       while (this.pending.length > 0) {
         const batch = this.pending;
@@ -334,7 +346,7 @@ export class EmbeddedMetadataStore implements MetadataStore {
         const revision = this.state.revision; // the last record queued is this revision's
         try {
           await this.wal.write(batch.length === 1 ? batch[0]! : Buffer.concat(batch));
-          await this.wal.datasync();
+          await this.walSync(this.wal);
         } catch (error) {
           this.fail(error);
           return;
@@ -348,7 +360,7 @@ export class EmbeddedMetadataStore implements MetadataStore {
         }
         for (const watcher of this.watchers) this.deliver(watcher);
         this.recordsInWal += batch.length;
-        if (this.recordsInWal >= this.snapshotEvery && !this.snapshotting) await this.rotate();
+        if (this.recordsInWal >= this.snapshotEvery && !this.snapshotRun) await this.rotate();
       }
     } finally {
       this.flushing = false;
@@ -365,6 +377,7 @@ export class EmbeddedMetadataStore implements MetadataStore {
     let next: FileHandle;
     try {
       next = await fsp.open(path.join(this.dir, walName(seq)), 'wx', 0o600);
+      await syncDir(this.dir); // the new file's name must be durable before a record acknowledged in it
     } catch (error) {
       this.fail(error);
       return;
@@ -374,8 +387,7 @@ export class EmbeddedMetadataStore implements MetadataStore {
     this.wal = next;
     this.walSeqNo = seq;
     this.recordsInWal = 0;
-    this.snapshotting = true;
-    void (async () => {
+    this.snapshotRun = (async () => {
       try {
         await old.close();
         await this.snapshotFile.changed();
@@ -389,7 +401,7 @@ export class EmbeddedMetadataStore implements MetadataStore {
       } catch {
         // the old WAL files stay; the next rotation tries again
       } finally {
-        this.snapshotting = false;
+        this.snapshotRun = undefined;
       }
     })();
   }

@@ -103,7 +103,11 @@ function toRequest(op: TxnOp): IRequestOp {
 function etcdError(what: string, error: unknown): MetadataError {
   if (error instanceof MetadataError) return error;
   const message = error instanceof Error ? error.message : String(error);
-  const code = /lease not found/i.test(message) ? 'DCPX_ERR_META_NO_LEASE' : 'DCPX_ERR_META_ETCD';
+  const code = /lease not found/i.test(message)
+    ? 'DCPX_ERR_META_NO_LEASE'
+    : /compacted/i.test(message)
+      ? 'DCPX_ERR_META_COMPACTED'
+      : 'DCPX_ERR_META_ETCD';
   return new MetadataError(code, `etcd ${what}: ${message}`, { cause: error });
 }
 
@@ -276,6 +280,20 @@ export class EtcdMetadataStore implements MetadataStore {
 
   async watch(prefix: string, fromRevision: number, listener: (event: WatchEvent) => void): Promise<Watch> {
     this.checkOpen();
+    if (fromRevision > 0) {
+      // etcd refuses a compacted start revision only after the watch is created (a cancel with
+      // compact_revision), so ask first with a read at that revision, which fails the same way
+      try {
+        await this.client.kv.range(
+          { key: Buffer.from(prefix), revision: fromRevision, limit: 1 },
+          this.callOptions(),
+        );
+      } catch (error) {
+        const failure = etcdError(`watch ${prefix} from revision ${fromRevision}`, error);
+        if (failure.code === 'DCPX_ERR_META_COMPACTED') throw failure;
+        // a future revision is fine to watch from
+      }
+    }
     let builder = this.client.watch().prefix(prefix);
     if (fromRevision > 0) builder = builder.startRevision(String(fromRevision));
     let watcher: Watcher;
@@ -290,7 +308,8 @@ export class EtcdMetadataStore implements MetadataStore {
         listener({ type: event.type === 'Delete' ? 'delete' : 'put', kv: toKeyValue(event.kv) });
       }
     });
-    // etcd3 re-establishes a broken watch from its last revision; an error here is final (e.g. compacted)
+    // etcd3 re-establishes a broken connection from the last revision seen. A compacted start revision
+    // fails create() above; an error after that (the server cancelling the watch) ends the watch.
     watcher.on('error', () => {});
     return {
       close: async () => {
