@@ -113,7 +113,7 @@ const etcdBinary = findEtcd();
 let etcd: EtcdServer | undefined;
 if (etcdBinary !== undefined) {
   beforeAll(async () => {
-    etcd = await startEtcd(etcdBinary);
+    etcd = await startEtcd();
   });
   afterAll(async () => {
     await etcd?.stop();
