@@ -1,0 +1,150 @@
+import { NodeClient } from '../node/client.js';
+import {
+  Opcode,
+  StaleEpochError,
+  Status,
+  StatusError,
+  VBucketState,
+  vbucketStateName,
+} from '../protocol/index.js';
+import { parseAddress } from '../protocol/transport/index.js';
+import type { NodeClusterConfig } from './layout.js';
+import type { ObservedState } from './sanify.js';
+import type { NodeAddress } from './types.js';
+
+/** A node refused a change because it has seen a newer manager epoch: this manager is fenced. */
+export class NodeFencedError extends Error {
+  constructor(
+    readonly node: NodeAddress,
+    readonly epoch: number,
+    options?: ErrorOptions,
+  ) {
+    super(`node ${node} refused epoch ${epoch}: it has seen a newer manager`, options);
+    this.name = 'NodeFencedError';
+  }
+}
+
+/** A node did not answer (connect, auth or a request failed or timed out). */
+export class NodeUnreachableError extends Error {
+  constructor(
+    readonly node: NodeAddress,
+    reason: string,
+    options?: ErrorOptions,
+  ) {
+    super(`node ${node} unreachable: ${reason}`, options);
+    this.name = 'NodeUnreachableError';
+  }
+}
+
+/** What the manager asks of one storage node, every change carrying the manager's epoch. */
+export interface NodeSession {
+  readonly address: NodeAddress;
+  vbucketCount(): Promise<number>;
+  /** The state of every vBucket, indexed by vBucket. */
+  vbucketStates(): Promise<ObservedState[]>;
+  setClusterConfig(config: NodeClusterConfig): Promise<void>;
+  setVBucketState(vb: number, state: ObservedState, epoch: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface NodeGateway {
+  open(address: NodeAddress): Promise<NodeSession>;
+}
+
+const STATE_BY_NAME: Record<string, ObservedState> = {
+  active: 'active',
+  replica: 'replica',
+  pending: 'pending',
+  dead: 'dead',
+};
+const WIRE_STATE: Record<ObservedState, VBucketState> = {
+  active: VBucketState.Active,
+  replica: VBucketState.Replica,
+  pending: VBucketState.Pending,
+  dead: VBucketState.Dead,
+};
+
+async function within<T>(node: NodeAddress, ms: number, what: string, work: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new NodeUnreachableError(node, `${what} timed out after ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([work, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+class ClientSession implements NodeSession {
+  constructor(
+    readonly address: NodeAddress,
+    private readonly client: NodeClient,
+    private readonly timeoutMs: number,
+  ) {}
+
+  /** A node's stale-epoch refusal (EACCESS, ref "stale-epoch") fences; anything else is unreachable. */
+  private call<T>(what: string, epoch: number, work: () => Promise<T>): Promise<T> {
+    return within(this.address, this.timeoutMs, what, work()).catch((error: unknown) => {
+      if (error instanceof NodeFencedError || error instanceof NodeUnreachableError) throw error;
+      if (error instanceof StaleEpochError) throw new NodeFencedError(this.address, epoch, { cause: error });
+      throw new NodeUnreachableError(this.address, `${what}: ${(error as Error).message}`, { cause: error });
+    });
+  }
+
+  vbucketCount(): Promise<number> {
+    return this.call('STAT', -1, async () => Number((await this.client.stats('')).get('vbuckets')));
+  }
+
+  vbucketStates(): Promise<ObservedState[]> {
+    return this.call('STAT vbucket-seqno', -1, async () => {
+      const states: ObservedState[] = [];
+      for (const row of await this.client.vbucketStates()) {
+        states[row.vb] = STATE_BY_NAME[vbucketStateName(row.state)] ?? 'dead';
+      }
+      return states;
+    });
+  }
+
+  setClusterConfig(config: NodeClusterConfig): Promise<void> {
+    return this.call('SET_CLUSTER_CONFIG', config.epoch, () =>
+      this.client.setClusterConfig(config.epoch, config.revision, JSON.stringify(config)),
+    );
+  }
+
+  setVBucketState(vb: number, state: ObservedState, epoch: number): Promise<void> {
+    return this.call('SET_VBUCKET', epoch, async () => {
+      const status = await this.client.setVBucket(vb, WIRE_STATE[state], { epoch });
+      if (status !== Status.Success)
+        throw new StatusError(Opcode.SET_VBUCKET, status, `vb ${vb} -> ${state}`);
+    });
+  }
+
+  close(): Promise<void> {
+    return this.client.close().catch(() => undefined);
+  }
+}
+
+/** The gateway over the memcached-binary NodeClient (what the manager process uses). */
+export function nodeClientGateway(options: {
+  auth?: { user: string; password: string } | undefined;
+  timeoutMs?: number;
+}): NodeGateway {
+  const timeoutMs = options.timeoutMs ?? 5_000;
+  return {
+    async open(address) {
+      try {
+        const client = await within(
+          address,
+          timeoutMs,
+          'connect',
+          NodeClient.connect(parseAddress(address), options.auth),
+        );
+        return new ClientSession(address, client, timeoutMs);
+      } catch (error) {
+        if (error instanceof NodeUnreachableError) throw error;
+        throw new NodeUnreachableError(address, (error as Error).message, { cause: error });
+      }
+    },
+  };
+}

@@ -1,0 +1,311 @@
+import { absent, bumpConfig, del, holds, type LeaderContext, put, putBytes } from './context.js';
+import {
+  type Chain,
+  type ClusterSnapshot,
+  emptyMap,
+  encode,
+  keys,
+  type NodeRecord,
+  nodeConfig,
+  readResult,
+  readSnapshot,
+  sameMap,
+  trimNulls,
+  type VBucketMap,
+  withoutNode,
+} from './layout.js';
+import { type NodeSession, NodeUnreachableError } from './node-gateway.js';
+import { repairDirection } from './repair.js';
+import type { ObservedState } from './sanify.js';
+import { SimulatedCrash } from './steps.js';
+import {
+  ClusterCallError,
+  type NodeAddress,
+  type OperationMarker,
+  type OperationResult,
+  type TopologyOperationRequest,
+} from './types.js';
+
+/**
+ * The map after `node` joins holding `states`: where the map has no active, the node's active copy
+ * becomes the chain head; a replica copy the chain does not name yet is appended. A cluster formed from
+ * nodes that already hold data so gets a map without moving anything.
+ */
+export function adoptCopies(
+  map: VBucketMap,
+  node: NodeAddress,
+  states: readonly ObservedState[],
+): VBucketMap {
+  const chains = map.chains.map((chain, vb): Chain => {
+    const state = states[vb];
+    if (state === 'active' && (chain[0] ?? null) === null) {
+      return trimNulls([node, ...chain.slice(1).filter((n) => n !== node)]);
+    }
+    if (state === 'replica' && !chain.includes(node)) return [...chain, node];
+    return chain;
+  });
+  return { vbuckets: map.vbuckets, chains };
+}
+
+/** The vBuckets whose only copy in the map is on `node` (removing it would leave them without a copy). */
+export function soleCopies(map: VBucketMap | undefined, node: NodeAddress): number[] {
+  if (!map) return [];
+  const sole: number[] = [];
+  map.chains.forEach((chain, vb) => {
+    if (chain.includes(node) && chain.every((n) => n === null || n === node)) sole.push(vb);
+  });
+  return sole;
+}
+
+function markerOf(request: TopologyOperationRequest, epoch: number): OperationMarker {
+  return {
+    opId: request.opId,
+    kind: request.kind,
+    args: { node: request.node, ...(request.group !== undefined ? { group: request.group } : {}) },
+    epoch,
+  };
+}
+
+function permanent(message: string, context: Record<string, unknown> = {}): ClusterCallError {
+  return new ClusterCallError('permanent', message, context);
+}
+
+/** Errors that mean "stop acting now": never followed by a repair from this process. */
+function stopsActing(error: unknown): boolean {
+  return (
+    error instanceof SimulatedCrash || (error instanceof ClusterCallError && error.errorClass === 'fenced')
+  );
+}
+
+/** Records `result` under the op id (guarded, only if the id has none yet). */
+async function record(ctx: LeaderContext, result: OperationResult): Promise<OperationResult> {
+  await ctx.term.txn([absent(keys.result(result.opId))], [put(keys.result(result.opId), result)]);
+  return result;
+}
+
+/**
+ * Runs one topology operation on the leader: a repeated op id answers the first result; an unfinished
+ * operation of another id is repaired first; then the operation runs, marker first.
+ */
+export async function runOperation(
+  ctx: LeaderContext,
+  request: TopologyOperationRequest,
+): Promise<OperationResult> {
+  const prior = await readResult(ctx.store, request.opId);
+  if (prior) return prior;
+  let snapshot = await readSnapshot(ctx.store);
+  if (snapshot.marker) {
+    // the same op id too: its earlier run was interrupted, so repair it and run it afresh (a rolled-forward
+    // one then answers its recorded result)
+    await repairMarker(ctx, snapshot);
+    const repaired = await readResult(ctx.store, request.opId);
+    if (repaired) return repaired;
+    snapshot = await readSnapshot(ctx.store);
+  }
+  const progress = { markerWritten: false };
+  try {
+    return request.kind === 'add-node'
+      ? await addNode(ctx, snapshot, request, progress)
+      : await removeNode(ctx, snapshot, request, progress);
+  } catch (error) {
+    // fenced before the marker: nothing of this operation was written
+    if (!progress.markerWritten && error instanceof ClusterCallError && error.errorClass === 'fenced') {
+      throw new ClusterCallError('not-applied', error.message, error.context, { cause: error });
+    }
+    throw error;
+  }
+}
+
+interface Progress {
+  markerWritten: boolean;
+}
+
+async function addNode(
+  ctx: LeaderContext,
+  snapshot: ClusterSnapshot,
+  request: TopologyOperationRequest,
+  progress: Progress,
+): Promise<OperationResult> {
+  const { term, crash } = ctx;
+  const node = request.node;
+  if (snapshot.nodes.has(node)) return record(ctx, { opId: request.opId, outcome: 'done' });
+  let session: NodeSession;
+  try {
+    session = await term.onNode(() => ctx.gateway.open(node));
+  } catch (error) {
+    if (error instanceof NodeUnreachableError) throw permanent(error.message, { node });
+    throw error;
+  }
+  const marker = markerOf(request, term.epoch);
+  const markerValue = encode(marker);
+  try {
+    const vbuckets = await term.onNode(() => session.vbucketCount());
+    if (snapshot.map && snapshot.map.vbuckets !== vbuckets) {
+      throw permanent(`node ${node} has ${vbuckets} vBuckets, the cluster ${snapshot.map.vbuckets}`, {
+        node,
+      });
+    }
+    const joining: NodeRecord = {
+      state: 'joining',
+      ...(request.group !== undefined ? { group: request.group } : {}),
+    };
+    await term.txn(
+      [absent(keys.marker), absent(keys.node(node))],
+      [putBytes(keys.marker, markerValue), put(keys.node(node), joining), bumpConfig(snapshot)],
+    );
+    progress.markerWritten = true;
+    ctx.log.info({ opId: request.opId, node, epoch: term.epoch }, 'add-node: marker written');
+    crash.hit('add-node:after-marker');
+
+    const withJoining = await readSnapshot(ctx.store);
+    await term.onNode(() => session.setClusterConfig(nodeConfig(withJoining, term.epoch)));
+    crash.hit('add-node:after-node-config');
+
+    const states = await term.onNode(() => session.vbucketStates());
+    const map = adoptCopies(withJoining.map ?? emptyMap(vbuckets), node, states);
+    await term.txn(
+      [holds(keys.marker, markerValue)],
+      [put(keys.node(node), { ...joining, state: 'added' }), put(keys.map, map), bumpConfig(withJoining)],
+    );
+    ctx.log.info({ opId: request.opId, node }, 'add-node: node added, map adopted its copies');
+    crash.hit('add-node:after-map');
+
+    const result: OperationResult = { opId: request.opId, outcome: 'done' };
+    await clearMarker(ctx, markerValue, result);
+    crash.hit('add-node:after-clear');
+    return result;
+  } catch (error) {
+    if (progress.markerWritten && !stopsActing(error)) {
+      ctx.log.warn({ opId: request.opId, node, err: String(error) }, 'add-node failed: rolling it back');
+      await repairMarker(ctx, await readSnapshot(ctx.store));
+      if (error instanceof NodeUnreachableError) throw permanent(error.message, { node });
+    }
+    throw error;
+  } finally {
+    await session.close();
+  }
+}
+
+async function removeNode(
+  ctx: LeaderContext,
+  snapshot: ClusterSnapshot,
+  request: TopologyOperationRequest,
+  progress: Progress,
+): Promise<OperationResult> {
+  const { term } = ctx;
+  const node = request.node;
+  const member = snapshot.nodes.get(node);
+  if (!member) return record(ctx, { opId: request.opId, outcome: 'done' });
+  const sole = soleCopies(snapshot.map, node);
+  if (sole.length > 0) {
+    const shown = sole.slice(0, 8).join(',') + (sole.length > 8 ? `,... (${sole.length})` : '');
+    throw permanent(`removing ${node} would leave vBuckets ${shown} with no copy`, { node, vbuckets: sole });
+  }
+  const marker = markerOf(request, term.epoch);
+  const markerValue = encode(marker);
+  await term.txn(
+    [absent(keys.marker), { key: keys.node(node), target: 'version', op: '>', revision: 0 }],
+    [
+      putBytes(keys.marker, markerValue),
+      put(keys.node(node), { ...member, state: 'leaving' }),
+      bumpConfig(snapshot),
+    ],
+  );
+  progress.markerWritten = true;
+  ctx.log.info({ opId: request.opId, node, epoch: term.epoch }, 'remove-node: marker written');
+  ctx.crash.hit('remove-node:after-marker');
+  return finishRemove(ctx, marker, markerValue);
+}
+
+/**
+ * The rest of remove-node, from the marker on: also its roll-forward repair, so every step is idempotent.
+ * An unreachable leaving node is removed from the metadata anyway (its copies are then not the map's).
+ */
+async function finishRemove(
+  ctx: LeaderContext,
+  marker: OperationMarker,
+  markerValue: Uint8Array,
+): Promise<OperationResult> {
+  const { term, crash } = ctx;
+  const node = marker.args.node;
+  const snapshot = await readSnapshot(ctx.store);
+  let session: NodeSession | undefined;
+  try {
+    session = await term.onNode(() => ctx.gateway.open(node));
+  } catch (error) {
+    if (!(error instanceof NodeUnreachableError)) throw error;
+    ctx.log.warn(
+      { node, err: error.message },
+      'remove-node: node unreachable; removing it from the metadata only',
+    );
+  }
+  try {
+    if (session) {
+      const s = session;
+      await term.onNode(() => s.setClusterConfig(nodeConfig(snapshot, term.epoch)));
+      crash.hit('remove-node:after-node-config');
+      const states = await term.onNode(() => s.vbucketStates());
+      for (let vb = 0; vb < states.length; vb++) {
+        const state = states[vb];
+        if (state === undefined || state === 'dead') continue;
+        await term.onNode(() => s.setVBucketState(vb, 'dead', term.epoch));
+      }
+      crash.hit('remove-node:after-dead');
+    }
+  } catch (error) {
+    if (stopsActing(error) || !(error instanceof NodeUnreachableError)) throw error;
+    ctx.log.warn(
+      { node, err: error.message },
+      'remove-node: node stopped answering; removing it from the metadata only',
+    );
+  } finally {
+    await session?.close();
+  }
+  const map = snapshot.map ? withoutNode(snapshot.map, node) : undefined;
+  const ops = [del(keys.node(node)), bumpConfig(snapshot)];
+  if (map && !sameMap(map, snapshot.map)) ops.push(put(keys.map, map));
+  await term.txn([holds(keys.marker, markerValue)], ops);
+  ctx.log.info({ opId: marker.opId, node }, 'remove-node: node out of nodes and map');
+  crash.hit('remove-node:after-map');
+
+  const result: OperationResult = { opId: marker.opId, outcome: 'done' };
+  await clearMarker(ctx, markerValue, result);
+  crash.hit('remove-node:after-clear');
+  return result;
+}
+
+/** Clears the marker (compare: it is still the one written, with its epoch) and records the result. */
+async function clearMarker(
+  ctx: LeaderContext,
+  markerValue: Uint8Array,
+  result: OperationResult | undefined,
+): Promise<void> {
+  const ops = [del(keys.marker)];
+  if (result) ops.push(put(keys.result(result.opId), result));
+  await ctx.term.txn([holds(keys.marker, markerValue)], ops);
+}
+
+/**
+ * Repairs the unfinished operation in `snapshot` (repair.ts): add-node rolled back in one txn (node out of
+ * nodes and map, marker cleared, no result recorded), anything else rolled forward.
+ */
+export async function repairMarker(ctx: LeaderContext, snapshot: ClusterSnapshot): Promise<void> {
+  const marker = snapshot.marker;
+  const markerKv = snapshot.entries.get(keys.marker);
+  if (!marker || !markerKv) return;
+  const direction = repairDirection(marker.kind);
+  ctx.log.warn(
+    { opId: marker.opId, kind: marker.kind, node: marker.args.node, markerEpoch: marker.epoch, direction },
+    'repairing an unfinished operation',
+  );
+  if (direction === 'rollback') {
+    const node = marker.args.node;
+    const ops = [del(keys.node(node)), del(keys.marker), bumpConfig(snapshot)];
+    const map = snapshot.map ? withoutNode(snapshot.map, node) : undefined;
+    if (map && !sameMap(map, snapshot.map)) ops.push(put(keys.map, map));
+    await ctx.term.txn([holds(keys.marker, markerKv.value)], ops);
+  } else {
+    await finishRemove(ctx, marker, markerKv.value);
+  }
+  ctx.metrics.repairs.inc({ kind: `${direction}-${marker.kind}` });
+}

@@ -1,0 +1,72 @@
+/**
+ * Named crash points: one after every persisted step (a metadata txn, or a state pushed to a node) of each
+ * topology operation and of the janitor. `--crash-at STEP` stops the manager right there, so tests can
+ * crash it at every step of every operation (a loop over TOPOLOGY_STEPS) and check that the next leader's
+ * janitor converges.
+ */
+export const TOPOLOGY_STEPS = [
+  // marker + node record `joining`, one txn
+  'add-node:after-marker',
+  // SET_CLUSTER_CONFIG with the epoch pushed to the joining node (fences it)
+  'add-node:after-node-config',
+  // node `added`, map adopting the copies the node holds
+  'add-node:after-map',
+  // marker cleared + result recorded
+  'add-node:after-clear',
+  // marker + node record `leaving`
+  'remove-node:after-marker',
+  // SET_CLUSTER_CONFIG with the epoch pushed to the leaving node
+  'remove-node:after-node-config',
+  // the leaving node's copies set dead
+  'remove-node:after-dead',
+  // node taken out of nodes and of every chain
+  'remove-node:after-map',
+  // marker cleared + result recorded
+  'remove-node:after-clear',
+  // the janitor repaired an unfinished operation
+  'janitor:after-repair',
+  // the janitor stored a fixed map
+  'janitor:after-map',
+  // the janitor set node states to match the map
+  'janitor:after-states',
+] as const;
+
+export type TopologyStep = (typeof TOPOLOGY_STEPS)[number];
+
+export function isTopologyStep(step: string): step is TopologyStep {
+  return (TOPOLOGY_STEPS as readonly string[]).includes(step);
+}
+
+/** Thrown at the crash point in in-process mode: the manager stops acting as if its process had died. */
+export class SimulatedCrash extends Error {
+  constructor(readonly step: TopologyStep) {
+    super(`simulated crash at ${step}`);
+    this.name = 'SimulatedCrash';
+  }
+}
+
+/**
+ * The crash hook. In process mode (the CLI's `--crash-at`) it exits with status 137, as kill -9 would
+ * leave it; otherwise it throws SimulatedCrash and the core abandons everything without another write.
+ */
+export class CrashPoints {
+  constructor(
+    private readonly at: TopologyStep | undefined,
+    private readonly processMode: boolean,
+    private readonly onCrash: (step: TopologyStep) => void,
+  ) {}
+
+  static create(at: string | undefined, processMode: boolean, onCrash: (step: TopologyStep) => void) {
+    if (at !== undefined && !isTopologyStep(at)) {
+      throw new Error(`unknown crash step "${at}"; one of: ${TOPOLOGY_STEPS.join(', ')}`);
+    }
+    return new CrashPoints(at, processMode, onCrash);
+  }
+
+  hit(step: TopologyStep): void {
+    if (step !== this.at) return;
+    if (this.processMode) process.exit(137);
+    this.onCrash(step);
+    throw new SimulatedCrash(step);
+  }
+}
