@@ -86,7 +86,6 @@ export const Opcode = {
   UNLOCK_KEY: 0x95,
   GET_META: 0xa0,
   GETQ_META: 0xa1,
-  GET_COLLECTION_ID: 0xbb,
   GET_ERROR_MAP: 0xfe,
 } as const;
 export type Opcode = (typeof Opcode)[keyof typeof Opcode];
