@@ -28,6 +28,8 @@ export type LockCheck =
  */
 export class LockTable {
   private readonly locks = new Map<string, Lock>();
+  /** Expired locks are dropped when read, and all at once when the table reaches this size. */
+  private sweepAt = 1024;
 
   constructor(private readonly now: () => number) {}
 
@@ -56,7 +58,18 @@ export class LockTable {
     let cas = (itemCas + BigInt(randomInt(1, 2 ** 30))) & 0xffff_ffff_ffff_ffffn;
     if (cas === 0n || cas === LOCKED_CAS) cas = 1n;
     this.locks.set(this.id(vb, key), { cas, until: this.now() + time * 1000 });
+    // a lock nobody reads again would stay: sweep the expired ones as the table grows (amortised O(1))
+    if (this.locks.size >= this.sweepAt) {
+      const now = this.now();
+      for (const [id, lock] of this.locks) if (lock.until <= now) this.locks.delete(id);
+      this.sweepAt = Math.max(1024, this.locks.size * 2);
+    }
     return cas;
+  }
+
+  /** Locks held or expired and not yet dropped. */
+  get size(): number {
+    return this.locks.size;
   }
 
   check(vb: number, key: Buffer, requestCas: bigint): LockCheck {
