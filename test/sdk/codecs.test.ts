@@ -73,7 +73,7 @@ describe('SDK command codecs', () => {
     const map = JSON.parse(p.buildErrorMap(1).toString());
     expect(map.version).toBe(1);
     expect(map.errors['84']).toEqual({ name: 'EINTERNAL', desc: 'internal error', attrs: ['internal'] });
-    expect(map.errors['e']).toEqual({
+    expect(map.errors.e).toEqual({
       name: 'NOT_LOCKED',
       desc: 'the document is not locked',
       attrs: ['item-only'],

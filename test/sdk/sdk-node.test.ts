@@ -11,13 +11,13 @@ import {
   connectSdk,
   count,
   type Doc,
+  docValue,
   inFlight,
   normal,
   outcome,
   PASSWORD,
   type Tally,
   USER,
-  valueOf,
 } from './workload.js';
 
 // The official Couchbase Node.js SDK (couchbase@4.7.1, its prebuilt native client) against one real
@@ -59,7 +59,7 @@ async function mixedWorkload(collection: Collection): Promise<Tally> {
   };
 
   await inFlight(keys, IN_FLIGHT, async (i) => {
-    const value = valueOf(i, 0);
+    const value = docValue(i, 0);
     await collection.upsert(key(i), value);
     model.set(i, value);
     count(tally, 'upsert');
@@ -76,13 +76,13 @@ async function mixedWorkload(collection: Collection): Promise<Tally> {
     expect(normal(got.content)).toEqual(normal(model.get(i)));
     count(tally, 'get');
     if (i % 5 === 0) {
-      const value = valueOf(i, 1);
+      const value = docValue(i, 1);
       await collection.replace(key(i), value, { cas: got.cas });
       model.set(i, value);
       count(tally, 'replace with cas');
     } else if (i % 5 === 1) {
       // a CAS that was current before the replace above it is stale after it
-      const value = valueOf(i, 1);
+      const value = docValue(i, 1);
       await collection.replace(key(i), value, { cas: got.cas });
       model.set(i, value);
       await expectOutcome(
@@ -103,14 +103,14 @@ async function mixedWorkload(collection: Collection): Promise<Tally> {
     } else if (i % 11 === 2) {
       // the lock's CAS writes (and releases the lock)
       const locked = await collection.getAndLock(key(i), 10);
-      const value = valueOf(i, 2);
+      const value = docValue(i, 2);
       await collection.replace(key(i), value, { cas: locked.cas });
       model.set(i, value);
       count(tally, 'getAndLock+replace');
     } else if (i % 11 === 3) {
       const locked = await collection.getAndLock(key(i), 10);
       await collection.unlock(key(i), locked.cas);
-      const value = valueOf(i, 3);
+      const value = docValue(i, 3);
       await collection.upsert(key(i), value);
       model.set(i, value);
       count(tally, 'getAndLock+unlock');
@@ -208,10 +208,10 @@ describe('the Couchbase SDK against one dcpx node (real process)', () => {
             const c = cluster.bucket('default').defaultCollection();
             for (let i = 0; i < 20; i++) {
               const k = `capture:${i}`;
-              await c.upsert(k, valueOf(i, 0));
+              await c.upsert(k, docValue(i, 0));
               await outcome(c.insert(k, 'dup'));
               const got = await c.get(k);
-              await c.replace(k, valueOf(i, 1), { cas: got.cas });
+              await c.replace(k, docValue(i, 1), { cas: got.cas });
               await c.touch(k, 60);
               await c.getAndTouch(k, 60);
               const locked = await c.getAndLock(k, 5);

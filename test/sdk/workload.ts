@@ -43,7 +43,7 @@ export function normal(value: unknown): unknown {
   return Buffer.isBuffer(value) ? `buffer:${value.toString('latin1')}` : value;
 }
 
-export function valueOf(i: number, version: number): Doc {
+export function docValue(i: number, version: number): Doc {
   switch (i % 3) {
     case 0:
       return { i, version };
