@@ -45,11 +45,23 @@ async function pushMap(map: number[][]): Promise<void> {
     await (await admin(port)).setClusterConfig(EPOCH, revision, JSON.stringify(config));
 }
 
+/** Polls `cond` every 10 ms; throws after `ms`. */
+async function waitFor(cond: () => boolean, what: string, ms = 60_000): Promise<void> {
+  const started = Date.now();
+  while (!cond()) {
+    if (Date.now() - started > ms) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Waits until B's high seqno equals A's for every vBucket in `vbuckets` (no writes running). */
 async function caughtUp(vbuckets: readonly number[]): Promise<void> {
   const [sa, sb] = [await admin(a.port), await admin(b.port)];
+  const started = Date.now();
   for (;;) {
     const [ha, hb] = await Promise.all([sa.stats('vbucket-seqno'), sb.stats('vbucket-seqno')]);
     if (vbuckets.every((vb) => ha.get(`vb_${vb}:high_seqno`) === hb.get(`vb_${vb}:high_seqno`))) return;
+    if (Date.now() - started > 60_000) throw new Error('replica B did not catch up within 60 s');
     await new Promise((r) => setTimeout(r, 20));
   }
 }
@@ -139,6 +151,7 @@ describe('the Couchbase SDK against a hand-built pair of dcpx nodes (real proces
       const failures: string[] = [];
       let round = 0;
       let stop = false;
+      let nmvbBefore = 0;
       const writer = (async () => {
         while (!stop) {
           round++;
@@ -150,16 +163,17 @@ describe('the Couchbase SDK against a hand-built pair of dcpx nodes (real proces
           });
         }
       })();
-      while (round < 3) await new Promise((r) => setTimeout(r, 10));
-      const nmvbBefore = await answered(a, 'NotMyVbucket');
-      await caughtUp([moved]);
-      await replicator.takeover(moved);
-      const map = all.map((vb) => (vb === moved ? [1, -1] : [0, 1]));
-      await pushMap(map);
-      const roundAtMove = round;
-      while (round < roundAtMove + 3) await new Promise((r) => setTimeout(r, 10));
-      stop = true;
-      await writer;
+      try {
+        await waitFor(() => round >= 3, 'three rounds of writes');
+        nmvbBefore = await answered(a, 'NotMyVbucket');
+        await replicator.takeover(moved);
+        await pushMap(all.map((vb) => (vb === moved ? [1, -1] : [0, 1])));
+        const roundAtMove = round;
+        await waitFor(() => round >= roundAtMove + 3, 'three rounds of writes after the move');
+      } finally {
+        stop = true;
+        await writer;
+      }
       expect(failures).toEqual([]);
       // the SDK was told by A's NOT_MY_VBUCKET answers, and wrote on to B
       expect(await answered(a, 'NotMyVbucket')).toBeGreaterThan(nmvbBefore);
