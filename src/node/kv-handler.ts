@@ -14,7 +14,6 @@ import {
   decodeStat,
   decodeStore,
   encodeArithmeticResponse,
-  encodeFrame,
   encodeGetMetaResponse,
   encodeGetResponse,
   encodeHelloResponse,
@@ -497,10 +496,10 @@ export class KvHandler {
     const config = this.options.bucketConfig.current();
     this.replies.respond(
       frame,
-      encodeFrame({
+      encodeStatusResponse({
         opcode: frame.opcode,
-        status: Status.NotMyVbucket,
         opaque: frame.opaque,
+        status: Status.NotMyVbucket,
         datatype: Datatype.Json,
         value: config.json,
       }),
