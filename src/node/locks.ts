@@ -38,6 +38,8 @@ export class LockTable {
   }
 
   private live(vb: number, key: Buffer): Lock | undefined {
+    // the KV hot path: no lock anywhere (the common case) costs no key string
+    if (this.locks.size === 0) return undefined;
     const id = this.id(vb, key);
     const lock = this.locks.get(id);
     if (lock && lock.until <= this.now()) {
