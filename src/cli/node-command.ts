@@ -17,6 +17,7 @@ interface NodeFlags {
   auth: boolean;
   anonymousKv?: boolean;
   vbucketFromKey?: boolean;
+  bucket: string;
   tlsCert?: string;
   tlsKey?: string;
   adminPort?: string;
@@ -51,6 +52,7 @@ export function registerNode(program: Command): void {
     .option('--no-auth', 'allow everything without authentication (tests, conformance)')
     .option('--anonymous-kv', 'allow KV commands without authentication')
     .option('--vbucket-from-key', "take the vBucket from the key (Couchbase's crc32 rule)")
+    .option('--bucket <name>', 'the bucket this node serves (SELECT_BUCKET of another is refused)', 'default')
     .option('--tls-cert <file>', 'TLS certificate (PEM); TLS on the same port')
     .option('--tls-key <file>', 'TLS private key (PEM)')
     .option('--admin-port <port>', 'admin HTTP port for /metrics and /status')
@@ -102,6 +104,7 @@ export function registerNode(program: Command): void {
         dataDir: flags.dataDir,
         auth,
         vbucketFromKey: flags.vbucketFromKey ?? false,
+        bucket: flags.bucket,
         tls: flags.tlsCert
           ? { cert: readFileSync(flags.tlsCert), key: readFileSync(flags.tlsKey!) }
           : undefined,

@@ -72,6 +72,7 @@ import {
   type Mutation,
   writeMutationHead,
 } from '../protocol/messages/index.js';
+import { sdkSamples } from './sdk-samples.js';
 
 // One sample of every message dcpx encodes, built through our encoders, each with what a peer must read
 // from it. The expectations are the encoder inputs, never the encoded bytes read back, so an encoder that
@@ -176,7 +177,7 @@ export interface MessageSample {
 
 // ---- what Wireshark 4.0 does not decode cleanly, with the exact expert items ---------------------------
 
-const STATUS_WARNING =
+export const STATUS_WARNING =
   'Wireshark 4.0 reports every status other than Success as an expert warning (it reuses ' +
   'couchbase.warn.unknown_opcode for "<command>: <status>"), though an error answer is a well-formed message.';
 const BINARY_AS_TEXT =
@@ -184,16 +185,16 @@ const BINARY_AS_TEXT =
   'generic "Trailing stray characters" warning.';
 const NO_VBUCKET_STATE_FIELD =
   'Wireshark 4.0 has no field for a vBucket state: it shows the extras as couchbase.extras.unknown.';
-const NO_CONFIG_VERSION_FIELD =
+export const NO_CONFIG_VERSION_FIELD =
   'Wireshark 4.0 has no fields for the epoch and revision of a cluster config: it shows the 16 bytes of ' +
   'extras as couchbase.extras.unknown.';
 const STRAY = 'warning _ws.string.trailing_stray_characters: Trailing stray characters';
 
-function statusWarning(command: string, status: string): string {
+export function statusWarning(command: string, status: string): string {
   return `warning couchbase.warn.unknown_opcode: ${command}: ${status}`;
 }
 
-function limitation(why: string, ...deviations: string[]): TsharkLimitation {
+export function limitation(why: string, ...deviations: string[]): TsharkLimitation {
   return { why, deviations };
 }
 
@@ -204,7 +205,7 @@ interface Built {
   bytes: Buffer;
 }
 
-function built<T>(encode: (input: T) => Buffer, input: T): Built {
+export function built<T>(encode: (input: T) => Buffer, input: T): Built {
   return { via: encode.name, bytes: encode(input) };
 }
 
@@ -224,7 +225,7 @@ interface ResponseHeader {
   key?: string;
 }
 
-function request(
+export function request(
   name: string,
   direction: SampleDirection,
   b: Built,
@@ -244,7 +245,7 @@ function request(
   );
 }
 
-function response(
+export function response(
   name: string,
   direction: SampleDirection,
   b: Built,
@@ -265,7 +266,7 @@ function response(
 }
 
 /** The shared part of a request or response sample: the header fields both carry. */
-function sample(
+export function sample(
   name: string,
   direction: SampleDirection,
   b: Built,
@@ -286,7 +287,7 @@ function sample(
 }
 
 /** An error answer carries its reason as text (status-response.ts). */
-function reason(status: number): string {
+export function reason(status: number): string {
   return statusInfo(status).message;
 }
 
@@ -294,7 +295,7 @@ const text = (s: string): Buffer => Buffer.from(s);
 
 /** The catalogue: a fresh array (and fresh buffers) on every call. */
 export function messageSamples(): MessageSample[] {
-  return [...dcpSamples(), ...kvSamples()];
+  return [...dcpSamples(), ...kvSamples(), ...sdkSamples()];
 }
 
 // ---- DCP, dcp-spec §3–4 --------------------------------------------------------------------------------
@@ -938,13 +939,13 @@ function dcpSamples(): MessageSample[] {
       { osoFlags: 2 },
     ),
     response(
-      'unknown command response (GET_ERROR_MAP, which dcpx does not serve)',
+      'unknown command response (VERBOSITY, which dcpx does not serve)',
       'server',
-      built(encodeStatusResponse, { opcode: 0xfe, opaque: 0xdc00_000c, status: Status.UnknownCommand }),
-      0xfe,
+      built(encodeStatusResponse, { opcode: 0x1b, opaque: 0xdc00_000c, status: Status.UnknownCommand }),
+      0x1b,
       { opaque: 0xdc00_000c, status: Status.UnknownCommand },
       { text: reason(Status.UnknownCommand) },
-      limitation(STATUS_WARNING, statusWarning('Get Error Map', 'Unknown command')),
+      limitation(STATUS_WARNING, statusWarning('Verbosity', 'Unknown command')),
     ),
   ];
 }

@@ -3,9 +3,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { Opcode } from '../protocol/constants.js';
+import { Magic, Opcode } from '../protocol/constants.js';
 import { tcpConversationPcap } from './pcap.js';
-import type { MessageSample, SampleFields } from './samples.js';
+import type { MessageSample, SampleExpect, SampleFields } from './samples.js';
 
 // Wireshark conformance: lay samples out as a TCP conversation in a pcap file, decode it with
 // `tshark -d tcp.port==PORT,couchbase -T json`, and compare every decoded field with what we meant to send.
@@ -265,6 +265,22 @@ const one = (field: string, value: bigint | number): FieldView => ({
   checks: [{ field, want: [BigInt(value)] }],
 });
 
+/**
+ * Commands whose 4 bytes of extras Wireshark 4.0 shows as `unknown`: the expiration of TOUCH/GAT, the
+ * lock time of GET_LOCKED, the flags of the GET-shaped answers of GAT, GET_REPLICA and GET_LOCKED.
+ */
+const RAW_EXTRAS_OPCODES: ReadonlySet<number> = new Set([
+  Opcode.TOUCH,
+  Opcode.GAT,
+  Opcode.GATQ,
+  Opcode.GET_REPLICA,
+  Opcode.GET_LOCKED,
+]);
+const rawWord = (value: number): FieldView => ({
+  checks: [{ field: x('unknown'), want: [hexBytes(value, 4)] }],
+  undecoded: true,
+});
+
 /** How tshark shows FT_BYTES: hex pairs joined by colons. */
 function hexBytes(value: bigint | number, width: number): string {
   const bytes = Buffer.alloc(8);
@@ -283,17 +299,21 @@ const FIELD_VIEWS: {
     fields: SampleFields,
   ) => FieldView;
 } = {
-  flags: (v) => one(x('flags'), v),
+  flags: (v, opcode) => (RAW_EXTRAS_OPCODES.has(opcode) ? rawWord(v) : one(x('flags'), v)),
   openSeqno: (v) => one(x('seqno'), v),
-  expiration: (v) => one(x('expiration'), v),
-  lockTime: (v) => one(x('lock_time'), v),
+  expiration: (v, opcode) =>
+    RAW_EXTRAS_OPCODES.has(opcode)
+      ? rawWord(v)
+      : one(opcode === Opcode.GET_META ? x('expiry') : x('expiration'), v),
+  lockTime: (v, opcode) => (RAW_EXTRAS_OPCODES.has(opcode) ? rawWord(v) : one(x('lock_time'), v)),
   nmeta: (v) => one(x('nmeta'), v),
   nru: (v) => one(x('nru'), v),
   deleted: (v) => one(x('deleted'), v),
   // a prepare's durability level shows under the flexible-framing durability field
   durabilityLevel: (v) => one(cb('flex_frame.frame.durability_req'), v),
   bySeqno: (v) => one(x('by_seqno'), v),
-  revSeqno: (v) => one(x('rev_seqno'), v),
+  // GET_META's answer shows its revision seqno as meta.seqno
+  revSeqno: (v, opcode) => one(opcode === Opcode.GET_META ? x('meta.seqno') : x('rev_seqno'), v),
   deleteTime: (v) => one(x('delete_time'), v),
   startSeqno: (v) => one(x('start_seqno'), v),
   endSeqno: (v) => one(x('end_seqno'), v),
@@ -343,7 +363,8 @@ const FIELD_VIEWS: {
   features: (list) => ({
     checks: [{ field: cb('hello.features.feature'), want: list.map((f) => BigInt(f)) }],
   }),
-  // no field for the cluster config version: the 16 bytes of extras show as `unknown`
+  // no field for the cluster config version: the 16 bytes of extras show as `unknown` (a clustermap push
+  // shows them as its own fields: tsharkView)
   configEpoch: (v, _opcode, fields) => ({
     checks: [
       { field: x('unknown'), want: [`${hexBytes(v, 8)}:${hexBytes(fields.configRevision ?? 0n, 8)}`] },
@@ -372,6 +393,7 @@ export function tsharkView(sample: MessageSample): { checks: FieldCheck[]; undec
     { field: cb('datatype'), want: [BigInt(e.datatype)] },
     { field: cb('key'), want: e.key === undefined ? [] : [e.key] },
   ];
+  if (e.magic === Magic.ServerRequest) return serverRequestView(e, checks);
   if (e.vbucket !== undefined) checks.push({ field: cb('vbucket'), want: [BigInt(e.vbucket)] });
   if (e.status !== undefined) checks.push({ field: cb('status'), want: [BigInt(e.status)] });
   const undecoded: string[] = [];
@@ -386,6 +408,26 @@ export function tsharkView(sample: MessageSample): { checks: FieldCheck[]; undec
     if (view.undecoded) undecoded.push(name);
   }
   return { checks, undecoded };
+}
+
+/**
+ * A server request (magic 0x82): the dissector names its opcode `server.opcode`, and shows a clustermap
+ * push's epoch and revision and its config under fields of their own.
+ */
+function serverRequestView(
+  e: SampleExpect,
+  common: FieldCheck[],
+): { checks: FieldCheck[]; undecoded: string[] } {
+  const checks = common.map((c) =>
+    c.field === cb('opcode') ? { field: cb('server.opcode'), want: c.want } : c,
+  );
+  const f = e.fields;
+  if (f.configEpoch !== undefined)
+    checks.push({ field: cb('server.extras.cccp.epoch'), want: [f.configEpoch] });
+  if (f.configRevision !== undefined)
+    checks.push({ field: cb('server.extras.cccp.revision'), want: [f.configRevision] });
+  if (f.text !== undefined) checks.push({ field: cb('server.clustermap.value'), want: [f.text] });
+  return { checks, undecoded: [] };
 }
 
 function sameValue(decoded: string, want: bigint | string): boolean {

@@ -1,5 +1,5 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { makeScramCredential, type ScramCredential } from '../protocol/index.js';
+import { makeScramCredential, type ScramCredential, type ScramHash } from '../protocol/index.js';
 
 /** Who may do what on a node (DESIGN.md "Security"). */
 export interface NodeAuth {
@@ -7,7 +7,8 @@ export interface NodeAuth {
   mode: 'users' | 'none';
   /** KV commands without auth (behind an explicit flag; the memcached conformance run uses it). */
   anonymousKv: boolean;
-  credential(user: string): ScramCredential | undefined;
+  /** The user's SCRAM credential for one mechanism's hash (sha256 when not said). */
+  credential(user: string, hash?: ScramHash): ScramCredential | undefined;
   checkPassword(user: string, password: string): boolean;
   /** The secret unknown users' stable fake salts come from (one per node, for its lifetime). */
   readonly fakeSaltSecret?: Buffer;
@@ -18,8 +19,14 @@ export interface NodeAuth {
  * authentication itself derives nothing.
  */
 export function userAuth(users: ReadonlyMap<string, string>, anonymousKv = false): NodeAuth {
+  // one credential per SCRAM mechanism (memcached keeps one per hash too), all from one salt
   const credentials = new Map<string, ScramCredential>();
-  for (const [user, password] of users) credentials.set(user, makeScramCredential(password));
+  const hashes: ScramHash[] = ['sha512', 'sha256', 'sha1'];
+  for (const [user, password] of users) {
+    const salt = randomBytes(16);
+    for (const hash of hashes)
+      credentials.set(`${hash}\0${user}`, makeScramCredential(password, salt, undefined, hash));
+  }
   const secret = randomBytes(32);
   // PLAIN compares digests of equal length, the same work for unknown users and for any password length
   const digest = (text: string) => createHmac('sha256', secret).update(text).digest();
@@ -27,7 +34,7 @@ export function userAuth(users: ReadonlyMap<string, string>, anonymousKv = false
     mode: 'users',
     anonymousKv,
     fakeSaltSecret: secret,
-    credential: (user) => credentials.get(user),
+    credential: (user, hash = 'sha256') => credentials.get(`${hash}\0${user}`),
     checkPassword(user, password) {
       const expected = users.get(user);
       const same = timingSafeEqual(digest(expected ?? ''), digest(password));

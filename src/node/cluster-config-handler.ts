@@ -9,6 +9,7 @@ import {
   Opcode,
   Status,
 } from '../protocol/index.js';
+import type { BucketConfig } from './bucket-config.js';
 import type { ManagerFence } from './manager-fence.js';
 import type { Replies } from './replies.js';
 
@@ -19,8 +20,8 @@ export const CLUSTER_CONFIG_OPCODES: ReadonlySet<number> = new Set<number>([
 
 /**
  * SET_CLUSTER_CONFIG 0xb4 (from the manager, fenced by its epoch; acknowledged once durable) and
- * GET_CLUSTER_CONFIG 0xb5 (clients: the stored JSON with datatype JSON; NO_BUCKET 0x08 while no config
- * is stored, which the Couchbase SDK accepts on a bucket-less connection, couchbase-sdk-notes.md §4).
+ * GET_CLUSTER_CONFIG 0xb5 (clients: the bucket config with datatype JSON, bucket-config.ts: the stored
+ * one with the push's rev/revEpoch, or a one-node config of the vBuckets held while none is stored).
  * One config per node: a bucket name in SET's key is accepted and not kept apart.
  */
 export class ClusterConfigHandler {
@@ -28,6 +29,7 @@ export class ClusterConfigHandler {
     private readonly fence: ManagerFence,
     private readonly replies: Replies,
     private readonly log: Logger,
+    private readonly bucketConfig: BucketConfig,
   ) {}
 
   handle(frame: Frame): void {
@@ -56,12 +58,16 @@ export class ClusterConfigHandler {
     }
     this.replies.afterMetadata(verdict.durable);
     this.replies.status(frame, Status.Success);
+    // clients that asked for pushes hear of it once it is on disk
+    verdict.durable.then(
+      () => this.bucketConfig.pushedMayHaveChanged(),
+      () => undefined,
+    );
   }
 
   private get(frame: Frame): void {
     const request = decodeGetClusterConfig(frame);
-    const config = this.fence.config;
-    if (!config) return this.replies.status(frame, Status.NoBucket, 'no cluster config');
+    const config = this.bucketConfig.current();
     const current = request.known !== undefined && compareConfigVersion(config, request.known) <= 0;
     this.replies.respond(
       frame,

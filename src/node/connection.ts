@@ -3,6 +3,7 @@ import type { FrameSink } from '../producer/index.js';
 import {
   childLogger,
   DcpxError,
+  encodeClustermapNotification,
   encodeStatusResponse,
   type Frame,
   type Logger,
@@ -12,15 +13,18 @@ import {
 } from '../protocol/index.js';
 import type { Store } from '../store/index.js';
 import type { NodeAuth } from './auth.js';
+import type { BucketConfig } from './bucket-config.js';
+import { BUCKET_OPCODES, BucketHandler } from './bucket-handler.js';
 import { CLUSTER_CONFIG_OPCODES, ClusterConfigHandler } from './cluster-config-handler.js';
 import { DCP_COUNTERS, type DcpConnectionStats, DcpHandler } from './dcp-handler.js';
 import { KV_OPCODES, KvHandler, SESSION_OPCODES } from './kv-handler.js';
+import type { LockTable } from './locks.js';
 import type { ManagerFence } from './manager-fence.js';
 import type { CloseReason, NodeMetrics } from './metrics.js';
 import { Outbox } from './outbox.js';
 import type { Replies } from './replies.js';
 import { SASL_OPCODES, SaslHandler } from './sasl-handler.js';
-import type { Session } from './session.js';
+import { newSession, type Session } from './session.js';
 import { VBUCKET_OPCODES, VBucketHandler } from './vbucket-handler.js';
 
 /** What a node connection needs of the socket under it. */
@@ -66,6 +70,12 @@ export interface NodeContext {
   canTakeState: TakeStateCheck;
   /** The node's manager epoch fence (one per node). */
   fence: ManagerFence;
+  /** The one bucket this node serves (SELECT_BUCKET). */
+  bucket: string;
+  /** The bucket config clients read, find in NOT_MY_VBUCKET and get pushed. */
+  bucketConfig: BucketConfig;
+  /** Document locks (GET_LOCKED), shared by the node's connections. */
+  locks: LockTable;
   /** A DCP_OPEN reuses a name: the node closes the old connection (ns_server relies on this). */
   claimDcpName(name: string, connection: NodeConnection): void;
   releaseDcpName(name: string, connection: NodeConnection): void;
@@ -98,6 +108,7 @@ export class NodeConnection {
   private readonly sasl: SaslHandler;
   private readonly vbuckets: VBucketHandler;
   private readonly clusterConfig: ClusterConfigHandler;
+  private readonly bucket: BucketHandler;
   private readonly dcp: DcpHandler;
   private closing = false;
   private finished = false;
@@ -113,7 +124,7 @@ export class NodeConnection {
     private readonly ctx: NodeContext,
   ) {
     this.log = childLogger(ctx.logger, { peer: wire.peer });
-    this.session = { user: undefined, mutationSeqno: false, peer: wire.peer, secure: wire.secure };
+    this.session = newSession(wire.peer, wire.secure);
     const limits = ctx.limits;
     this.outbox = new Outbox({
       store: ctx.store,
@@ -134,10 +145,13 @@ export class NodeConnection {
         version: ctx.version,
         vbucketFromKey: ctx.vbucketFromKey,
         maxValueSize: ctx.maxValueSize,
+        locks: ctx.locks,
+        bucketConfig: ctx.bucketConfig,
       },
       this.session,
       replies,
     );
+    this.bucket = new BucketHandler(ctx.bucket, this.session, replies);
     this.sasl = new SaslHandler(
       ctx.auth,
       this.session,
@@ -147,7 +161,7 @@ export class NodeConnection {
       (attempts) => this.closeFor('sasl_attempts', `${attempts} SASL_AUTH exchanges started`),
     );
     this.vbuckets = new VBucketHandler(ctx.store, replies, this.log, ctx.fence);
-    this.clusterConfig = new ClusterConfigHandler(ctx.fence, replies, this.log);
+    this.clusterConfig = new ClusterConfigHandler(ctx.fence, replies, this.log, ctx.bucketConfig);
     this.dcp = new DcpHandler(
       {
         store: ctx.store,
@@ -222,6 +236,24 @@ export class NodeConnection {
     if (name) this.ctx.releaseDcpName(name, this);
   }
 
+  /**
+   * The node's bucket config changed: a connection that negotiated Duplex + ClustermapChangeNotification
+   * gets it pushed (magic 0x82, opcode 0x01), the whole config or, in the brief form, its version only.
+   */
+  configChanged(): void {
+    const form = this.session.clustermap;
+    if (this.closing || form === undefined || this.dcp.isOpen || this.session.user === undefined) return;
+    const config = this.ctx.bucketConfig.current();
+    this.outbox.push([
+      encodeClustermapNotification({
+        epoch: config.epoch,
+        revision: config.revision,
+        bucket: this.session.bucketSelected ? this.ctx.bucket : '',
+        config: form === 'full' ? config.json : undefined,
+      }),
+    ]);
+  }
+
   /** Closes this connection (its DCP name was taken by a newer one). */
   evict(reason: string): void {
     this.closeFor('dcp_name_reused', reason);
@@ -271,6 +303,7 @@ export class NodeConnection {
     if (SASL_OPCODES.has(opcode)) return this.sasl.handle(frame);
     if (VBUCKET_OPCODES.has(opcode)) return this.vbuckets.handle(frame);
     if (CLUSTER_CONFIG_OPCODES.has(opcode)) return this.clusterConfig.handle(frame);
+    if (BUCKET_OPCODES.has(opcode)) return this.bucket.handle(frame);
     switch (opcode) {
       case Opcode.QUIT:
       case Opcode.QUITQ:

@@ -1,25 +1,34 @@
 import {
   APPEND_OPCODES,
   ARITHMETIC_OPCODES,
+  Datatype,
   DELETE_OPCODES,
   decodeAppend,
   decodeArithmetic,
   decodeDelete,
   decodeFlush,
   decodeGet,
+  decodeGetMeta,
   decodeHello,
+  decodeKeyCommand,
   decodeStat,
   decodeStore,
   encodeArithmeticResponse,
+  encodeGetMetaResponse,
   encodeGetResponse,
   encodeHelloResponse,
+  encodeKeyReadResponse,
   encodeStatResponse,
+  encodeStatusResponse,
   encodeVersionResponse,
   encodeWriteResponse,
   FLUSH_OPCODES,
   type Frame,
+  GET_META_OPCODES,
   GET_OPCODES,
   HelloFeature,
+  KEY_COMMAND_OPCODES,
+  type KeyReadOpcode,
   Opcode,
   QUIET_OPCODES,
   STORE_OPCODES,
@@ -27,6 +36,8 @@ import {
   VBucketState,
 } from '../protocol/index.js';
 import type { Item, KvStatus, Store, VBucket } from '../store/index.js';
+import type { BucketConfig } from './bucket-config.js';
+import { LOCKED_CAS, type LockTable } from './locks.js';
 import { vbucketOfKey } from './ranges.js';
 import type { Replies } from './replies.js';
 import type { Session } from './session.js';
@@ -40,6 +51,8 @@ export const KV_OPCODES: ReadonlySet<number> = new Set<number>([
   ...ARITHMETIC_OPCODES,
   ...APPEND_OPCODES,
   ...FLUSH_OPCODES,
+  ...KEY_COMMAND_OPCODES,
+  ...GET_META_OPCODES,
   Opcode.STAT,
 ]);
 
@@ -60,10 +73,20 @@ const KV_STATUS: Record<KvStatus, number> = {
   not_my_vbucket: Status.NotMyVbucket,
 };
 
+/**
+ * HELLO features a node acks because it does them (couchbase-sdk-notes.md §3): no snappy, collections,
+ * alternative framing (durability), xattrs, tracing or unordered execution. The clustermap ones only
+ * with Duplex (negotiate()).
+ */
 const SUPPORTED_FEATURES: ReadonlySet<number> = new Set([
   HelloFeature.TcpNoDelay,
   HelloFeature.MutationSeqno,
   HelloFeature.Json,
+  HelloFeature.Xerror,
+  HelloFeature.SelectBucket,
+  HelloFeature.Duplex,
+  HelloFeature.ClustermapChangeNotification,
+  HelloFeature.ClustermapChangeNotificationBrief,
 ]);
 
 export interface KvOptions {
@@ -72,6 +95,10 @@ export interface KvOptions {
   /** Take the vBucket from the key (clients that know nothing of vBuckets). */
   vbucketFromKey: boolean;
   maxValueSize: number;
+  /** Document locks (GET_LOCKED), shared by the node's connections. */
+  locks: LockTable;
+  /** The config NOT_MY_VBUCKET answers carry. */
+  bucketConfig: BucketConfig;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -99,16 +126,47 @@ export class KvHandler {
             version: this.options.version,
           }),
         );
-      case Opcode.HELLO: {
-        const request = decodeHello(frame);
-        const features = [...new Set(request.features)].filter((f) => SUPPORTED_FEATURES.has(f));
-        this.session.mutationSeqno = features.includes(HelloFeature.MutationSeqno);
-        return r.respond(
-          frame,
-          encodeHelloResponse({ opaque: frame.opaque, status: Status.Success, features }),
-        );
-      }
+      case Opcode.HELLO:
+        return this.hello(frame);
     }
+  }
+
+  /**
+   * HELLO: acks the asked features the node does, in the order asked; each HELLO replaces what the
+   * previous one negotiated (kv_engine). The brief clustermap push without Duplex is refused with
+   * Einval, as kv_engine does (hello_packet_executor.cc); the full one without Duplex is just not acked.
+   */
+  private hello(frame: Frame): void {
+    const request = decodeHello(frame);
+    const asked = [...new Set(request.features)].filter((f) => SUPPORTED_FEATURES.has(f));
+    const duplex = asked.includes(HelloFeature.Duplex);
+    if (!duplex && asked.includes(HelloFeature.ClustermapChangeNotificationBrief)) {
+      return this.replies.respond(
+        frame,
+        encodeHelloResponse({
+          opaque: frame.opaque,
+          status: Status.Einval,
+          value: Buffer.from(
+            JSON.stringify({ error: { context: 'ClustermapChangeNotificationBrief needs Duplex' } }),
+          ),
+        }),
+      );
+    }
+    const features = asked.filter((f) => duplex || f !== HelloFeature.ClustermapChangeNotification);
+    const has = (f: number) => features.includes(f);
+    const session = this.session;
+    session.mutationSeqno = has(HelloFeature.MutationSeqno);
+    session.xerror = has(HelloFeature.Xerror);
+    session.json = has(HelloFeature.Json);
+    session.clustermap = has(HelloFeature.ClustermapChangeNotificationBrief)
+      ? 'brief'
+      : has(HelloFeature.ClustermapChangeNotification)
+        ? 'full'
+        : undefined;
+    this.replies.respond(
+      frame,
+      encodeHelloResponse({ opaque: frame.opaque, status: Status.Success, features }),
+    );
   }
 
   /** One of KV_OPCODES. */
@@ -123,7 +181,7 @@ export class KvHandler {
       case Opcode.GETKQ: {
         const request = decodeGet(frame);
         const vb = this.vbucketFor(frame, request.key);
-        if (!vb) return r.status(frame, Status.NotMyVbucket);
+        if (!vb) return this.notMyVbucket(frame);
         const item = vb.get(request.key);
         const withKey = opcode === Opcode.GETK || opcode === Opcode.GETKQ;
         if (!item) {
@@ -141,14 +199,16 @@ export class KvHandler {
             }),
           );
         }
+        // a locked document shows CAS -1 to everyone but GET_LOCKED's caller (kv_engine)
+        const locked = this.options.locks.isLocked(vb.id, request.key);
         return r.respond(
           frame,
           encodeGetResponse({
             opcode: request.opcode,
             opaque: frame.opaque,
             status: Status.Success,
-            cas: item.cas,
-            datatype: item.datatype,
+            cas: locked ? LOCKED_CAS : item.cas,
+            datatype: this.readDatatype(item),
             flags: item.flags,
             key: withKey ? request.key : EMPTY,
             value: item.value,
@@ -164,7 +224,9 @@ export class KvHandler {
         const s = decodeStore(frame);
         if (s.value.length > this.options.maxValueSize) return r.status(frame, Status.E2big, 'Too large');
         const vb = this.vbucketFor(frame, s.key);
-        if (!vb) return r.status(frame, Status.NotMyVbucket);
+        if (!vb) return this.notMyVbucket(frame);
+        const cas = this.casUnderLock(frame, vb, s.key, s.cas);
+        if (cas === undefined) return;
         const op =
           opcode === Opcode.SET || opcode === Opcode.SETQ
             ? 'set'
@@ -177,7 +239,7 @@ export class KvHandler {
           value: s.value,
           flags: s.flags,
           expiration: s.expiration,
-          cas: s.cas,
+          cas,
           datatype: s.datatype,
         });
         return this.writeResult(frame, vb, result.status, result.item, quiet);
@@ -188,13 +250,15 @@ export class KvHandler {
       case Opcode.PREPENDQ: {
         const a = decodeAppend(frame);
         const vb = this.vbucketFor(frame, a.key);
-        if (!vb) return r.status(frame, Status.NotMyVbucket);
+        if (!vb) return this.notMyVbucket(frame);
         const current = vb.get(a.key);
         if (current && current.value.length + a.value.length > this.options.maxValueSize) {
           return r.status(frame, Status.E2big, 'Too large');
         }
+        const cas = this.casUnderLock(frame, vb, a.key, a.cas);
+        if (cas === undefined) return;
         const op = opcode === Opcode.APPEND || opcode === Opcode.APPENDQ ? 'append' : 'prepend';
-        const result = vb.mutate({ op, key: a.key, value: a.value, cas: a.cas });
+        const result = vb.mutate({ op, key: a.key, value: a.value, cas });
         // memcached answers append/prepend of a missing key with NOT_STORED
         const status = result.status === 'not_found' ? 'not_stored' : result.status;
         return this.writeResult(frame, vb, status, result.item, quiet);
@@ -203,8 +267,10 @@ export class KvHandler {
       case Opcode.DELETEQ: {
         const d = decodeDelete(frame);
         const vb = this.vbucketFor(frame, d.key);
-        if (!vb) return r.status(frame, Status.NotMyVbucket);
-        const result = vb.remove(d.key, d.cas);
+        if (!vb) return this.notMyVbucket(frame);
+        const cas = this.casUnderLock(frame, vb, d.key, d.cas);
+        if (cas === undefined) return;
+        const result = vb.remove(d.key, cas);
         return this.writeResult(frame, vb, result.status, result.item, quiet);
       }
       case Opcode.INCREMENT:
@@ -213,7 +279,9 @@ export class KvHandler {
       case Opcode.DECREMENTQ: {
         const a = decodeArithmetic(frame);
         const vb = this.vbucketFor(frame, a.key);
-        if (!vb) return r.status(frame, Status.NotMyVbucket);
+        if (!vb) return this.notMyVbucket(frame);
+        const cas = this.casUnderLock(frame, vb, a.key, frame.cas);
+        if (cas === undefined) return;
         const incr = opcode === Opcode.INCREMENT || opcode === Opcode.INCREMENTQ;
         const result = vb.arithmetic({
           key: a.key,
@@ -221,7 +289,7 @@ export class KvHandler {
           initial: a.initial,
           expiration: a.expiration,
           incr,
-          cas: frame.cas,
+          cas,
         });
         if (result.status !== 'ok') return r.status(frame, KV_STATUS[result.status], kvText(result.status));
         if (quiet) return r.silent(frame, Status.Success);
@@ -240,6 +308,19 @@ export class KvHandler {
           }),
         );
       }
+      case Opcode.TOUCH:
+      case Opcode.GAT:
+      case Opcode.GATQ:
+        return this.touch(frame);
+      case Opcode.GET_REPLICA:
+        return this.getReplica(frame);
+      case Opcode.GET_LOCKED:
+        return this.getLocked(frame);
+      case Opcode.UNLOCK_KEY:
+        return this.unlock(frame);
+      case Opcode.GET_META:
+      case Opcode.GETQ_META:
+        return this.getMeta(frame);
       case Opcode.FLUSH:
       case Opcode.FLUSHQ: {
         decodeFlush(frame);
@@ -250,6 +331,179 @@ export class KvHandler {
       case Opcode.STAT:
         return this.stat(frame);
     }
+  }
+
+  /** TOUCH / GAT / GATQ: a new expiry (a new version, as kv_engine: new CAS and seqno). */
+  private touch(frame: Frame): void {
+    const request = decodeKeyCommand(frame);
+    const vb = this.vbucketFor(frame, request.key);
+    if (!vb) return this.notMyVbucket(frame);
+    const current = vb.get(request.key);
+    if (!current) {
+      if (request.opcode === Opcode.GATQ) return this.replies.silent(frame, Status.KeyEnoent);
+      return this.replies.status(frame, Status.KeyEnoent, 'Not found');
+    }
+    if (this.options.locks.isLocked(vb.id, request.key)) return this.locked(frame);
+    const result = vb.mutate({
+      op: 'replace',
+      key: request.key,
+      value: current.value,
+      flags: current.flags,
+      expiration: request.expiration ?? 0,
+      cas: current.cas,
+      datatype: current.datatype,
+    });
+    if (result.status !== 'ok')
+      return this.replies.status(frame, KV_STATUS[result.status], kvText(result.status));
+    const item = result.item!;
+    if (request.opcode === Opcode.TOUCH) {
+      return this.replies.respond(
+        frame,
+        encodeStatusResponse({
+          opcode: Opcode.TOUCH,
+          opaque: frame.opaque,
+          status: Status.Success,
+          cas: item.cas,
+        }),
+      );
+    }
+    return this.keyRead(frame, Opcode.GAT, item, item.cas);
+  }
+
+  /** GET_REPLICA 0x83: a read of a replica copy (getAnyReplica / getAllReplicas). */
+  private getReplica(frame: Frame): void {
+    const request = decodeKeyCommand(frame);
+    const id = this.options.vbucketFromKey
+      ? vbucketOfKey(request.key, this.options.store.size)
+      : frame.vbucket;
+    const store = this.options.store;
+    const vb = id < store.size ? store.vbucket(id) : undefined;
+    if (!vb || vb.state !== VBucketState.Replica) return this.notMyVbucket(frame);
+    const item = vb.get(request.key);
+    if (!item) return this.replies.status(frame, Status.KeyEnoent, 'Not found');
+    return this.keyRead(frame, Opcode.GET_REPLICA, item, item.cas);
+  }
+
+  /** GET_LOCKED 0x94 (getAndLock): the document with a lock CAS only its holder knows. */
+  private getLocked(frame: Frame): void {
+    const request = decodeKeyCommand(frame);
+    const vb = this.vbucketFor(frame, request.key);
+    if (!vb) return this.notMyVbucket(frame);
+    const item = vb.get(request.key);
+    if (!item) return this.replies.status(frame, Status.KeyEnoent, 'Not found');
+    const locks = this.options.locks;
+    // kv_engine's "locked_tmpfail": Locked with Xerror, TMPFAIL without
+    if (locks.isLocked(vb.id, request.key))
+      return this.replies.status(frame, this.session.xerror ? Status.Locked : Status.Etmpfail, 'Locked');
+    const cas = locks.lock(vb.id, request.key, item.cas, request.lockTime ?? 0);
+    return this.keyRead(frame, Opcode.GET_LOCKED, item, cas);
+  }
+
+  /** UNLOCK_KEY 0x95: the lock's CAS releases it. */
+  private unlock(frame: Frame): void {
+    const request = decodeKeyCommand(frame);
+    const vb = this.vbucketFor(frame, request.key);
+    if (!vb) return this.notMyVbucket(frame);
+    if (!vb.get(request.key)) return this.replies.status(frame, Status.KeyEnoent, 'Not found');
+    const locks = this.options.locks;
+    const check = locks.check(vb.id, request.key, request.cas);
+    // kv_engine: NotLocked with Xerror (TMPFAIL without); a wrong CAS is Locked (TMPFAIL without)
+    if (!check.locked)
+      return this.replies.status(
+        frame,
+        this.session.xerror ? Status.NotLocked : Status.Etmpfail,
+        'Not locked',
+      );
+    if (!check.holder)
+      return this.replies.status(frame, this.session.xerror ? Status.Locked : Status.Etmpfail, 'Locked');
+    locks.unlock(vb.id, request.key);
+    return this.replies.status(frame, Status.Success);
+  }
+
+  /** GET_META 0xa0 (exists): metadata of the live document, or of its tombstone. */
+  private getMeta(frame: Frame): void {
+    const request = decodeGetMeta(frame);
+    const vb = this.vbucketFor(frame, request.key);
+    if (!vb) return this.notMyVbucket(frame);
+    const live = vb.get(request.key);
+    const version = live ?? vb.getVersion(request.key);
+    if (!version || (!live && !version.deleted)) {
+      if (request.opcode === Opcode.GETQ_META) return this.replies.silent(frame, Status.KeyEnoent);
+      return this.replies.status(frame, Status.KeyEnoent, 'Not found');
+    }
+    this.replies.respond(
+      frame,
+      encodeGetMetaResponse({
+        opcode: request.opcode,
+        opaque: frame.opaque,
+        cas: version.cas,
+        deleted: version.deleted,
+        flags: version.flags,
+        expiry: version.expiry,
+        revSeqno: version.revSeqno,
+        ...(request.version === 2 ? { datatype: this.readDatatype(version) } : {}),
+      }),
+    );
+  }
+
+  private keyRead(frame: Frame, opcode: KeyReadOpcode, item: Item, cas: bigint): void {
+    this.replies.respond(
+      frame,
+      encodeKeyReadResponse({
+        opcode: frame.opcode === Opcode.GATQ ? Opcode.GATQ : opcode,
+        opaque: frame.opaque,
+        status: Status.Success,
+        cas,
+        datatype: this.readDatatype(item),
+        flags: item.flags,
+        value: item.value,
+      }),
+    );
+  }
+
+  /**
+   * The CAS a mutation runs with under the key's lock: the request's own when the key is not locked;
+   * the document's when the request carries the lock's CAS (the mutation releases the lock); undefined
+   * after answering Locked when someone else holds it.
+   */
+  private casUnderLock(frame: Frame, vb: VBucket, key: Buffer, cas: bigint): bigint | undefined {
+    const locks = this.options.locks;
+    const check = locks.check(vb.id, key, cas);
+    if (!check.locked) return cas;
+    if (!check.holder) {
+      this.locked(frame);
+      return undefined;
+    }
+    locks.unlock(vb.id, key);
+    return vb.get(key)?.cas ?? cas;
+  }
+
+  /** A mutation of a locked key: Locked with Xerror, KeyEexists without (kv_engine remapErrorCode). */
+  private locked(frame: Frame): void {
+    this.replies.status(frame, this.session.xerror ? Status.Locked : Status.KeyEexists, 'Locked');
+  }
+
+  /** The datatype a read reports: the JSON bit only to clients that negotiated it. */
+  private readDatatype(item: Item): number {
+    return this.session.json ? item.datatype : item.datatype & ~Datatype.Json;
+  }
+
+  /**
+   * NOT_MY_VBUCKET with the node's newest config as the body (datatype JSON), so a Couchbase client
+   * applies it and retries on the new owner at once (couchbase-sdk-notes.md §5).
+   */
+  private notMyVbucket(frame: Frame): void {
+    const config = this.options.bucketConfig.current();
+    this.replies.respond(
+      frame,
+      encodeStatusResponse({
+        opcode: frame.opcode,
+        opaque: frame.opaque,
+        status: Status.NotMyVbucket,
+        datatype: Datatype.Json,
+        value: config.json,
+      }),
+    );
   }
 
   private vbucketFor(frame: Frame, key: Buffer): VBucket | undefined {

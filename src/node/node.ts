@@ -13,7 +13,9 @@ import { NodeMetaStore, Store } from '../store/index.js';
 import { VERSION } from '../version.js';
 import { AdminServer } from './admin.js';
 import { denyAll, type NodeAuth } from './auth.js';
+import { BucketConfig } from './bucket-config.js';
 import { type ConnectionLimits, NodeConnection, type NodeContext } from './connection.js';
+import { LockTable } from './locks.js';
 import { ManagerFence } from './manager-fence.js';
 import { NodeMetrics } from './metrics.js';
 import { UnfinishedFrames } from './unfinished-frames.js';
@@ -34,6 +36,8 @@ export interface StorageNodeOptions {
    */
   auth?: NodeAuth;
   vbucketFromKey?: boolean;
+  /** The one bucket this node serves: SELECT_BUCKET of another name is refused (default "default"). */
+  bucket?: string;
   tls?: { cert: Buffer; key: Buffer };
   /** Admin HTTP port (loopback unless `adminHost` says otherwise); undefined = no admin server. */
   adminPort?: number;
@@ -77,6 +81,9 @@ export interface StorageNodeOptions {
   now?: () => number;
 }
 
+/** The bucket a node serves unless told otherwise (Couchbase's default bucket name). */
+export const DEFAULT_BUCKET = 'default';
+
 /** Couchbase's item size limit. */
 const DEFAULT_MAX_VALUE = 20 * 1024 * 1024;
 const DEFAULTS = {
@@ -93,6 +100,9 @@ export class StorageNode {
   readonly metrics: NodeMetrics;
   /** The highest manager epoch seen, durable with the node's data dir (manager-fence.ts). */
   readonly fence: ManagerFence;
+  /** The config Couchbase clients read (GET_CLUSTER_CONFIG, NOT_MY_VBUCKET bodies, pushes). */
+  readonly bucketConfig: BucketConfig;
+  private readonly locks: LockTable;
   private readonly log: Logger;
   private server: FrameServer | undefined;
   private admin: AdminServer | undefined;
@@ -111,6 +121,25 @@ export class StorageNode {
     this.metrics = new NodeMetrics(store);
     this.log = options.logger ?? silentLogger;
     this.fence = new ManagerFence(meta, this.log);
+    const now = options.now ?? Date.now;
+    this.locks = new LockTable(now);
+    this.bucketConfig = new BucketConfig({
+      bucket: options.bucket ?? DEFAULT_BUCKET,
+      store,
+      kvPort: () => this.address.port,
+      tls: options.tls !== undefined,
+      pushed: () => this.fence.config,
+      now,
+    });
+    this.bucketConfig.onChange(() => {
+      for (const connection of this.connections) connection.configChanged();
+    });
+    // a lock lives on the active copy only
+    for (const vb of store.vbuckets) {
+      vb.onState((state) => {
+        if (state !== VBucketState.Active) this.locks.dropVBucket(vb.id);
+      });
+    }
     this.unfinished = new UnfinishedFrames(
       options.maxUnfinishedFrameBytes ?? DEFAULTS.maxUnfinishedFrameBytes,
     );
@@ -191,6 +220,9 @@ export class StorageNode {
       maxValueSize: this.options.maxValueSize ?? DEFAULT_MAX_VALUE,
       canTakeState: (vb, state) => this.canTakeState(vb, state),
       fence: this.fence,
+      bucket: this.options.bucket ?? DEFAULT_BUCKET,
+      bucketConfig: this.bucketConfig,
+      locks: this.locks,
       claimDcpName: (name, connection) => {
         const old = this.dcpNames.get(name);
         this.dcpNames.set(name, connection);

@@ -8,7 +8,7 @@ import {
   Opcode,
   PLAIN_MECHANISM,
   parsePlain,
-  SCRAM_MECHANISM,
+  SCRAM_MECHANISMS,
   ScramServer,
   Status,
 } from '../protocol/index.js';
@@ -29,9 +29,16 @@ export const SASL_OPCODES: ReadonlySet<number> = new Set<number>([
  */
 export const MAX_SASL_ATTEMPTS = 16;
 
-/** SASL on one connection: SCRAM-SHA-256 everywhere, PLAIN only over TLS (DESIGN.md "Security"). */
+/** memcached's list over plain TCP: the SCRAM mechanisms, strongest first (kv_engine cbsasl). */
+const SCRAM_LIST = [...SCRAM_MECHANISMS.keys()];
+
+/**
+ * SASL on one connection: SCRAM-SHA512, SCRAM-SHA256 and SCRAM-SHA1 everywhere, PLAIN only over TLS
+ * (DESIGN.md "Security"), listed in memcached's order.
+ */
 export class SaslHandler {
   private scram: ScramServer | undefined;
+  private scramMechanism = '';
   private attempts = 0;
 
   constructor(
@@ -48,7 +55,7 @@ export class SaslHandler {
   /** One of SASL_OPCODES. */
   handle(frame: Frame): void {
     if (frame.opcode === Opcode.SASL_LIST_MECHS) {
-      const mechanisms = this.session.secure ? [SCRAM_MECHANISM, PLAIN_MECHANISM] : [SCRAM_MECHANISM];
+      const mechanisms = this.session.secure ? [...SCRAM_LIST, PLAIN_MECHANISM] : SCRAM_LIST;
       return this.replies.respond(
         frame,
         encodeSaslListMechsResponse({ opaque: frame.opaque, status: Status.Success, mechanisms }),
@@ -77,15 +84,18 @@ export class SaslHandler {
         this.authenticated(user);
         return answer(Status.Success, 'Authenticated');
       }
-      if (request.mechanism !== SCRAM_MECHANISM)
-        return answer(Status.AuthError, `unsupported mechanism ${request.mechanism}`);
+      const hash = SCRAM_MECHANISMS.get(request.mechanism);
+      if (hash === undefined) return answer(Status.AuthError, `unsupported mechanism ${request.mechanism}`);
       if (frame.opcode === Opcode.SASL_AUTH) {
-        this.scram = new ScramServer((user) => this.auth.credential(user), {
+        this.scram = new ScramServer((user) => this.auth.credential(user, hash), {
           fakeSaltSecret: this.auth.fakeSaltSecret,
+          hash,
         });
+        this.scramMechanism = request.mechanism;
         return answer(Status.AuthContinue, this.scram.start(request.data.toString('utf8')));
       }
-      if (!this.scram) return answer(Status.AuthError, 'SASL_STEP without SASL_AUTH');
+      if (!this.scram || this.scramMechanism !== request.mechanism)
+        return answer(Status.AuthError, 'SASL_STEP without a SASL_AUTH of its mechanism');
       const final = this.scram.finish(request.data.toString('utf8'));
       const user = this.scram.user;
       this.scram = undefined;

@@ -43,6 +43,9 @@ export const Opcode = {
   FLUSHQ: 0x18,
   APPENDQ: 0x19,
   PREPENDQ: 0x1a,
+  TOUCH: 0x1c,
+  GAT: 0x1d,
+  GATQ: 0x1e,
   HELLO: 0x1f,
   SASL_LIST_MECHS: 0x20,
   SASL_AUTH: 0x21,
@@ -76,8 +79,21 @@ export const Opcode = {
   DCP_ABORT: 0x63,
   DCP_SEQNO_ADVANCED: 0x64,
   DCP_OSO_SNAPSHOT: 0x65,
+  // Couchbase data-service commands the SDKs send (kv_engine docs/BinaryProtocol.md)
+  GET_REPLICA: 0x83,
+  SELECT_BUCKET: 0x89,
+  GET_LOCKED: 0x94,
+  UNLOCK_KEY: 0x95,
+  GET_META: 0xa0,
+  GETQ_META: 0xa1,
+  GET_ERROR_MAP: 0xfe,
 } as const;
 export type Opcode = (typeof Opcode)[keyof typeof Opcode];
+
+/** Opcodes of server-initiated requests (magic 0x82; kv_engine docs/Duplex.md). */
+export const ServerOpcode = {
+  ClustermapChangeNotification: 0x01,
+} as const;
 
 export interface StatusInfo {
   readonly name: string;
@@ -99,6 +115,7 @@ export const Status = {
   Locked: 0x09,
   DcpStreamNotFound: 0x0a,
   OpaqueNoMatch: 0x0b,
+  NotLocked: 0x0e,
   AuthStale: 0x1f,
   AuthError: 0x20,
   AuthContinue: 0x21,
@@ -112,6 +129,7 @@ export const Status = {
   Einternal: 0x84,
   Ebusy: 0x85,
   Etmpfail: 0x86,
+  UnknownCollection: 0x88,
   DcpStreamIdInvalid: 0x8d,
 } as const;
 export type Status = (typeof Status)[keyof typeof Status];
@@ -136,6 +154,7 @@ export const STATUS_INFO: ReadonlyMap<number, StatusInfo> = new Map<number, Stat
     Status.OpaqueNoMatch,
     { name: 'OpaqueNoMatch', message: 'opaque does not match the stream', retriable: false },
   ],
+  [Status.NotLocked, { name: 'NotLocked', message: 'the document is not locked', retriable: false }],
   [Status.AuthStale, { name: 'AuthStale', message: 'authentication stale', retriable: false }],
   [Status.AuthError, { name: 'AuthError', message: 'authentication failed', retriable: false }],
   [Status.AuthContinue, { name: 'AuthContinue', message: 'authentication continues', retriable: false }],
@@ -149,6 +168,7 @@ export const STATUS_INFO: ReadonlyMap<number, StatusInfo> = new Map<number, Stat
   [Status.Einternal, { name: 'Einternal', message: 'internal error', retriable: false }],
   [Status.Ebusy, { name: 'Ebusy', message: 'busy', retriable: true }],
   [Status.Etmpfail, { name: 'Etmpfail', message: 'temporary failure', retriable: true }],
+  [Status.UnknownCollection, { name: 'UnknownCollection', message: 'unknown collection', retriable: false }],
   [Status.DcpStreamIdInvalid, { name: 'DcpStreamIdInvalid', message: 'stream id invalid', retriable: false }],
 ]);
 

@@ -140,7 +140,7 @@ describe('dcpx node authentication', () => {
     const listed = p.decodeSaslListMechsResponse(
       await kv.raw(p.encodeSaslListMechs({ opaque: mechs }), mechs, p.Opcode.SASL_LIST_MECHS),
     );
-    expect(listed.mechanisms).toEqual(['SCRAM-SHA256']); // PLAIN only over TLS
+    expect(listed.mechanisms).toEqual(['SCRAM-SHA512', 'SCRAM-SHA256', 'SCRAM-SHA1']); // PLAIN only over TLS
     await kv.close();
   });
 

@@ -83,7 +83,7 @@ describe('TLS on the node port', () => {
         opcode: p.Opcode.SASL_LIST_MECHS,
       }),
     );
-    expect(mechs.mechanisms).toEqual(['SCRAM-SHA256', 'PLAIN']);
+    expect(mechs.mechanisms).toEqual(['SCRAM-SHA512', 'SCRAM-SHA256', 'SCRAM-SHA1', 'PLAIN']);
     const auth = async (password: string) => {
       const o = conn.allocateOpaque();
       const r = await conn.request(

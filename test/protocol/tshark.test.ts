@@ -134,9 +134,16 @@ describe('Wireshark conformance (tshark)', () => {
           'warning couchbase.warn.must_have_extras: DCP Flush Request must have Extras',
         ],
         'DCP_SET_VBUCKET_STATE (pending)': ['vbucketState: not decoded'],
-        'unknown command response (GET_ERROR_MAP, which dcpx does not serve)': [
-          'warning couchbase.warn.unknown_opcode: Get Error Map: Unknown command',
+        'unknown command response (VERBOSITY, which dcpx does not serve)': [
+          'warning couchbase.warn.unknown_opcode: Verbosity: Unknown command',
         ],
+        TOUCH: ['expiration: not decoded'],
+        GAT: ['expiration: not decoded'],
+        GATQ: ['expiration: not decoded'],
+        'GAT response': ['flags: not decoded'],
+        'GET_REPLICA response': ['flags: not decoded'],
+        GET_LOCKED: ['lockTime: not decoded'],
+        'GET_LOCKED response': ['flags: not decoded'],
         'GET response (miss)': [
           'warning couchbase.warn.unknown_opcode: Get: Key not found',
           'warning couchbase.warn.must_have_extras: Get Response must have Extras',

@@ -4,10 +4,22 @@ import { DcpxError } from '../errors.js';
 
 const pbkdf2Async = promisify(pbkdf2);
 
-// SASL SCRAM-SHA-256 (RFC 5802 / RFC 7677) as memcached speaks it: SASL_AUTH carries the client-first
+// SASL SCRAM (RFC 5802 / RFC 7677) as memcached speaks it: SASL_AUTH carries the client-first
 // message and gets AuthContinue with the server-first; SASL_STEP carries the client-final and gets
-// Success with the server-final. Couchbase names the mechanism "SCRAM-SHA256".
+// Success with the server-final. Couchbase names the mechanisms "SCRAM-SHA512", "SCRAM-SHA256" and
+// "SCRAM-SHA1" (kv_engine cbsasl), and lists them in that order, strongest first.
 
+/** The hash functions of the SCRAM mechanisms memcached offers. */
+export type ScramHash = 'sha512' | 'sha256' | 'sha1';
+
+/** Mechanism name → hash, in memcached's order (the order SASL_LIST_MECHS answers with). */
+export const SCRAM_MECHANISMS: ReadonlyMap<string, ScramHash> = new Map<string, ScramHash>([
+  ['SCRAM-SHA512', 'sha512'],
+  ['SCRAM-SHA256', 'sha256'],
+  ['SCRAM-SHA1', 'sha1'],
+]);
+
+/** The mechanism dcpx's own clients use. */
 export const SCRAM_MECHANISM = 'SCRAM-SHA256';
 export const PLAIN_MECHANISM = 'PLAIN';
 /** memcached's default iteration count, and what dcpx nodes use. */
@@ -37,8 +49,12 @@ export class ScramIterationsError extends AuthError {
   }
 }
 
-const hmac = (key: Buffer, data: string | Buffer) => createHmac('sha256', key).update(data).digest();
-const sha256 = (data: Buffer) => createHash('sha256').update(data).digest();
+/** Output bytes of each hash (PBKDF2's dkLen is the hash length, RFC 5802 §2.2 Hi()). */
+const HASH_BYTES: Readonly<Record<ScramHash, number>> = { sha512: 64, sha256: 32, sha1: 20 };
+
+const hmac = (hash: ScramHash, key: Buffer, data: string | Buffer) =>
+  createHmac(hash, key).update(data).digest();
+const digest = (hash: ScramHash, data: Buffer) => createHash(hash).update(data).digest();
 const xor = (a: Buffer, b: Buffer) => Buffer.from(a.map((byte, i) => byte ^ b[i]!));
 
 /** What a server keeps per user: never the password itself. */
@@ -47,6 +63,8 @@ export interface ScramCredential {
   iterations: number;
   storedKey: Buffer;
   serverKey: Buffer;
+  /** The hash this credential was derived with (default sha256). */
+  hash?: ScramHash;
 }
 
 /** Derives a user's credential (once, when the user table is built; never per authentication). */
@@ -54,10 +72,17 @@ export function makeScramCredential(
   password: string,
   salt = randomBytes(16),
   iterations = SCRAM_ITERATIONS,
+  hash: ScramHash = 'sha256',
 ): ScramCredential {
-  const salted = pbkdf2Sync(password.normalize('NFKC'), salt, iterations, 32, 'sha256');
-  const clientKey = hmac(salted, 'Client Key');
-  return { salt, iterations, storedKey: sha256(clientKey), serverKey: hmac(salted, 'Server Key') };
+  const salted = pbkdf2Sync(password.normalize('NFKC'), salt, iterations, HASH_BYTES[hash], hash);
+  const clientKey = hmac(hash, salted, 'Client Key');
+  return {
+    salt,
+    iterations,
+    storedKey: digest(hash, clientKey),
+    serverKey: hmac(hash, salted, 'Server Key'),
+    hash,
+  };
 }
 
 /** RFC 5802 saslname escaping of user names. */
@@ -87,14 +112,16 @@ export function fakeScramCredential(
   secret: Buffer,
   user: string,
   iterations = SCRAM_ITERATIONS,
+  hash: ScramHash = 'sha256',
 ): ScramCredential {
-  const mac = (label: string) =>
-    createHmac('sha256', secret).update(label).update('\0').update(user).digest();
+  // keys as long as the hash's, so the proof check runs the same way as for a known user
+  const mac = (label: string) => createHmac(hash, secret).update(label).update('\0').update(user).digest();
   return {
-    salt: mac('salt').subarray(0, 16),
+    salt: createHmac('sha256', secret).update('salt').update('\0').update(user).digest().subarray(0, 16),
     iterations,
     storedKey: mac('stored-key'),
     serverKey: mac('server-key'),
+    hash,
   };
 }
 
@@ -106,6 +133,8 @@ export interface ScramServerOptions {
   fakeSaltSecret?: Buffer;
   /** The iteration count shown to unknown users: the one real users have. */
   iterations?: number;
+  /** The mechanism's hash (default sha256); the lookup must return credentials of this hash. */
+  hash?: ScramHash;
 }
 
 /** One server-side SCRAM exchange. */
@@ -116,11 +145,14 @@ export class ScramServer {
   private credential: ScramCredential | undefined;
   private known = false;
   user = '';
+  private readonly hash: ScramHash;
 
   constructor(
     private readonly lookup: (user: string) => ScramCredential | undefined,
     private readonly options: ScramServerOptions = {},
-  ) {}
+  ) {
+    this.hash = options.hash ?? 'sha256';
+  }
 
   /** Handles the client-first message; returns the server-first message. */
   start(clientFirst: string): string {
@@ -143,7 +175,11 @@ export class ScramServer {
         this.options.fakeSaltSecret ?? processSecret,
         this.user,
         this.options.iterations ?? SCRAM_ITERATIONS,
+        this.hash,
       );
+    if ((this.credential.hash ?? 'sha256') !== this.hash) {
+      throw new AuthError(`SCRAM: the credential of "${this.user}" is not ${this.hash}`);
+    }
     this.nonce = clientNonce + randomBytes(18).toString('base64');
     this.serverFirst = `r=${this.nonce},s=${this.credential.salt.toString('base64')},i=${this.credential.iterations}`;
     return this.serverFirst;
@@ -159,12 +195,13 @@ export class ScramServer {
     if (attrs.get('r') !== this.nonce) throw new AuthError('SCRAM: nonce mismatch');
     const proof = Buffer.from(clientFinal.slice(proofAt + 3), 'base64');
     const authMessage = `${this.clientFirstBare},${this.serverFirst},${withoutProof}`;
-    const clientSignature = hmac(this.credential.storedKey, authMessage);
+    const h = this.hash;
+    const clientSignature = hmac(h, this.credential.storedKey, authMessage);
     if (proof.length !== clientSignature.length) throw new AuthError('SCRAM: bad proof');
     const clientKey = xor(proof, clientSignature);
-    const ok = timingSafeEqual(sha256(clientKey), this.credential.storedKey) && this.known;
+    const ok = timingSafeEqual(digest(h, clientKey), this.credential.storedKey) && this.known;
     if (!ok) throw new AuthError(`SCRAM: authentication failed for "${this.user}"`);
-    return `v=${hmac(this.credential.serverKey, authMessage).toString('base64')}`;
+    return `v=${hmac(h, this.credential.serverKey, authMessage).toString('base64')}`;
   }
 }
 
@@ -178,6 +215,7 @@ export class ScramClient {
     private readonly user: string,
     private readonly password: string,
     private readonly maxIterations = SCRAM_MAX_ITERATIONS,
+    private readonly hash: ScramHash = 'sha256',
   ) {}
 
   first(): string {
@@ -202,14 +240,15 @@ export class ScramClient {
       this.password.normalize('NFKC'),
       Buffer.from(salt, 'base64'),
       iterations,
-      32,
-      'sha256',
+      HASH_BYTES[this.hash],
+      this.hash,
     );
-    const clientKey = hmac(salted, 'Client Key');
+    const h = this.hash;
+    const clientKey = hmac(h, salted, 'Client Key');
     const withoutProof = `c=biws,r=${nonce}`;
     const authMessage = `${this.clientFirstBare},${serverFirst},${withoutProof}`;
-    const proof = xor(clientKey, hmac(sha256(clientKey), authMessage));
-    this.expectedServerSignature = hmac(hmac(salted, 'Server Key'), authMessage);
+    const proof = xor(clientKey, hmac(h, digest(h, clientKey), authMessage));
+    this.expectedServerSignature = hmac(h, hmac(h, salted, 'Server Key'), authMessage);
     return `${withoutProof},p=${proof.toString('base64')}`;
   }
 
