@@ -2,6 +2,7 @@ import { type FailoverEntry, VBucketState, vbucketStateName } from '../protocol/
 import { ByteArena } from './arena.js';
 import { CasClock } from './cas.js';
 import { Deque } from './deque.js';
+import { Entry, type EntryFields } from './entry.js';
 import { StoreError } from './errors.js';
 import type {
   ArithmeticRequest,
@@ -38,20 +39,11 @@ export interface VBucketSink {
   metaChanged(vb: VBucket): Promise<void>;
 }
 
-/** One version in the log. */
-interface Version {
-  readonly item: Item;
-  /** Seqno of the version that replaced this one; 0n while it is the latest. */
-  supersededBy: bigint;
-  /** Left the history (or purged): still in the log array until it is next compacted, skipped by readers. */
-  dropped: boolean;
-}
-
 /** Default bound of one vBucket's recent history (superseded versions kept for streams and rollback). */
 export const DEFAULT_HISTORY_BYTES = 16 * 1024 * 1024;
 /**
- * What one version costs besides its key and value: item and version objects, three bigints, two
- * buffers (measured: about 500 bytes of heap and external memory over key and value at 256-byte values).
+ * What one version costs besides its key and value: its entry object and slab header (see entry.ts),
+ * its log and key index slots (measured: about ... bytes of RSS over key and value at 256-byte values).
  */
 export const VERSION_OVERHEAD_BYTES = 400;
 
@@ -75,8 +67,8 @@ export interface SnapshotReader {
   close(): void;
 }
 
-function versionBytes(item: Item): number {
-  return item.key.length + item.value.length + VERSION_OVERHEAD_BYTES;
+function versionBytes(entry: Entry): number {
+  return entry.payloadLength + VERSION_OVERHEAD_BYTES;
 }
 
 export type ItemListener = (item: Item) => void;
@@ -94,25 +86,26 @@ export type StateListener = (state: VBucketState, previous: VBucketState) => voi
  * as a disk snapshot (dcp-spec §4.7), as kv_engine backfills a dropped cursor.
  */
 export class VBucket {
-  private log: Version[] = [];
+  private log: Entry[] = [];
   /** Versions in `log` marked dropped (the array is compacted when they are half of it). */
   private droppedInLog = 0;
-  private readonly index = new Map<string, Version>();
+  private readonly index = new Map<string, Entry>();
   /** Superseded versions in the history, in the order they were superseded. */
-  private readonly superseded = new Deque<Version>();
+  private readonly superseded = new Deque<Entry>();
   /** Bytes of the history: `superseded` and `pinned`. */
   private historyBytesValue = 0;
   /**
    * Versions a reader's snapshot still has to send, taken out of `superseded` when the history went over
    * its bound (see trimHistory); at most one per key and reader, dropped once no reader needs them.
    */
-  private pinned: Version[] = [];
+  private pinned: Entry[] = [];
   private pinnedBytes = 0;
   private itemBytesValue = 0;
   private readonly historyLimit: number;
-  /** Where written keys and values are copied (see ByteArena). */
+  /** Where versions are kept (see ByteArena, Entry). */
   private readonly arena = new ByteArena();
-  private readonly readers = new Set<{ floor: bigint; from: bigint }>();
+  /** Held snapshots (from, floor], as numbers like entry seqnos. */
+  private readonly readers = new Set<{ floor: number; from: number }>();
   private high = 0n;
   /** The state the vBucket acts on (serves KV as active, streams as active or replica). */
   private stateValue: VBucketState;
@@ -171,7 +164,7 @@ export class VBucket {
   /** Number of live (not deleted) documents. */
   get liveCount(): number {
     let n = 0;
-    for (const v of this.index.values()) if (!v.item.deleted) n++;
+    for (const v of this.index.values()) if (!v.deleted) n++;
     return n;
   }
   /** Number of keys with a latest version (tombstones included): the records a compacted file holds. */
@@ -202,11 +195,11 @@ export class VBucket {
 
   /** A stream's hold on the versions of the snapshot it is sending (see SnapshotReader). */
   openReader(): SnapshotReader {
-    const reader = { floor: 0n, from: 0n };
+    const reader = { floor: 0, from: 0 };
     return {
       hold: (upTo, from) => {
-        reader.floor = upTo;
-        reader.from = from;
+        reader.floor = Number(upTo);
+        reader.from = Number(from);
         this.readers.add(reader);
       },
       release: () => {
@@ -357,18 +350,18 @@ export class VBucket {
 
   /** The latest live version of `key`, or undefined (missing, deleted or expired). */
   get(key: Buffer): Item | undefined {
-    const version = this.index.get(key.toString('latin1'));
-    if (!version || version.item.deleted) return undefined;
-    if (this.isExpired(version.item)) {
-      if (this.stateValue === VBucketState.Active) this.expire(version);
+    const entry = this.index.get(key.toString('latin1'));
+    if (!entry || entry.deleted) return undefined;
+    if (this.isExpired(entry.expiry)) {
+      if (this.stateValue === VBucketState.Active) this.expire(entry);
       return undefined;
     }
-    return version.item;
+    return entry.toItem();
   }
 
   /** The latest version of `key`, tombstones included (for conflict checks and tests). */
   getVersion(key: Buffer): Item | undefined {
-    return this.index.get(key.toString('latin1'))?.item;
+    return this.index.get(key.toString('latin1'))?.toItem();
   }
 
   /** set / add / replace / append / prepend with memcached's semantics and CAS check. */
@@ -448,9 +441,9 @@ export class VBucket {
   /** Deletes every live document (memcached FLUSH), as tombstones so replicas follow. */
   flush(): number {
     let n = 0;
-    for (const version of [...this.index.values()]) {
-      if (version.item.deleted) continue;
-      this.write(version.item.key, EMPTY, 0, 0, 0, true);
+    for (const entry of [...this.index.values()]) {
+      if (entry.deleted) continue;
+      this.write(entry.key(), EMPTY, 0, 0, 0, true);
       n++;
     }
     return n;
@@ -471,10 +464,13 @@ export class VBucket {
     // a deletion without a delete time (DCP deletion v1, dcp-spec: IncludeDeleteTimes not asked for)
     // ages from its arrival, as kv_engine stamps it: with 0 it would be purged at the next purge pass
     if (item.deleted && !item.deleteTime) {
-      this.append({ ...item, deleteTime: Math.floor(this.clock.now() / 1000) });
+      this.append(item.key, item.value, item.bySeqno, {
+        ...item,
+        deleteTime: Math.floor(this.clock.now() / 1000),
+      });
       return;
     }
-    this.append(item);
+    this.append(item.key, item.value, item.bySeqno, item);
   }
 
   /**
@@ -482,12 +478,13 @@ export class VBucket {
    * below `upTo` are left out: what a disk backfill of a snapshot ending at `upTo` sends.
    */
   *range(after: bigint, upTo: bigint, latestOnly = false): Generator<Item> {
+    const end = Number(upTo);
     for (let i = this.firstAfter(after); i < this.log.length; i++) {
-      const version = this.log[i]!;
-      if (version.item.bySeqno > upTo) return;
-      if (version.dropped) continue;
-      if (latestOnly && version.supersededBy !== 0n && version.supersededBy <= upTo) continue;
-      yield version.item;
+      const entry = this.log[i]!;
+      if (entry.seqno > end) return;
+      if (entry.dropped) continue;
+      if (latestOnly && entry.supersededBy !== 0 && entry.supersededBy <= end) continue;
+      yield entry.toItem();
     }
   }
 
@@ -497,27 +494,29 @@ export class VBucket {
    * Returns the last seqno examined (≥ after), so a caller can move past skipped versions.
    */
   readBatch(after: bigint, upTo: bigint, latestOnly: boolean, max: number, out: Item[]): bigint {
-    let last = after;
+    const end = Number(upTo);
+    let last = -1;
     for (let i = this.firstAfter(after); i < this.log.length && max > 0; i++) {
-      const version = this.log[i]!;
-      if (version.item.bySeqno > upTo) break;
-      last = version.item.bySeqno;
-      if (version.dropped) continue;
-      if (latestOnly && version.supersededBy !== 0n && version.supersededBy <= upTo) continue;
-      out.push(version.item);
+      const entry = this.log[i]!;
+      if (entry.seqno > end) break;
+      last = entry.seqno;
+      if (entry.dropped) continue;
+      if (latestOnly && entry.supersededBy !== 0 && entry.supersededBy <= end) continue;
+      out.push(entry.toItem());
       max--;
     }
-    return last;
+    return last < 0 ? after : BigInt(last);
   }
 
   /** How many versions a `range(after, upTo, latestOnly)` would yield (no allocation per item). */
   countRange(after: bigint, upTo: bigint, latestOnly = false): number {
+    const end = Number(upTo);
     let n = 0;
     for (let i = this.firstAfter(after); i < this.log.length; i++) {
-      const version = this.log[i]!;
-      if (version.item.bySeqno > upTo) break;
-      if (version.dropped) continue;
-      if (latestOnly && version.supersededBy !== 0n && version.supersededBy <= upTo) continue;
+      const entry = this.log[i]!;
+      if (entry.seqno > end) break;
+      if (entry.dropped) continue;
+      if (latestOnly && entry.supersededBy !== 0 && entry.supersededBy <= end) continue;
       n++;
     }
     return n;
@@ -546,36 +545,37 @@ export class VBucket {
       // versions superseded above the target leave the history: they are removed, or latest again
       // (those at or below it: the one version of each key latest at the target, never dropped as
       // the target is at or above the history start). No scan of the log below the target.
-      const latestAgain: Version[] = [];
-      while ((this.superseded.last()?.supersededBy ?? 0n) > target) {
-        const version = this.superseded.pop()!;
-        this.historyBytesValue -= versionBytes(version.item);
-        if (version.item.bySeqno <= target) latestAgain.push(version);
+      const to = Number(target);
+      const latestAgain: Entry[] = [];
+      while ((this.superseded.last()?.supersededBy ?? 0) > to) {
+        const entry = this.superseded.pop()!;
+        this.historyBytesValue -= versionBytes(entry);
+        if (entry.seqno <= to) latestAgain.push(entry);
       }
       if (this.pinned.length > 0) {
-        this.pinned = this.pinned.filter((version) => {
-          if (version.supersededBy <= target) return true;
-          const bytes = versionBytes(version.item);
+        this.pinned = this.pinned.filter((entry) => {
+          if (entry.supersededBy <= to) return true;
+          const bytes = versionBytes(entry);
           this.historyBytesValue -= bytes;
           this.pinnedBytes -= bytes;
-          if (version.item.bySeqno <= target) latestAgain.push(version);
+          if (entry.seqno <= to) latestAgain.push(entry);
           return false;
         });
       }
-      while (this.log.length > 0 && this.log[this.log.length - 1]!.item.bySeqno > target) {
-        const version = this.log.pop()!;
-        if (version.dropped) {
+      while (this.log.length > 0 && this.log[this.log.length - 1]!.seqno > to) {
+        const entry = this.log.pop()!;
+        if (entry.dropped) {
           this.droppedInLog--;
           continue;
         }
-        if (version.supersededBy !== 0n) continue;
-        this.itemBytesValue -= versionBytes(version.item);
-        this.index.delete(version.item.key.toString('latin1'));
+        if (entry.supersededBy !== 0) continue;
+        this.itemBytesValue -= versionBytes(entry);
+        this.index.delete(entry.keyString());
       }
-      for (const version of latestAgain) {
-        version.supersededBy = 0n;
-        this.itemBytesValue += versionBytes(version.item);
-        this.index.set(version.item.key.toString('latin1'), version);
+      for (const entry of latestAgain) {
+        entry.supersededBy = 0;
+        this.itemBytesValue += versionBytes(entry);
+        this.index.set(entry.keyString(), entry);
       }
     }
     this.high = target;
@@ -590,22 +590,18 @@ export class VBucket {
    * purge seqno). Returns how many versions were dropped.
    */
   compact(throughSeqno: bigint, purgeTombstones = true): number {
+    const through = Number(throughSeqno);
     let dropped = 0;
-    while ((this.superseded.first()?.supersededBy ?? Number.POSITIVE_INFINITY) <= throughSeqno) {
+    while ((this.superseded.first()?.supersededBy ?? Number.POSITIVE_INFINITY) <= through) {
       this.dropFromHistory(this.superseded.shift()!);
       dropped++;
     }
-    dropped += this.dropPinnedThrough(throughSeqno);
+    dropped += this.dropPinnedThrough(through);
     if (purgeTombstones) {
-      for (const version of this.log) {
-        if (version.item.bySeqno > throughSeqno) break;
-        if (version.dropped || version.supersededBy !== 0n || !version.item.deleted) continue;
-        version.dropped = true;
-        this.droppedInLog++;
-        this.itemBytesValue -= versionBytes(version.item);
-        this.index.delete(version.item.key.toString('latin1'));
-        if (version.item.bySeqno > this.purge) this.purge = version.item.bySeqno;
-        if (version.item.revSeqno > this.maxDeletedRev) this.maxDeletedRev = version.item.revSeqno;
+      for (const entry of this.log) {
+        if (entry.seqno > through) break;
+        if (entry.dropped || entry.supersededBy !== 0 || !entry.deleted) continue;
+        this.purgeEntry(entry);
         dropped++;
       }
     }
@@ -627,29 +623,24 @@ export class VBucket {
    */
   purgeTombstones(maxAgeSeconds: number): number {
     const cutoff = Math.floor(this.clock.now() / 1000) - maxAgeSeconds;
-    let safe = this.high;
+    let safe = Number(this.high);
     for (const reader of this.readers) if (reader.from < safe) safe = reader.from;
     let purged = 0;
-    for (const version of this.log) {
-      if (version.item.bySeqno > safe) break;
-      const item = version.item;
-      if (version.dropped || version.supersededBy !== 0n || !item.deleted) continue;
-      if ((item.deleteTime ?? 0) > cutoff) continue;
-      version.dropped = true;
-      this.droppedInLog++;
-      this.itemBytesValue -= versionBytes(item);
-      this.index.delete(item.key.toString('latin1'));
-      if (item.bySeqno > this.purge) this.purge = item.bySeqno;
-      if (item.revSeqno > this.maxDeletedRev) this.maxDeletedRev = item.revSeqno;
+    for (const entry of this.log) {
+      if (entry.seqno > safe) break;
+      if (entry.dropped || entry.supersededBy !== 0 || !entry.deleted) continue;
+      if (entry.deleteTime > cutoff) continue;
+      this.purgeEntry(entry);
       purged++;
     }
     if (purged > 0) {
       if (this.purge > this.compacted) this.compacted = this.purge;
       // older versions of purged keys (and any superseded below the purge seqno) must not come back
-      while ((this.superseded.first()?.supersededBy ?? this.compacted + 1n) <= this.compacted) {
+      const compacted = Number(this.compacted);
+      while ((this.superseded.first()?.supersededBy ?? compacted + 1) <= compacted) {
         this.dropFromHistory(this.superseded.shift()!);
       }
-      this.dropPinnedThrough(this.compacted);
+      this.dropPinnedThrough(compacted);
       this.compactLogArray(false);
       void this.sink?.metaChanged(this);
     }
@@ -659,7 +650,7 @@ export class VBucket {
   /** Restores an item read back from durable storage (no listeners, no sink). */
   restore(item: Item): void {
     this.cas.observe(item.cas);
-    this.append(item, true);
+    this.append(item.key, item.value, item.bySeqno, item, true);
   }
 
   describe(): string {
@@ -679,59 +670,65 @@ export class VBucket {
       this.sink?.snapshotMarked(this, undefined);
     }
     const previous = this.index.get(key.toString('latin1'));
-    // one plain literal per shape (a spread would build a slower, larger object for every item)
-    const item: Item = {
-      key: this.arena.copy(key),
-      value: this.arena.copy(value),
+    const fields: EntryFields = {
       cas: this.cas.next(),
+      revSeqno: (previous ? previous.revSeqno : this.maxDeletedRev) + 1n,
       flags,
       expiry,
-      revSeqno: (previous ? previous.item.revSeqno : this.maxDeletedRev) + 1n,
-      bySeqno: this.high + 1n,
       datatype,
       deleted,
+      deleteTime: deleted ? Math.floor(this.clock.now() / 1000) : undefined,
     };
-    if (deleted) (item as { deleteTime?: number }).deleteTime = Math.floor(this.clock.now() / 1000);
-    this.append(item);
-    return item;
+    return this.append(key, value, this.high + 1n, fields);
   }
 
-  private expire(version: Version): void {
-    const nowSeconds = Math.floor(this.clock.now() / 1000);
-    this.append({
-      key: version.item.key,
-      value: EMPTY,
+  private expire(entry: Entry): void {
+    this.append(entry.key(), EMPTY, this.high + 1n, {
       cas: this.cas.next(),
       flags: 0,
       expiry: 0,
-      revSeqno: version.item.revSeqno + 1n,
-      bySeqno: this.high + 1n,
+      revSeqno: entry.revSeqno + 1n,
       datatype: 0,
       deleted: true,
       expired: true,
-      deleteTime: nowSeconds,
+      deleteTime: Math.floor(this.clock.now() / 1000),
     });
   }
 
-  private append(item: Item, restoring = false): void {
-    const key = item.key.toString('latin1');
-    const previous = this.index.get(key);
-    const version: Version = { item, supersededBy: 0n, dropped: false };
+  /** Adds a version as the latest of its key; returns it as an Item (the one the sink and listeners get). */
+  private append(key: Buffer, value: Buffer, seqno: bigint, fields: EntryFields, restoring = false): Item {
+    const keyString = key.toString('latin1');
+    const entry = Entry.create(this.arena, key, value, seqno, fields);
+    const previous = this.index.get(keyString);
     if (previous) {
-      previous.supersededBy = item.bySeqno;
-      const bytes = versionBytes(previous.item);
+      previous.supersededBy = entry.seqno;
+      const bytes = versionBytes(previous);
       this.itemBytesValue -= bytes;
       this.historyBytesValue += bytes;
       this.superseded.push(previous);
     }
-    this.itemBytesValue += versionBytes(item);
-    this.log.push(version);
-    this.index.set(key, version);
-    this.high = item.bySeqno;
+    this.itemBytesValue += versionBytes(entry);
+    this.log.push(entry);
+    this.index.set(keyString, entry);
+    this.high = seqno;
     this.trimHistory();
-    if (restoring) return;
+    const item = entry.toItem();
+    if (restoring) return item;
     this.sink?.appended(this, item);
     for (const listener of this.itemListeners) listener(item);
+    return item;
+  }
+
+  /** A tombstone leaves the log and the key index; the purge seqno and max deleted revseqno follow. */
+  private purgeEntry(entry: Entry): void {
+    entry.markDropped();
+    this.droppedInLog++;
+    this.itemBytesValue -= versionBytes(entry);
+    this.index.delete(entry.keyString());
+    const seqno = BigInt(entry.seqno);
+    if (seqno > this.purge) this.purge = seqno;
+    const rev = entry.revSeqno;
+    if (rev > this.maxDeletedRev) this.maxDeletedRev = rev;
   }
 
   /**
@@ -749,32 +746,36 @@ export class VBucket {
       // its start: a stalled stream would pin every later write)
       if (this.neededByReader(oldest)) {
         this.pinned.push(oldest);
-        this.pinnedBytes += versionBytes(oldest.item);
+        this.pinnedBytes += versionBytes(oldest);
         continue;
       }
       this.dropFromHistory(oldest);
-      if (oldest.supersededBy > this.compacted) this.compacted = oldest.supersededBy;
+      this.raiseHistoryStart(oldest.supersededBy);
     }
     this.compactLogArray(false);
   }
 
   /** Whether a held snapshot (from, floor] still has to send `version` (the latest as of its floor). */
-  private neededByReader(version: Version): boolean {
-    const seqno = version.item.bySeqno;
+  private neededByReader(entry: Entry): boolean {
+    const seqno = entry.seqno;
     for (const reader of this.readers) {
-      if (seqno > reader.from && seqno <= reader.floor && version.supersededBy > reader.floor) return true;
+      if (seqno > reader.from && seqno <= reader.floor && entry.supersededBy > reader.floor) return true;
     }
     return false;
+  }
+
+  private raiseHistoryStart(seqno: number): void {
+    if (seqno > this.compacted) this.compacted = BigInt(seqno);
   }
 
   /** A reader let go: pinned versions no reader needs leave the history (the history start follows). */
   private unpin(): void {
     if (this.pinned.length > 0) {
-      this.pinned = this.pinned.filter((version) => {
-        if (this.neededByReader(version)) return true;
-        this.pinnedBytes -= versionBytes(version.item);
-        this.dropFromHistory(version);
-        if (version.supersededBy > this.compacted) this.compacted = version.supersededBy;
+      this.pinned = this.pinned.filter((entry) => {
+        if (this.neededByReader(entry)) return true;
+        this.pinnedBytes -= versionBytes(entry);
+        this.dropFromHistory(entry);
+        this.raiseHistoryStart(entry.supersededBy);
         return false;
       });
     }
@@ -782,22 +783,22 @@ export class VBucket {
   }
 
   /** Drops pinned versions superseded at or below `seqno`; returns how many. */
-  private dropPinnedThrough(seqno: bigint): number {
+  private dropPinnedThrough(seqno: number): number {
     const before = this.pinned.length;
     if (before === 0) return 0;
-    this.pinned = this.pinned.filter((version) => {
-      if (version.supersededBy > seqno) return true;
-      this.pinnedBytes -= versionBytes(version.item);
-      this.dropFromHistory(version);
+    this.pinned = this.pinned.filter((entry) => {
+      if (entry.supersededBy > seqno) return true;
+      this.pinnedBytes -= versionBytes(entry);
+      this.dropFromHistory(entry);
       return false;
     });
     return before - this.pinned.length;
   }
 
-  private dropFromHistory(version: Version): void {
-    version.dropped = true;
+  private dropFromHistory(entry: Entry): void {
+    entry.markDropped();
     this.droppedInLog++;
-    this.historyBytesValue -= versionBytes(version.item);
+    this.historyBytesValue -= versionBytes(entry);
   }
 
   /** Removes dropped versions from the log array once they are half of it (or now, if `force`). */
@@ -808,8 +809,8 @@ export class VBucket {
     this.droppedInLog = 0;
   }
 
-  private isExpired(item: Item): boolean {
-    return item.expiry !== 0 && item.expiry <= Math.floor(this.clock.now() / 1000);
+  private isExpired(expiry: number): boolean {
+    return expiry !== 0 && expiry <= Math.floor(this.clock.now() / 1000);
   }
 
   private absoluteExpiry(expiration: number): number {
@@ -820,11 +821,12 @@ export class VBucket {
 
   /** Index of the first version with seqno > `after` (binary search; the log is seqno-ordered). */
   private firstAfter(after: bigint): number {
+    const from = Number(after);
     let lo = 0;
     let hi = this.log.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (this.log[mid]!.item.bySeqno <= after) lo = mid + 1;
+      if (this.log[mid]!.seqno <= from) lo = mid + 1;
       else hi = mid;
     }
     return lo;

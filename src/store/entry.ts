@@ -1,0 +1,150 @@
+import type { ByteArena } from './arena.js';
+import { StoreError } from './errors.js';
+import type { Item } from './types.js';
+
+// One version as a vBucket keeps it: a small object with what the store reads on its hot paths
+// (seqnos, lengths, flag bits) and an offset into an arena slab holding the rest. The slab holds,
+// little-endian: cas u64 @0, revSeqno u64 @8, flags u32 @16, expiry u32 @20, deleteTime u32 @24,
+// then the key, then the value. An `Item` (with Buffer views into the slab and bigint fields) is made
+// only when one is read: an Item object, three bigints and two Buffer views cost several hundred bytes
+// per version kept (issue 10), the entry about 80 bytes besides its slab bytes.
+
+/** Bytes before the key in an entry's slab bytes. */
+export const ENTRY_HEADER_BYTES = 28;
+
+const DATATYPE = 0xff;
+const DELETED = 0x100;
+const EXPIRED = 0x200;
+const HAS_DELETE_TIME = 0x400;
+const DROPPED = 0x800;
+const U32 = 0xffff_ffff;
+
+/** Seqnos are kept as numbers: a seqno above this cannot be held (kv_engine's never come near). */
+export const MAX_ENTRY_SEQNO = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** The fields of a version besides its key, value and seqno. */
+export interface EntryFields {
+  readonly cas: bigint;
+  readonly revSeqno: bigint;
+  readonly flags: number;
+  readonly expiry: number;
+  readonly datatype: number;
+  readonly deleted: boolean;
+  readonly expired?: boolean;
+  readonly deleteTime?: number;
+}
+
+function u32(value: number, what: string): number {
+  if (!Number.isInteger(value) || value < 0 || value > U32) {
+    throw new StoreError('DCPX_ERR_STORE_BAD_ITEM', `${what} ${value} is not an unsigned 32-bit integer`);
+  }
+  return value;
+}
+
+export class Entry {
+  /** Seqno of the version that replaced this one; 0 while it is the latest. */
+  supersededBy: number;
+
+  private constructor(
+    /** The slab holding the header, key and value, from `at`. */
+    readonly slab: Buffer,
+    readonly at: number,
+    readonly keyLength: number,
+    readonly valueLength: number,
+    readonly seqno: number,
+    /** Datatype and the flag bits above. */
+    private bits: number,
+  ) {
+    this.supersededBy = 0;
+  }
+
+  /** Copies key, value and fields into `arena`. `seqno` must be at most MAX_ENTRY_SEQNO. */
+  static create(arena: ByteArena, key: Buffer, value: Buffer, seqno: bigint, fields: EntryFields): Entry {
+    if (seqno > MAX_ENTRY_SEQNO || seqno < 0n) {
+      throw new StoreError(
+        'DCPX_ERR_STORE_SEQNO',
+        `seqno ${seqno} is above 2^53 - 1, which the store cannot hold`,
+      );
+    }
+    const flags = u32(fields.flags, 'flags');
+    const expiry = u32(fields.expiry, 'expiry');
+    const deleteTime = fields.deleteTime === undefined ? 0 : u32(fields.deleteTime, 'deleteTime');
+    const at = arena.reserve(ENTRY_HEADER_BYTES + key.length + value.length);
+    const slab = arena.last;
+    slab.writeBigUInt64LE(fields.cas, at);
+    slab.writeBigUInt64LE(fields.revSeqno, at + 8);
+    slab.writeUInt32LE(flags, at + 16);
+    slab.writeUInt32LE(expiry, at + 20);
+    slab.writeUInt32LE(deleteTime, at + 24);
+    key.copy(slab, at + ENTRY_HEADER_BYTES);
+    value.copy(slab, at + ENTRY_HEADER_BYTES + key.length);
+    const bits =
+      (fields.datatype & DATATYPE) |
+      (fields.deleted ? DELETED : 0) |
+      (fields.expired ? EXPIRED : 0) |
+      (fields.deleteTime === undefined ? 0 : HAS_DELETE_TIME);
+    return new Entry(slab, at, key.length, value.length, Number(seqno), bits);
+  }
+
+  get deleted(): boolean {
+    return (this.bits & DELETED) !== 0;
+  }
+  /** Left the history (or purged): still in the log array until it is next compacted. */
+  get dropped(): boolean {
+    return (this.bits & DROPPED) !== 0;
+  }
+  markDropped(): void {
+    this.bits |= DROPPED;
+  }
+  get cas(): bigint {
+    return this.slab.readBigUInt64LE(this.at);
+  }
+  get revSeqno(): bigint {
+    return this.slab.readBigUInt64LE(this.at + 8);
+  }
+  get expiry(): number {
+    return this.slab.readUInt32LE(this.at + 20);
+  }
+  /** Unix seconds of the deletion; 0 when none was recorded. */
+  get deleteTime(): number {
+    return this.slab.readUInt32LE(this.at + 24);
+  }
+  /** Key and value bytes (what the history bound counts besides the per-version overhead). */
+  get payloadLength(): number {
+    return this.keyLength + this.valueLength;
+  }
+  /** A view of the key (shares the slab). */
+  key(): Buffer {
+    const start = this.at + ENTRY_HEADER_BYTES;
+    return this.slab.subarray(start, start + this.keyLength);
+  }
+  /** The key as a latin1 string (one char per byte). */
+  keyString(): string {
+    const start = this.at + ENTRY_HEADER_BYTES;
+    return this.slab.toString('latin1', start, start + this.keyLength);
+  }
+
+  /** The version as an Item, with views of key and value into the slab. */
+  toItem(): Item {
+    const slab = this.slab;
+    const at = this.at;
+    const keyStart = at + ENTRY_HEADER_BYTES;
+    const valueStart = keyStart + this.keyLength;
+    const bits = this.bits;
+    // one plain literal per shape (a spread would build a slower, larger object for every item)
+    const item: Item = {
+      key: slab.subarray(keyStart, valueStart),
+      value: slab.subarray(valueStart, valueStart + this.valueLength),
+      cas: slab.readBigUInt64LE(at),
+      flags: slab.readUInt32LE(at + 16),
+      expiry: slab.readUInt32LE(at + 20),
+      revSeqno: slab.readBigUInt64LE(at + 8),
+      bySeqno: BigInt(this.seqno),
+      datatype: bits & DATATYPE,
+      deleted: (bits & DELETED) !== 0,
+    };
+    if (bits & EXPIRED) (item as { expired?: boolean }).expired = true;
+    if (bits & HAS_DELETE_TIME) (item as { deleteTime?: number }).deleteTime = slab.readUInt32LE(at + 24);
+    return item;
+  }
+}
