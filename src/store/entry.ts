@@ -118,11 +118,6 @@ export class Entry {
     const start = this.at + ENTRY_HEADER_BYTES;
     return this.slab.subarray(start, start + this.keyLength);
   }
-  /** The key as a latin1 string (one char per byte). */
-  keyString(): string {
-    const start = this.at + ENTRY_HEADER_BYTES;
-    return this.slab.toString('latin1', start, start + this.keyLength);
-  }
 
   /** The version as an Item, with views of key and value into the slab. */
   toItem(): Item {

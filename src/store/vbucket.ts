@@ -4,6 +4,7 @@ import { CasClock } from './cas.js';
 import { Deque } from './deque.js';
 import { Entry, type EntryFields } from './entry.js';
 import { StoreError } from './errors.js';
+import { KeyIndex } from './key-index.js';
 import type {
   ArithmeticRequest,
   Item,
@@ -89,7 +90,7 @@ export class VBucket {
   private log: Entry[] = [];
   /** Versions in `log` marked dropped (the array is compacted when they are half of it). */
   private droppedInLog = 0;
-  private readonly index = new Map<string, Entry>();
+  private readonly index = new KeyIndex();
   /** Superseded versions in the history, in the order they were superseded. */
   private readonly superseded = new Deque<Entry>();
   /** Bytes of the history: `superseded` and `pinned`. */
@@ -350,7 +351,7 @@ export class VBucket {
 
   /** The latest live version of `key`, or undefined (missing, deleted or expired). */
   get(key: Buffer): Item | undefined {
-    const entry = this.index.get(key.toString('latin1'));
+    const entry = this.index.get(key);
     if (!entry || entry.deleted) return undefined;
     if (this.isExpired(entry.expiry)) {
       if (this.stateValue === VBucketState.Active) this.expire(entry);
@@ -361,7 +362,7 @@ export class VBucket {
 
   /** The latest version of `key`, tombstones included (for conflict checks and tests). */
   getVersion(key: Buffer): Item | undefined {
-    return this.index.get(key.toString('latin1'))?.toItem();
+    return this.index.get(key)?.toItem();
   }
 
   /** set / add / replace / append / prepend with memcached's semantics and CAS check. */
@@ -570,12 +571,12 @@ export class VBucket {
         }
         if (entry.supersededBy !== 0) continue;
         this.itemBytesValue -= versionBytes(entry);
-        this.index.delete(entry.keyString());
+        this.index.delete(entry);
       }
       for (const entry of latestAgain) {
         entry.supersededBy = 0;
         this.itemBytesValue += versionBytes(entry);
-        this.index.set(entry.keyString(), entry);
+        this.index.set(entry);
       }
     }
     this.high = target;
@@ -669,7 +670,7 @@ export class VBucket {
       this.snapshotRange = undefined;
       this.sink?.snapshotMarked(this, undefined);
     }
-    const previous = this.index.get(key.toString('latin1'));
+    const previous = this.index.get(key);
     const fields: EntryFields = {
       cas: this.cas.next(),
       revSeqno: (previous ? previous.revSeqno : this.maxDeletedRev) + 1n,
@@ -697,9 +698,8 @@ export class VBucket {
 
   /** Adds a version as the latest of its key; returns it as an Item (the one the sink and listeners get). */
   private append(key: Buffer, value: Buffer, seqno: bigint, fields: EntryFields, restoring = false): Item {
-    const keyString = key.toString('latin1');
     const entry = Entry.create(this.arena, key, value, seqno, fields);
-    const previous = this.index.get(keyString);
+    const previous = this.index.set(entry);
     if (previous) {
       previous.supersededBy = entry.seqno;
       const bytes = versionBytes(previous);
@@ -709,7 +709,6 @@ export class VBucket {
     }
     this.itemBytesValue += versionBytes(entry);
     this.log.push(entry);
-    this.index.set(keyString, entry);
     this.high = seqno;
     this.trimHistory();
     const item = entry.toItem();
@@ -724,7 +723,7 @@ export class VBucket {
     entry.markDropped();
     this.droppedInLog++;
     this.itemBytesValue -= versionBytes(entry);
-    this.index.delete(entry.keyString());
+    this.index.delete(entry);
     const seqno = BigInt(entry.seqno);
     if (seqno > this.purge) this.purge = seqno;
     const rev = entry.revSeqno;
