@@ -44,9 +44,10 @@ export interface VBucketSink {
 export const DEFAULT_HISTORY_BYTES = 16 * 1024 * 1024;
 /**
  * What one version costs besides its key and value: its entry object and slab header (see entry.ts),
- * its log and key index slots (measured: about ... bytes of RSS over key and value at 256-byte values).
+ * its log and key index slots, and the heap's slack (measured: about 200 bytes of RSS over key and
+ * value at 1 M versions of 256-byte values, `dcpx bench memory`).
  */
-export const VERSION_OVERHEAD_BYTES = 400;
+export const VERSION_OVERHEAD_BYTES = 200;
 
 export interface VBucketOptions {
   /**
