@@ -1,10 +1,10 @@
-import type { ByteArena } from './arena.js';
+import type { ByteArena, Slab } from './arena.js';
 import { StoreError } from './errors.js';
 import type { Item } from './types.js';
 
 // One version as a vBucket keeps it: a small object with what the store reads on its hot paths
-// (seqnos, lengths, flag bits) and an offset into an arena slab holding the rest. The slab holds,
-// little-endian: cas u64 @0, revSeqno u64 @8, flags u32 @16, expiry u32 @20, deleteTime u32 @24,
+// (seqnos, lengths, flag bits) and an 8-byte aligned offset into an arena slab holding the rest: cas
+// u64 @0 and revSeqno u64 @8 (slab words), flags u32 LE @16, expiry u32 LE @20, deleteTime u32 LE @24,
 // then the key, then the value. An `Item` (with Buffer views into the slab and bigint fields) is made
 // only when one is read: an Item object, three bigints and two Buffer views cost several hundred bytes
 // per version kept (issue 10), the entry about 80 bytes besides its slab bytes.
@@ -46,8 +46,8 @@ export class Entry {
   supersededBy: number;
 
   private constructor(
-    /** The slab holding the header, key and value, from `at`. */
-    readonly slab: Buffer,
+    /** The slab holding the header, key and value, from `at` (a multiple of 8). */
+    readonly slab: Slab,
     readonly at: number,
     readonly keyLength: number,
     readonly valueLength: number,
@@ -71,13 +71,14 @@ export class Entry {
     const deleteTime = fields.deleteTime === undefined ? 0 : u32(fields.deleteTime, 'deleteTime');
     const at = arena.reserve(ENTRY_HEADER_BYTES + key.length + value.length);
     const slab = arena.last;
-    slab.writeBigUInt64LE(fields.cas, at);
-    slab.writeBigUInt64LE(fields.revSeqno, at + 8);
-    slab.writeUInt32LE(flags, at + 16);
-    slab.writeUInt32LE(expiry, at + 20);
-    slab.writeUInt32LE(deleteTime, at + 24);
-    key.copy(slab, at + ENTRY_HEADER_BYTES);
-    value.copy(slab, at + ENTRY_HEADER_BYTES + key.length);
+    const bytes = slab.bytes;
+    slab.words[at >>> 3] = fields.cas;
+    slab.words[(at >>> 3) + 1] = fields.revSeqno;
+    bytes.writeUInt32LE(flags, at + 16);
+    bytes.writeUInt32LE(expiry, at + 20);
+    bytes.writeUInt32LE(deleteTime, at + 24);
+    key.copy(bytes, at + ENTRY_HEADER_BYTES);
+    value.copy(bytes, at + ENTRY_HEADER_BYTES + key.length);
     const bits =
       (fields.datatype & DATATYPE) |
       (fields.deleted ? DELETED : 0) |
@@ -97,17 +98,17 @@ export class Entry {
     this.bits |= DROPPED;
   }
   get cas(): bigint {
-    return this.slab.readBigUInt64LE(this.at);
+    return this.slab.words[this.at >>> 3]!;
   }
   get revSeqno(): bigint {
-    return this.slab.readBigUInt64LE(this.at + 8);
+    return this.slab.words[(this.at >>> 3) + 1]!;
   }
   get expiry(): number {
-    return this.slab.readUInt32LE(this.at + 20);
+    return this.slab.bytes.readUInt32LE(this.at + 20);
   }
   /** Unix seconds of the deletion; 0 when none was recorded. */
   get deleteTime(): number {
-    return this.slab.readUInt32LE(this.at + 24);
+    return this.slab.bytes.readUInt32LE(this.at + 24);
   }
   /** Key and value bytes (what the history bound counts besides the per-version overhead). */
   get payloadLength(): number {
@@ -116,12 +117,13 @@ export class Entry {
   /** A view of the key (shares the slab). */
   key(): Buffer {
     const start = this.at + ENTRY_HEADER_BYTES;
-    return this.slab.subarray(start, start + this.keyLength);
+    return this.slab.bytes.subarray(start, start + this.keyLength);
   }
 
   /** The version as an Item, with views of key and value into the slab. */
   toItem(): Item {
-    const slab = this.slab;
+    const slab = this.slab.bytes;
+    const words = this.slab.words;
     const at = this.at;
     const keyStart = at + ENTRY_HEADER_BYTES;
     const valueStart = keyStart + this.keyLength;
@@ -130,10 +132,10 @@ export class Entry {
     const item: Item = {
       key: slab.subarray(keyStart, valueStart),
       value: slab.subarray(valueStart, valueStart + this.valueLength),
-      cas: slab.readBigUInt64LE(at),
+      cas: words[at >>> 3]!,
       flags: slab.readUInt32LE(at + 16),
       expiry: slab.readUInt32LE(at + 20),
-      revSeqno: slab.readBigUInt64LE(at + 8),
+      revSeqno: words[(at >>> 3) + 1]!,
       bySeqno: BigInt(this.seqno),
       datatype: bits & DATATYPE,
       deleted: (bits & DELETED) !== 0,

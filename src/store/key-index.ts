@@ -23,7 +23,7 @@ export function hashBytes(bytes: Buffer, start: number, end: number): number {
 /** Whether `entry`'s key is `bytes[start, start + length)`. */
 function hasKey(entry: Entry, bytes: Buffer, start: number, length: number): boolean {
   if (entry.keyLength !== length) return false;
-  const slab = entry.slab;
+  const slab = entry.slab.bytes;
   const at = entry.at + ENTRY_HEADER_BYTES;
   for (let i = 0; i < length; i++) if (slab[at + i] !== bytes[start + i]) return false;
   return true;
@@ -55,7 +55,7 @@ export class KeyIndex {
   /** Puts `entry` in for its key; returns the entry it replaced, if any. */
   set(entry: Entry): Entry | undefined {
     const start = entry.at + ENTRY_HEADER_BYTES;
-    const hash = this.hash(entry.slab, start, start + entry.keyLength);
+    const hash = this.hash(entry.slab.bytes, start, start + entry.keyLength);
     for (let i = hash & this.mask; ; i = (i + 1) & this.mask) {
       const current = this.slots[i];
       if (current === undefined) {
@@ -64,7 +64,7 @@ export class KeyIndex {
         if (++this.count > this.slots.length * MAX_LOAD) this.resize(this.slots.length * 2);
         return undefined;
       }
-      if (this.hashes[i] === hash && hasKey(current, entry.slab, start, entry.keyLength)) {
+      if (this.hashes[i] === hash && hasKey(current, entry.slab.bytes, start, entry.keyLength)) {
         this.slots[i] = entry;
         return current;
       }
@@ -74,12 +74,12 @@ export class KeyIndex {
   /** Removes the entry for `entry`'s key (whichever entry it is); returns whether there was one. */
   delete(entry: Entry): boolean {
     const start = entry.at + ENTRY_HEADER_BYTES;
-    const hash = this.hash(entry.slab, start, start + entry.keyLength);
+    const hash = this.hash(entry.slab.bytes, start, start + entry.keyLength);
     let i = hash & this.mask;
     for (; ; i = (i + 1) & this.mask) {
       const current = this.slots[i];
       if (current === undefined) return false;
-      if (this.hashes[i] === hash && hasKey(current, entry.slab, start, entry.keyLength)) break;
+      if (this.hashes[i] === hash && hasKey(current, entry.slab.bytes, start, entry.keyLength)) break;
     }
     // backward shift: move later entries of the probe run into the hole, unless their home slot is
     // cyclically in (hole, j] (they would then be before their home)
