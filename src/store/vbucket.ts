@@ -103,6 +103,8 @@ export class VBucket {
   private pinned: Entry[] = [];
   private pinnedBytes = 0;
   private itemBytesValue = 0;
+  /** Latest versions that are not tombstones (kept as they change: metrics read it at every scrape). */
+  private live = 0;
   private readonly historyLimit: number;
   /** Where versions are kept (see ByteArena, Entry). */
   private readonly arena = new ByteArena();
@@ -165,9 +167,7 @@ export class VBucket {
   }
   /** Number of live (not deleted) documents. */
   get liveCount(): number {
-    let n = 0;
-    for (const v of this.index.values()) if (!v.deleted) n++;
-    return n;
+    return this.live;
   }
   /** Number of keys with a latest version (tombstones included): the records a compacted file holds. */
   get latestCount(): number {
@@ -352,13 +352,18 @@ export class VBucket {
 
   /** The latest live version of `key`, or undefined (missing, deleted or expired). */
   get(key: Buffer): Item | undefined {
+    return this.liveEntry(key)?.toItem();
+  }
+
+  /** The latest live entry of `key` (an expired one is deleted here, on an active vBucket). */
+  private liveEntry(key: Buffer): Entry | undefined {
     const entry = this.index.get(key);
     if (!entry || entry.deleted) return undefined;
     if (this.isExpired(entry.expiry)) {
       if (this.stateValue === VBucketState.Active) this.expire(entry);
       return undefined;
     }
-    return entry.toItem();
+    return entry;
   }
 
   /** The latest version of `key`, tombstones included (for conflict checks and tests). */
@@ -368,7 +373,8 @@ export class VBucket {
 
   /** set / add / replace / append / prepend with memcached's semantics and CAS check. */
   mutate(request: MutateRequest): KvResult {
-    const current = this.get(request.key);
+    // the entry, not an Item: a SET only looks at whether there is one and at its CAS
+    const current = this.liveEntry(request.key);
     const cas = request.cas ?? 0n;
     switch (request.op) {
       case 'add':
@@ -391,13 +397,11 @@ export class VBucket {
     let expiry = this.absoluteExpiry(request.expiration ?? 0);
     let datatype = request.datatype ?? 0;
     if (request.op === 'append' || request.op === 'prepend') {
-      value =
-        request.op === 'append'
-          ? Buffer.concat([current!.value, value])
-          : Buffer.concat([value, current!.value]);
-      flags = current!.flags;
-      expiry = current!.expiry;
-      datatype = current!.datatype;
+      const old = current!.toItem();
+      value = request.op === 'append' ? Buffer.concat([old.value, value]) : Buffer.concat([value, old.value]);
+      flags = old.flags;
+      expiry = old.expiry;
+      datatype = old.datatype;
     }
     return { status: 'ok', item: this.write(request.key, value, flags, expiry, datatype, false) };
   }
@@ -434,7 +438,7 @@ export class VBucket {
 
   /** Deletes `key` (a tombstone joins the log). */
   remove(key: Buffer, cas = 0n): KvResult {
-    const current = this.get(key);
+    const current = this.liveEntry(key);
     if (!current) return { status: 'not_found' };
     if (cas !== 0n && current.cas !== cas) return { status: 'exists' };
     return { status: 'ok', item: this.write(key, EMPTY, 0, 0, 0, true) };
@@ -536,6 +540,7 @@ export class VBucket {
       this.log = [];
       this.droppedInLog = 0;
       this.index.clear();
+      this.live = 0;
       this.superseded.clear();
       this.pinned = [];
       this.pinnedBytes = 0;
@@ -573,11 +578,13 @@ export class VBucket {
         if (entry.supersededBy !== 0) continue;
         this.itemBytesValue -= versionBytes(entry);
         this.index.delete(entry);
+        if (!entry.deleted) this.live--;
       }
       for (const entry of latestAgain) {
         entry.supersededBy = 0;
         this.itemBytesValue += versionBytes(entry);
         this.index.set(entry);
+        if (!entry.deleted) this.live++;
       }
     }
     this.high = target;
@@ -701,7 +708,9 @@ export class VBucket {
   private append(key: Buffer, value: Buffer, seqno: bigint, fields: EntryFields, restoring = false): Item {
     const entry = Entry.create(this.arena, key, value, seqno, fields);
     const previous = this.index.set(entry);
+    if (!entry.deleted) this.live++;
     if (previous) {
+      if (!previous.deleted) this.live--;
       previous.supersededBy = entry.seqno;
       const bytes = versionBytes(previous);
       this.itemBytesValue -= bytes;
