@@ -38,6 +38,8 @@ export interface CallerOptions {
 
 const DEFAULT_TIMEOUT_MS = 60_000;
 const DEFAULT_REQUEST_TIMEOUT_MS = 15_000;
+/** An attempt needs at least this much of the deadline left to start (the first always starts). */
+const MIN_ATTEMPT_MS = 100;
 
 /**
  * Runs a topology operation through any manager and survives leader changes (issue 11 item 5). Only the
@@ -123,6 +125,9 @@ class Call {
     try {
       return await pRetry(
         async (attemptNumber) => {
+          // p-retry starts a last attempt right at the deadline: one clipped to nothing would turn the
+          // last answer (e.g. not applied) into a timeout (maybe applied), so too little time ends the call
+          if (last !== undefined && this.remaining() < MIN_ATTEMPT_MS) throw new AbortError(last);
           const target = this.target();
           try {
             return await attempt(target);

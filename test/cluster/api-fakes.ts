@@ -1,10 +1,11 @@
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type {
-  ClusterManagerCore,
-  ClusterStatus,
-  OperationResult,
-  TopologyOperationRequest,
+import {
+  ClusterCallError,
+  type ClusterManagerCore,
+  type ClusterStatus,
+  type OperationResult,
+  type TopologyOperationRequest,
 } from '../../src/cluster/types.js';
 
 /** A scripted core: its role is set by the test, `submit` runs the test's handler and is recorded. */
@@ -15,10 +16,11 @@ export class FakeCore implements ClusterManagerCore {
   leaderName: string | null = null;
   leaderUrl: string | null = null;
   clusterStatus: ClusterStatus = { leader: null, epoch: 0, nodes: [], map: [], unfinishedOperation: null };
-  onSubmit: (request: TopologyOperationRequest) => Promise<OperationResult> = async (request) => ({
-    opId: request.opId,
-    outcome: 'done',
-  });
+  /** As the real core: not-applied unless leader, else done. */
+  onSubmit: (request: TopologyOperationRequest) => Promise<OperationResult> = async (request) => {
+    if (!this.leader) throw new ClusterCallError('not-applied', `${this.name} is not the leader`);
+    return { opId: request.opId, outcome: 'done' };
+  };
 
   constructor(readonly name: string) {}
 

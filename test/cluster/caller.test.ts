@@ -106,7 +106,7 @@ describe('a call through the caller', () => {
   });
 
   it('resends a not-applied operation to the leader its answer names', async () => {
-    const leader = await fake((req, res) => json(res, 200, { opId: 'op-1', outcome: 'done' }));
+    const leader = await fake((_req, res) => json(res, 200, { opId: 'op-1', outcome: 'done' }));
     const follower = await fake((_req, res) =>
       json(res, 503, { errorClass: 'not-applied', message: 'leader unreachable', leaderUrl: leader.url }),
     );
@@ -116,7 +116,7 @@ describe('a call through the caller', () => {
   });
 
   it('resends a fenced operation with the same op id to the new leader that /leader names', async () => {
-    const newLeader = await fake((req, res) => json(res, 200, { opId: 'op-2', outcome: 'done' }));
+    const newLeader = await fake((_req, res) => json(res, 200, { opId: 'op-2', outcome: 'done' }));
     const oldLeader = await fake((req, res) => {
       if (req.path === '/leader') return json(res, 200, { leaderUrl: newLeader.url, leader: 'm2', epoch: 9 });
       json(res, 409, { errorClass: 'fenced', message: 'lost leadership at epoch 8' });
@@ -216,9 +216,9 @@ describe('a call through the caller', () => {
     const manager = await fake((_req, res) =>
       json(res, 503, { errorClass: 'not-applied', message: 'no leader yet' }),
     );
-    const error = await failure(callOperation(addNode, fast({ managers: [manager.url], timeoutMs: 300 })));
+    const error = await failure(callOperation(addNode, fast({ managers: [manager.url], timeoutMs: 500 })));
     expect(error.errorClass).toBe('not-applied');
-    expect(error.message).toBe('not done within 300 ms: no leader yet');
+    expect(error.message).toBe('not done within 500 ms: no leader yet');
     expect(manager.posts().length).toBeGreaterThan(1);
   });
 
