@@ -46,11 +46,12 @@ describe('the manager HTTP API', () => {
   it('refuses every route without the right credentials, in the table form', async () => {
     const core = leaderCore();
     const { api } = await serve(core);
-    for (const headers of [
+    const refused: Record<string, string>[] = [
       {},
       { authorization: basicAuthorization('admin', 'wrong') },
       { authorization: 'Bearer x' },
-    ]) {
+    ];
+    for (const headers of refused) {
       for (const path of ['/status', '/leader', '/metrics']) {
         const answer = await get(api.url, path, headers);
         expect(answer.status).toBe(401);
