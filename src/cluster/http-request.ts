@@ -17,6 +17,9 @@ export class HttpTransportError extends Error {
   }
 }
 
+/** One connection per request: calls are rare, and a kept-alive socket would hold a CLI process open. */
+const agent = new http.Agent({ keepAlive: false });
+
 export interface JsonAnswer {
   readonly status: number;
   /** The parsed body, or undefined when it was not JSON. */
@@ -49,6 +52,7 @@ export function requestJson(request: JsonRequest): Promise<JsonAnswer> {
     };
     const outgoing = http.request(request.url, {
       method: request.method,
+      agent,
       headers: {
         ...(payload !== undefined
           ? { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) }
