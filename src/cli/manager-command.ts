@@ -5,7 +5,7 @@ import { MANAGER_DEFAULTS, type ManagerCoreHandle, startManagerCore } from '../c
 import { ManagerHttpApi } from '../cluster/http-api.js';
 import type { HttpCredentials } from '../cluster/http-wire.js';
 import { readResult } from '../cluster/layout.js';
-import type { MetadataStore } from '../cluster/metadata/types.js';
+import { EmbeddedMetadataStore, EtcdMetadataStore, type MetadataStore } from '../cluster/metadata/index.js';
 import { isTopologyStep, TOPOLOGY_STEPS } from '../cluster/steps.js';
 import { cliLogger } from './logger.js';
 
@@ -35,7 +35,7 @@ export function registerManager(program: Command): void {
     )
     .option('--data-dir <dir>', 'embedded metadata store in this directory (one manager per directory)')
     .option('--etcd <endpoints>', 'metadata in etcd: host:port[,host:port...] (several managers)')
-    .option('--name <name>', "this manager's name (default: the HTTP API's host:port)")
+    .option('--name <name>', "this manager's name (default: HOST:PORT, or manager-PID with --port 0)")
     .option('--host <host>', 'HTTP API address', '127.0.0.1')
     .option('--port <port>', 'HTTP API port (0 = any free port)', DEFAULT_PORT)
     .option('--user <user>', 'user for the HTTP API (Basic) and the storage nodes (SASL)')
@@ -69,8 +69,10 @@ export function registerManager(program: Command): void {
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error('--port must be 0-65535');
       const log = cliLogger('dcpx-manager');
 
-      // a second manager on the same --data-dir stops here with the store's message naming the owner
-      const store = await openMetadataStore(flags);
+      // named before listening, so that the store (which records its owner) is opened first: a second
+      // manager on the same --data-dir stops there, with the store's message naming the owner
+      const name = flags.name ?? (port === 0 ? `manager-${process.pid}` : `${flags.host}:${port}`);
+      const store = await openMetadataStore(flags, name);
       const registry = new Registry();
       let api: ManagerHttpApi;
       try {
@@ -87,7 +89,6 @@ export function registerManager(program: Command): void {
         throw error;
       }
       const { port: realPort } = api.listening;
-      const name = flags.name ?? `${flags.host}:${realPort}`;
       process.stdout.write(`manager ${name} listening on ${flags.host}:${realPort}\n`);
       const handle: ManagerCoreHandle = await startManagerCore({
         name,
@@ -144,6 +145,10 @@ function advertisedUrl(host: string, port: number, url: string): string {
   return host === '0.0.0.0' || host === '::' ? `http://${hostname()}:${port}` : url;
 }
 
-async function openMetadataStore(flags: ManagerFlags): Promise<MetadataStore> {
-  throw new Error(`metadata store not available yet (${flags.dataDir ?? flags.etcd})`);
+/** The store the flags name; the embedded one records `name` as its directory's owner. */
+async function openMetadataStore(flags: ManagerFlags, name: string): Promise<MetadataStore> {
+  if (flags.dataDir !== undefined) return EmbeddedMetadataStore.open({ dir: flags.dataDir, name });
+  const endpoints = (flags.etcd ?? '').split(',').filter((e) => e.length > 0);
+  if (endpoints.length === 0) throw new Error('--etcd needs host:port[,host:port...]');
+  return new EtcdMetadataStore({ endpoints });
 }
