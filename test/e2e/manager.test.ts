@@ -130,6 +130,59 @@ describe('dcpx manager on the embedded store', () => {
   });
 });
 
+describe('a caller across a manager crash', () => {
+  it('finishes add-node with the same op id after the manager exits 137 at --crash-at and restarts', async () => {
+    const dir = tempDir();
+    const n = await node();
+    const target = `127.0.0.1:${n.port}`;
+    const crashing = await startManager([
+      '--data-dir',
+      dir,
+      '--name',
+      'm1',
+      '--crash-at',
+      'add-node:after-map',
+      ...USER,
+    ]);
+    await until('leader line', () => /^leader epoch \d+$/m.test(crashing.stdout()), crashing);
+    const call = cluster([
+      'add-node',
+      '--manager',
+      crashing.address,
+      '--node',
+      target,
+      '--op-id',
+      'op-crash',
+      ...USER,
+    ]);
+    expect(await crashing.exited).toBe(137);
+    // the caller keeps resending (maybe applied, then not applied while nobody answers) until a manager
+    // answers on that address again; the new leader repairs the interrupted op before running it
+    const port = crashing.address.split(':')[1]!;
+    const restarted = runDcpx([
+      'manager',
+      '--port',
+      port,
+      '--data-dir',
+      dir,
+      '--name',
+      'm2',
+      '--janitor-interval-ms',
+      '500',
+      ...USER,
+    ]);
+    cleanups.push(() => restarted.stop('SIGKILL'));
+    const result = await call;
+    expect([result.code, result.stderr]).toEqual([0, '']);
+    expect(result.stdout).toBe(`add-node ${target}: done (op id op-crash)\n`);
+    const status = JSON.parse(
+      (await cluster(['status', '--manager', crashing.address, '--json', ...USER])).stdout,
+    );
+    expect(status).toMatchObject({ leader: 'm2', unfinishedOperation: null });
+    expect(status.nodes).toEqual([{ address: target, state: expect.stringMatching(/^(added|active)$/) }]);
+  });
+});
+
 describe('two dcpx managers on etcd', () => {
   requireTool('etcd', findEtcd())(
     'one leads, the other follows; add-node through the follower and the same op id through the leader both exit 0 and run once',
