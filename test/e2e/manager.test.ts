@@ -47,13 +47,9 @@ async function startManager(args: string[]): Promise<ManagerProc> {
     ...args,
   ]);
   cleanups.push(() => p.stop('SIGKILL'));
-  let match: RegExpExecArray | null = null;
-  await until(
-    'listening line',
-    () => (match = /^manager (\S+) listening on (\S+:\d+)$/m.exec(p.stdout())) !== null,
-    p,
-  );
-  const [, name, address] = match! as RegExpExecArray;
+  const listening = /^manager (\S+) listening on (\S+:\d+)$/m;
+  await until('listening line', () => listening.test(p.stdout()), p);
+  const [, name, address] = listening.exec(p.stdout())!;
   return { ...p, name: name!, address: address! };
 }
 
