@@ -80,11 +80,11 @@ describe('dcpx manager on the embedded store', () => {
 
     const second = runDcpx(['manager', '--port', '0', '--data-dir', dir, '--name', 'm2', ...USER]);
     cleanups.push(() => second.stop('SIGKILL'));
-    expect(await second.exited).not.toBe(0);
-    expect(second.stderr()).toMatch(/m1/);
+    const [secondExit, n] = await Promise.all([second.exited, node()]);
+    expect(secondExit).not.toBe(0);
+    expect(second.stderr()).toMatch(/in use by manager m1 \(pid \d+/);
     expect(second.stdout()).not.toMatch(/leader epoch/);
 
-    const n = await node();
     const target = `127.0.0.1:${n.port}`;
     const add = ['add-node', '--manager', manager.address, '--node', target, '--op-id', 'op-e2e', ...USER];
     const [first, again] = await Promise.all([cluster(add), cluster(add)]);
