@@ -217,7 +217,12 @@ export class ManagerHttpApi {
         return { status: 200, body };
       }
       case 'GET /operations/:id': {
-        const opId = decodeURIComponent(path.slice('/operations/'.length));
+        let opId: string;
+        try {
+          opId = decodeURIComponent(path.slice('/operations/'.length));
+        } catch {
+          throw new HttpRefusal(400, { errorClass: 'permanent', message: 'the op id is not URL-encoded' });
+        }
         const result = (await this.options.lookupResult?.(opId)) ?? null;
         const body: OperationLookupBody = { opId, result };
         return { status: 200, body };

@@ -263,6 +263,22 @@ describe('the manager HTTP API', () => {
     expect(core.submitted).toEqual([]);
   });
 
+  it('answers GET /operations/<opId> from the recorded results, null when none, 400 when undecodable', async () => {
+    const registry = new Registry();
+    const done: OperationResult = { opId: 'op 1', outcome: 'done' };
+    const api = await ManagerHttpApi.listen({
+      auth: credentials,
+      registry,
+      log: silentLogger,
+      lookupResult: async (opId) => (opId === 'op 1' ? done : undefined),
+    });
+    apis.push(api);
+    api.attach(leaderCore());
+    expect((await get(api.url, '/operations/op%201')).body).toEqual({ opId: 'op 1', result: done });
+    expect((await get(api.url, '/operations/op-2')).body).toEqual({ opId: 'op-2', result: null });
+    expect((await get(api.url, '/operations/%E0%A4%A')).status).toBe(400);
+  });
+
   it('serves the shared registry on /metrics, with its own request counts', async () => {
     const { api, registry } = await serve(leaderCore());
     const { Gauge } = await import('prom-client');
