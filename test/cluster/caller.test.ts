@@ -154,6 +154,18 @@ describe('a call through the caller', () => {
     expect(manager.posts()).toHaveLength(1);
   });
 
+  it('reports a maybe-applied operation whose recorded result is a refusal at once, without resending', async () => {
+    const refused = { opId: 'op-1', outcome: 'refused', reason: 'node 127.0.0.1:11210 unreachable' };
+    const manager = await fake((req, res) => {
+      if (req.method === 'POST') return res.socket!.destroy();
+      if (req.path === '/operations/op-1') return json(res, 200, { opId: 'op-1', result: refused });
+      json(res, 500, {});
+    });
+    const error = await failure(callOperation(addNode, fast({ managers: [manager.url] })));
+    expect([error.errorClass, error.message]).toEqual(['permanent', 'node 127.0.0.1:11210 unreachable']);
+    expect(manager.posts()).toHaveLength(1);
+  });
+
   it('resends a maybe-applied operation not in its target state with the same op id', async () => {
     let posts = 0;
     const manager = await fake((req, res) => {
