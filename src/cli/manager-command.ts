@@ -1,13 +1,19 @@
 import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import { Registry } from 'prom-client';
-import { MANAGER_DEFAULTS, type ManagerCoreHandle, startManagerCore } from '../cluster/core.js';
-import { ManagerHttpApi } from '../cluster/http-api.js';
+import type { ManagerCoreHandle } from '../cluster/core.js';
+import type { ManagerHttpApi as ManagerHttpApiType } from '../cluster/http-api.js';
 import type { HttpCredentials } from '../cluster/http-wire.js';
-import { readResult } from '../cluster/layout.js';
-import { EmbeddedMetadataStore, EtcdMetadataStore, type MetadataStore } from '../cluster/metadata/index.js';
+import type { MetadataStore } from '../cluster/metadata/types.js';
 import { isTopologyStep, TOPOLOGY_STEPS } from '../cluster/steps.js';
 import { cliLogger } from './logger.js';
+
+// The core, its HTTP API and the stores (etcd3 and gRPC) load when `dcpx manager` runs, not with every
+// dcpx command: a static import costs every `dcpx node` start about 0.2 s.
+const loadCore = () => import('../cluster/core.js');
+
+/** MANAGER_DEFAULTS of the core, repeated here so that --help needs no core (a test keeps them equal). */
+export const MANAGER_FLAG_DEFAULTS = { janitorIntervalMs: 5_000, leaseMs: 5_000 } as const;
 
 interface ManagerFlags {
   dataDir?: string;
@@ -44,12 +50,12 @@ export function registerManager(program: Command): void {
     .option(
       '--janitor-interval-ms <ms>',
       'the leader runs the janitor at once and then every MS',
-      String(MANAGER_DEFAULTS.janitorIntervalMs),
+      String(MANAGER_FLAG_DEFAULTS.janitorIntervalMs),
     )
     .option(
       '--lease-ms <ms>',
       'leadership lease; a leader steps down before it can have expired',
-      String(MANAGER_DEFAULTS.leaseMs),
+      String(MANAGER_FLAG_DEFAULTS.leaseMs),
     )
     .option(
       '--crash-at <step>',
@@ -68,13 +74,18 @@ export function registerManager(program: Command): void {
       const port = Number(flags.port);
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error('--port must be 0-65535');
       const log = cliLogger('dcpx-manager');
+      const [{ startManagerCore }, { ManagerHttpApi }, { readResult }] = await Promise.all([
+        loadCore(),
+        import('../cluster/http-api.js'),
+        import('../cluster/layout.js'),
+      ]);
 
       // named before listening, so that the store (which records its owner) is opened first: a second
       // manager on the same --data-dir stops there, with the store's message naming the owner
       const name = flags.name ?? (port === 0 ? `manager-${process.pid}` : `${flags.host}:${port}`);
       const store = await openMetadataStore(flags, name);
       const registry = new Registry();
-      let api: ManagerHttpApi;
+      let api: ManagerHttpApiType;
       try {
         api = await ManagerHttpApi.listen({
           host: flags.host,
@@ -147,7 +158,11 @@ function advertisedUrl(host: string, port: number, url: string): string {
 
 /** The store the flags name; the embedded one records `name` as its directory's owner. */
 async function openMetadataStore(flags: ManagerFlags, name: string): Promise<MetadataStore> {
-  if (flags.dataDir !== undefined) return EmbeddedMetadataStore.open({ dir: flags.dataDir, name });
+  if (flags.dataDir !== undefined) {
+    const { EmbeddedMetadataStore } = await import('../cluster/metadata/embedded.js');
+    return EmbeddedMetadataStore.open({ dir: flags.dataDir, name });
+  }
+  const { EtcdMetadataStore } = await import('../cluster/metadata/etcd.js');
   const endpoints = (flags.etcd ?? '').split(',').filter((e) => e.length > 0);
   if (endpoints.length === 0) throw new Error('--etcd needs host:port[,host:port...]');
   return new EtcdMetadataStore({ endpoints });

@@ -1,6 +1,8 @@
 import * as http from 'node:http';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
+import { MANAGER_FLAG_DEFAULTS } from '../../src/cli/manager-command.js';
+import { MANAGER_DEFAULTS } from '../../src/cluster/core.js';
 import { ManagerHttpApi } from '../../src/cluster/http-api.js';
 import { requestJson } from '../../src/cluster/http-request.js';
 import { basicAuthorization, HOP_HEADER } from '../../src/cluster/http-wire.js';
@@ -41,6 +43,12 @@ function leaderCore(name = 'm1'): FakeCore {
   core.leaderName = name;
   return core;
 }
+
+describe('dcpx manager flags', () => {
+  it("default to the core's own defaults (repeated in the CLI so --help loads no core)", () => {
+    expect(MANAGER_FLAG_DEFAULTS).toEqual(MANAGER_DEFAULTS);
+  });
+});
 
 describe('the manager HTTP API', () => {
   it('refuses every route without the right credentials, in the table form', async () => {
