@@ -182,8 +182,8 @@ describe('a caller across a manager crash', () => {
 describe('two dcpx managers on etcd', () => {
   requireTool('etcd', findEtcd())(
     'one leads, the other follows; add-node through the follower and the same op id through the leader both exit 0 and run once',
-    async (binary) => {
-      const etcd = await startEtcd(binary);
+    async () => {
+      const etcd = await startEtcd();
       cleanups.push(() => etcd.stop());
       const store = ['--etcd', etcd.endpoint, ...USER];
       const [m1, m2] = await Promise.all([
