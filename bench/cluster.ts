@@ -1,11 +1,12 @@
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { benchClusterMetadata } from './cluster-metadata.js';
 import { etcdAvailable, startEtcd } from './etcd.js';
 import type { BenchRow } from './lib.js';
 import { ManagerProcess } from './manager-process.js';
 
-// `dcpx bench cluster`: how fast leadership moves after kill -9 of the leader (issue 11's target:
+// `dcpx bench cluster`: fenced-txn commit latency of both metadata stores (bench/cluster-metadata.ts), and how fast leadership moves after kill -9 of the leader (issue 11's target:
 // lease + 2 s), over DCPX_BENCH_CLUSTER_ROUNDS rounds (default 20), on both metadata stores:
 // - etcd: two managers on one etcd; kill -9 the leader, time until the other prints `leader epoch N`
 //   and answers /status as leader; the killed one is restarted as the follower for the next round;
@@ -124,7 +125,8 @@ async function embeddedRestarts(): Promise<BenchRow[]> {
 }
 
 export async function benchCluster(): Promise<BenchRow[]> {
-  const out = await embeddedRestarts();
+  const out = await benchClusterMetadata();
+  out.push(...(await embeddedRestarts()));
   if (etcdAvailable()) out.push(...(await etcdLeaderChanges()));
   else
     out.push({

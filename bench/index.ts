@@ -1,4 +1,5 @@
 import { fileURLToPath } from 'node:url';
+import { benchCluster } from './cluster.js';
 import { benchDecode } from './decode.js';
 import { benchKv } from './kv.js';
 import { type BenchRow, printRows } from './lib.js';
@@ -20,6 +21,7 @@ export const SCENARIOS: Record<string, () => Promise<BenchRow[]>> = {
   scale: benchScale,
   memory: benchMemory,
   soak: benchSoak,
+  cluster: benchCluster,
 };
 
 export async function runBench(names: readonly string[], json: boolean): Promise<BenchRow[]> {
