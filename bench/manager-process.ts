@@ -1,8 +1,13 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/dcpx.js');
+// this module runs from dist/bench (the bench) and from bench/ (tests import it): find the package's bin
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const BIN = [path.resolve(HERE, '../bin/dcpx.js'), path.resolve(HERE, '../../bin/dcpx.js')].find((p) =>
+  existsSync(p),
+)!;
 
 /** A line a process printed, with the monotonic time (ms) it arrived. */
 export interface TimedLine {
