@@ -1,0 +1,32 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { runProducerKit } from '../../src/conformance/producer-kit.js';
+import { noAuth } from '../../src/node/auth.js';
+import { StorageNode } from '../../src/node/node.js';
+
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
+});
+
+describe('dcpx conform --producer against a dcpx node', () => {
+  it('passes every scenario', async () => {
+    const node = await StorageNode.start({ port: 0, vbuckets: 4, active: [0, 1, 2, 3], auth: noAuth });
+    cleanups.push(() => node.stop());
+    const report = await runProducerKit({
+      host: '127.0.0.1',
+      port: node.address.port,
+      vbuckets: [0, 3],
+      noopIntervalSeconds: 0.2,
+      timeoutMs: 3000,
+      quietMs: 200,
+    });
+    const t0 = Date.now();
+    console.log(
+      report.results
+        .map((r) => `${r.outcome} ${r.id}: ${r.reason} ${JSON.stringify(r.frames.slice(0, 4))}`)
+        .join('\n'),
+      Date.now() - t0,
+    );
+    expect(report.results.filter((r) => r.outcome !== 'pass')).toEqual([]);
+  }, 60_000);
+});
