@@ -45,6 +45,8 @@ export class LiveConnection {
   private waiters = new Set<() => void>();
   private closedAt: number | undefined;
   private opaque = 0x1000;
+  /** Answers the kit gives at once (a producer's CONTROL and NOOP replies); recorded like any send. */
+  autoReply: ((frame: p.Frame) => Buffer | undefined) | undefined;
 
   private constructor(
     readonly conn: FrameConnection,
@@ -54,7 +56,10 @@ export class LiveConnection {
     private readonly trace: Trace,
   ) {
     conn.on('frame', (frame) => {
-      this.received.push(trace.record(name, other(mySide), copyFrame(frame)));
+      const t = trace.record(name, other(mySide), copyFrame(frame));
+      this.received.push(t);
+      const reply = this.autoReply?.(t.frame);
+      if (reply) this.send(reply);
       this.wake();
     });
     conn.on('close', () => {
