@@ -391,3 +391,45 @@ export function describe(f: Frame): string {
 const OPCODE_NAMES = new Map<number, string>(
   Object.entries(Opcode).map(([name, code]) => [code as number, name.replace(/^DCP_/, '')]),
 );
+
+export interface ConversationSummary {
+  connections: number;
+  /** STREAM_REQs answered Success. */
+  streams: number;
+  markers: number;
+  items: number;
+  setStates: number;
+  streamEnds: number;
+  bufferAcks: number;
+}
+
+/** What a conversation holds, so a clean result can say how much it covered. */
+export function summarize(frames: readonly TracedFrame[]): ConversationSummary {
+  const s: ConversationSummary = {
+    connections: new Set(frames.map((t) => t.conn)).size,
+    streams: 0,
+    markers: 0,
+    items: 0,
+    setStates: 0,
+    streamEnds: 0,
+    bufferAcks: 0,
+  };
+  for (const { from, frame: f } of frames) {
+    if (
+      from === 'producer' &&
+      f.isResponse &&
+      f.opcode === Opcode.DCP_STREAM_REQ &&
+      f.status === Status.Success
+    )
+      s.streams++;
+    if (from !== 'producer' || f.isResponse) {
+      if (from === 'consumer' && !f.isResponse && f.opcode === Opcode.DCP_BUFFER_ACK) s.bufferAcks++;
+      continue;
+    }
+    if (f.opcode === Opcode.DCP_SNAPSHOT_MARKER) s.markers++;
+    else if (itemSeqno(f) !== undefined) s.items++;
+    else if (f.opcode === Opcode.DCP_SET_VBUCKET_STATE) s.setStates++;
+    else if (f.opcode === Opcode.DCP_STREAM_END) s.streamEnds++;
+  }
+  return s;
+}

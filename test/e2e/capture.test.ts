@@ -3,6 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe, expect } from 'vitest';
 import { captureWhile, decodeCapture } from '../../src/conformance/index.js';
+import { checkCapture } from '../../src/conformance/pcap-check.js';
 import { noAuth } from '../../src/node/auth.js';
 import { StorageNode } from '../../src/node/node.js';
 import * as p from '../../src/protocol/index.js';
@@ -110,6 +111,15 @@ describe('captured conversations (tshark)', () => {
         expect(field(adds[k]!, 'couchbase.opaque')).not.toBe(field(adds[k - 1]!, 'couchbase.opaque'));
       }
       expect(b.store.vbucket(VB).state).toBe(p.VBucketState.Active);
+
+      // the conformance kit's capture rules (dcpx conform --pcap) find nothing wrong in the conversation
+      const kit = await checkCapture(file, { ports });
+      expect(kit.results.filter((r) => r.outcome !== 'pass')).toEqual([]);
+      // …and it judged the whole conversation: every stream, the takeover states and the acks
+      expect(kit.summary.connections).toBe(2);
+      expect(kit.summary.streams).toBeGreaterThanOrEqual(4);
+      expect(kit.summary.items).toBeGreaterThanOrEqual(500);
+      expect(kit.summary.setStates).toBeGreaterThanOrEqual(2);
     },
     120_000,
   );
