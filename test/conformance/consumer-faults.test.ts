@@ -8,7 +8,7 @@ import { MutatingRelay } from '../helpers/mutating-relay.js';
 // The consumer kit catches what it claims to: against a dcpx node with one rule broken on the wire,
 // exactly the scenario written for that rule fails.
 
-const cleanups: (() => Promise<unknown> | void)[] = [];
+const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
