@@ -388,6 +388,39 @@ const scenarios: Scenario<Ctx>[] = [
     },
   },
   {
+    id: 'flow-control-window-boundary',
+    title: 'with a few bytes of window left, a new snapshot sends its marker and then waits',
+    spec: '§6',
+    async run(ctx) {
+      const at = needLatest(ctx);
+      const w = ctx.o.windowBytes;
+      const conn = await openConn(ctx, 'window-boundary', [['connection_buffer_size', String(w)]]);
+      ctx.streamConns.push(conn.name);
+      await openStream(ctx, conn, { vb: ctx.vb, start: at.seqno, vbuuid: at.vbuuid });
+      const sent = () =>
+        conn.received.filter((t) => countsAgainstWindow(t.frame)).reduce((n, t) => n + t.frame.length, 0);
+      // one write at a time (one in-memory snapshot each) until the window is full
+      for (let i = 0; sent() < w; i++) {
+        expect(i < Math.ceil(w / 100) + 10, `the window of ${w} bytes never filled`);
+        const from = conn.received.length;
+        await writeKeys(ctx, ctx.vb, `h${i}-`, 1, 200);
+        const next = await conn.waitFor((f) => countsAgainstWindow(f), ctx.o.timeoutMs, from);
+        if (!next) break; // a producer may hold a snapshot back whole: the window is as full as it gets
+        await conn.quiet(Math.min(ctx.o.quietMs, 50));
+      }
+      const left = 10;
+      const ack = Math.max(0, sent() - (w - left));
+      conn.send(p.encodeBufferAck({ opaque: conn.nextOpaque(), vbucket: 0, bytes: ack }));
+      await conn.quiet(ctx.o.quietMs);
+      await writeKeys(ctx, ctx.vb, 'h-last', 1, 200);
+      await conn.quiet(ctx.o.quietMs);
+      expectRules(ctx.trace, [conn.name], ['flow-control-window']);
+      await closeStream(ctx, conn, ctx.vb);
+      conn.close();
+      return `${left} bytes of window left: nothing sent past the first message`;
+    },
+  },
+  {
     id: 'noop',
     title: 'with enable_noop the producer sends NOOPs, and drops a connection that leaves one unanswered',
     spec: '§4.12',

