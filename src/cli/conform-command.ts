@@ -23,6 +23,7 @@ interface ConformFlags {
   pcap?: string;
   user?: string;
   password?: string;
+  bucket?: string;
   vbuckets: string;
   json?: boolean;
   timeoutMs: string;
@@ -52,6 +53,7 @@ export function registerConform(program: Command): void {
     .option('--pcap <file>', 'check the DCP conversations in this capture (pcap or pcapng, read by tshark)')
     .option('--user <user>', 'SASL user for --producer/--consumer')
     .option('--password <password>', 'SASL password')
+    .option('--bucket <name>', 'Couchbase Server: the bucket to select after authenticating')
     .option(
       '--vbuckets <list>',
       'vBuckets the kit may use, e.g. 0-1 or 5,9: the first carries the data, the last a takeover (it ends dead on a producer, active on a consumer)',
@@ -79,6 +81,7 @@ export function registerConform(program: Command): void {
       const live = {
         user: opts.user,
         password: opts.password,
+        bucket: opts.bucket,
         vbuckets: parseList(opts.vbuckets),
         timeoutMs: Number(opts.timeoutMs),
         quietMs: Number(opts.quietMs),

@@ -1,6 +1,6 @@
 import * as p from '../protocol/index.js';
 import { authenticate, connectTcp, type FrameConnection } from '../protocol/transport/index.js';
-import type { Side, TracedFrame } from './rules.js';
+import type { DcpSide, TracedFrame } from './rules.js';
 
 // The live side of the conformance kit: a connection to the endpoint under test that records every
 // frame it sends and receives (numbered across the run, for the report), and waits for frames by
@@ -11,13 +11,44 @@ export interface Target {
   port: number;
   user?: string;
   password?: string;
+  /** Couchbase Server: the bucket to select (SELECT_BUCKET) after authenticating. */
+  bucket?: string;
+}
+
+/** memcached SELECT_BUCKET (kv_engine docs/BinaryProtocol.md): key = bucket name. */
+const SELECT_BUCKET = 0x89;
+
+/** Connects, authenticates (SCRAM) and selects the bucket, as the target asks. */
+async function connectTo(target: Target): Promise<FrameConnection> {
+  const conn = await connectTcp({ host: target.host, port: target.port, requestTimeoutMs: 10_000 });
+  try {
+    if (target.user !== undefined) await authenticate(conn, target.user, target.password ?? '');
+    if (target.bucket !== undefined) {
+      const reply = await conn.request(
+        p.encodeFrame({ opcode: SELECT_BUCKET, opaque: 0xb0, key: target.bucket }),
+        {
+          opaque: 0xb0,
+          opcode: SELECT_BUCKET,
+        },
+      );
+      if (reply.status !== p.Status.Success)
+        throw new p.DcpxError(
+          'DCPX_ERR_CONFORM',
+          `SELECT_BUCKET ${target.bucket} at ${conn.peer} answered 0x${reply.status.toString(16)}`,
+        );
+    }
+  } catch (error) {
+    conn.destroy();
+    throw error;
+  }
+  return conn;
 }
 
 /** Frame numbers shared by all the connections of one run. */
 export class Trace {
   private next = 1;
   readonly frames: TracedFrame[] = [];
-  record(conn: string, from: Side, frame: p.Frame): TracedFrame {
+  record(conn: string, from: DcpSide, frame: p.Frame): TracedFrame {
     const t = { seq: this.next++, conn, from, frame };
     this.frames.push(t);
     return t;
@@ -52,7 +83,7 @@ export class LiveConnection {
     readonly conn: FrameConnection,
     readonly name: string,
     /** Which side the kit plays on this connection. */
-    readonly mySide: Side,
+    readonly mySide: DcpSide,
     private readonly trace: Trace,
   ) {
     conn.on('frame', (frame) => {
@@ -69,10 +100,8 @@ export class LiveConnection {
     conn.on('error', () => {});
   }
 
-  static async connect(target: Target, name: string, mySide: Side, trace: Trace): Promise<LiveConnection> {
-    const conn = await connectTcp({ host: target.host, port: target.port, requestTimeoutMs: 10_000 });
-    if (target.user !== undefined) await authenticate(conn, target.user, target.password ?? '');
-    return new LiveConnection(conn, name, mySide, trace);
+  static async connect(target: Target, name: string, mySide: DcpSide, trace: Trace): Promise<LiveConnection> {
+    return new LiveConnection(await connectTo(target), name, mySide, trace);
   }
 
   get isClosed(): boolean {
@@ -167,7 +196,7 @@ export class LiveConnection {
   }
 }
 
-function other(side: Side): Side {
+function other(side: DcpSide): DcpSide {
   return side === 'producer' ? 'consumer' : 'producer';
 }
 
@@ -182,8 +211,7 @@ export class KvWriter {
   private constructor(private readonly conn: FrameConnection) {}
 
   static async connect(target: Target): Promise<KvWriter> {
-    const conn = await connectTcp({ host: target.host, port: target.port, requestTimeoutMs: 10_000 });
-    if (target.user !== undefined) await authenticate(conn, target.user, target.password ?? '');
+    const conn = await connectTo(target);
     conn.on('error', () => {});
     return new KvWriter(conn);
   }

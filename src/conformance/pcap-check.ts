@@ -8,10 +8,10 @@ import type { KitReport, ScenarioResult } from './report.js';
 import {
   type ConversationSummary,
   checkConversation,
+  type DcpSide,
   describe,
   RULE_IDS,
   RULES,
-  type Side,
   summarize,
   type TracedFrame,
 } from './rules.js';
@@ -167,7 +167,7 @@ export function framesOfSegments(segments: readonly Segment[]): CaptureConversat
   for (const r of raw) {
     const role = roles.get(r.conn);
     if (!role) continue;
-    const from: Side = r.src === role.producerPort ? 'producer' : 'consumer';
+    const from: DcpSide = r.src === role.producerPort ? 'producer' : 'consumer';
     frames.push({ seq: r.packet, conn: r.conn, from, frame: r.frame });
   }
   return {

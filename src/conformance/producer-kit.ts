@@ -29,7 +29,7 @@ interface Position {
 }
 
 interface Ctx {
-  o: Required<Omit<ProducerKitOptions, 'user' | 'password' | 'onResult'>> & Target;
+  o: Required<Omit<ProducerKitOptions, 'user' | 'password' | 'bucket' | 'onResult'>> & Target;
   trace: Trace;
   kv: KvWriter;
   run: string;
@@ -765,6 +765,7 @@ export async function runProducerKit(options: ProducerKitOptions): Promise<KitRe
       port: options.port,
       user: options.user,
       password: options.password,
+      bucket: options.bucket,
       vbuckets: options.vbuckets,
       timeoutMs: options.timeoutMs ?? 5000,
       quietMs: options.quietMs ?? 300,

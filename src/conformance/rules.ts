@@ -6,7 +6,7 @@ import { type Frame, Opcode, Status, StreamEndReason, VBucketState } from '../pr
 // judge by one definition. Each rule cites the dcp-spec section it reads.
 
 /** Which end of a DCP connection sent a frame: the producer sends data, the consumer asks for it. */
-export type Side = 'producer' | 'consumer';
+export type DcpSide = 'producer' | 'consumer';
 
 /** One frame of a conversation, numbered as the user will see it (the packet number in a capture). */
 export interface TracedFrame {
@@ -14,7 +14,7 @@ export interface TracedFrame {
   seq: number;
   /** The connection it belongs to (its rules are kept per connection). */
   conn: string;
-  from: Side;
+  from: DcpSide;
   frame: Frame;
 }
 

@@ -31,7 +31,7 @@ describe('dcpx conform --consumer against faulty consumers', () => {
         host: '127.0.0.1',
         port: relay.port,
         vbuckets: [0, 3],
-        timeoutMs: 1500,
+        timeoutMs: 2500,
         quietMs: 150,
       });
       const failing = report.results.filter((r) => r.outcome === 'fail');

@@ -34,6 +34,17 @@ describe('dcpx conform --producer against a dcpx node', () => {
     expect(report.results.length).toBe(16);
   }, 60_000);
 
+  it('says which step refused it when the endpoint does not take SELECT_BUCKET', async () => {
+    const node = await StorageNode.start({ port: 0, vbuckets: 1, active: [0], auth: noAuth });
+    cleanups.push(() => node.stop());
+    await expect(
+      runProducerKit({ host: '127.0.0.1', port: node.address.port, vbuckets: [0], bucket: 'default' }),
+    ).rejects.toMatchObject({
+      code: 'DCPX_ERR_CONFORM',
+      message: expect.stringMatching(/SELECT_BUCKET default .* answered 0x81/),
+    });
+  });
+
   // dcpx defect (dcp-spec §6): a new snapshot's marker and first item go out together even when the
   // marker alone fills the window (ActiveStream.produceItems pushes one item past any budget)
   it.fails('passes flow-control-window-boundary', async () => {

@@ -1,4 +1,4 @@
-import type { Side, TracedFrame } from '../../src/conformance/rules.js';
+import type { DcpSide, TracedFrame } from '../../src/conformance/rules.js';
 import * as p from '../../src/protocol/index.js';
 
 // Builds well-formed DCP conversations (a consumer that opened a producer, dcp-spec §8) as frame
@@ -29,7 +29,7 @@ export interface Built {
 export function buildConversation(plan: ConversationPlan, conn = 'c1'): Built {
   const frames: TracedFrame[] = [];
   let outstanding = 0;
-  const push = (from: Side, bytes: Buffer): number => {
+  const push = (from: DcpSide, bytes: Buffer): number => {
     const frame = p.decodeFrame(bytes);
     if (from === 'producer' && plan.window > 0 && !frame.isResponse && frame.opcode !== p.Opcode.DCP_NOOP) {
       // a well-behaved consumer acks before the window is full, a well-behaved producer waits for it
