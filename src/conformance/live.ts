@@ -16,7 +16,7 @@ export interface Target {
 }
 
 /** memcached SELECT_BUCKET (kv_engine docs/BinaryProtocol.md): key = bucket name. */
-const SELECT_BUCKET = 0x89;
+const SELECT_BUCKET = p.Opcode.SELECT_BUCKET;
 
 /** Connects, authenticates (SCRAM) and selects the bucket, as the target asks. */
 async function connectTo(target: Target): Promise<FrameConnection> {
