@@ -238,11 +238,13 @@ export class ActiveStream {
       bytes += this.pushMarker(out, start);
     }
     for (let i = 0; i < items.length; i++) {
+      // dcp-spec §6: a message goes only while the window has room, so the window is exceeded by at
+      // most one message; a marker that filled it waits with its items for the next buffer ack
+      if (bytes >= budget) return bytes;
       const item = items[i]!;
       bytes += this.pushItem(out, item);
       this.lastSent = item.bySeqno;
       this.itemsSent++;
-      if (bytes >= budget && i < items.length - 1) return bytes;
     }
     // a short batch reached the snapshot's end (versions skipped as superseded count as passed)
     this.lastSent = items.length < BATCH_ITEMS ? this.snapEnd : examined;

@@ -10,7 +10,7 @@ import { EXTRAS, edited, type Fault } from './mutating-relay.js';
  * - flow-control-window-boundary (dcp-spec §6): with a few bytes of window left, the producer sends a
  *   new snapshot's marker and its first item, the item with the window already full.
  */
-export const KNOWN_DCPX_DEFECTS: readonly string[] = ['flow-control-window-boundary'];
+export const KNOWN_DCPX_DEFECTS: readonly string[] = [];
 
 export interface DcpFault {
   name: string;
