@@ -131,6 +131,12 @@ interface Run {
   made: number;
   /** An attempt (or its cleanup) found the vBucket moved: a later abort of `stop` changes nothing. */
   moved: boolean;
+  /**
+   * A reconcile of this run decided to revive the source (it killed it, or the target was pending):
+   * every later reconcile of the run finishes that, though it may find the target already replica
+   * (its own first step) and could no longer tell the source was dead for this move.
+   */
+  revive: boolean;
 }
 
 /** The two copies are in states no takeover may touch (invariant 1), or nothing is left to move. */
@@ -212,6 +218,7 @@ export class TakeoverDriver {
       waitedForNode: false,
       made: 0,
       moved: false,
+      revive: false,
     };
     try {
       const replica = await this.host.dropReplicaStream(vb);
@@ -326,9 +333,17 @@ export class TakeoverDriver {
       try {
         // before this run changed anything, nothing needs settling past the deadline or a stop
         const signal = run.touched ? run.settle : AbortSignal.any([run.settle, run.stop]);
-        return await this.reconcile(run.vb, ours, signal, () => {
-          run.touched = true;
-        });
+        return await this.reconcile(
+          run.vb,
+          ours || run.revive,
+          signal,
+          () => {
+            run.touched = true;
+          },
+          () => {
+            run.revive = true;
+          },
+        );
       } catch (error) {
         if (!(error instanceof NodeUnreachable)) throw error;
         if (this.host.signal.aborted) throw asError(this.host.signal.reason);
@@ -425,6 +440,10 @@ export class TakeoverDriver {
    * active again if it went dead, and a consumer left pending goes back to replica. A dead producer is
    * revived only when this takeover killed it (`ours`) or the consumer is pending (a takeover to it was
    * cut between the two acks); a producer dead for another reason may be active elsewhere.
+   *
+   * Once it sets a state, `signal` no longer cuts it (only the host's close does; each request is
+   * bounded by the request timeout): a cut between the consumer's replica and the producer's active
+   * would leave the source dead and the target replica, which no later takeover may revive.
    */
   async reconcile(
     vb: number,
@@ -432,16 +451,23 @@ export class TakeoverDriver {
     signal?: AbortSignal,
     /** Called before a copy's state is set. */
     changing: () => void = () => {},
+    /** Called once the producer is to be revived, before the first state is set. */
+    reviving: () => void = () => {},
   ): Promise<'moved' | 'restored'> {
     const { requestTimeoutMs: timeout, log } = this.host;
+    let bound = signal;
     // a step that fails on the connection (not on a node's answer) names the node it could not reach
     const on = async <T>(side: 'producer' | 'consumer', step: () => Promise<T>): Promise<T> => {
       try {
-        return await abortable(step(), signal);
+        return await abortable(step(), bound);
       } catch (error) {
-        if (signal?.aborted || isRetriable(error)) throw new NodeUnreachable(side, signal?.reason ?? error);
+        if (bound?.aborted || isRetriable(error)) throw new NodeUnreachable(side, bound?.reason ?? error);
         throw error;
       }
+    };
+    const change = () => {
+      changing();
+      bound = this.host.signal;
     };
     try {
       const producer = await on('producer', () => this.host.control('producer', signal));
@@ -460,16 +486,17 @@ export class TakeoverDriver {
           `the source copy is dead and the target is ${vbucketStateName(consumerState)}: nothing to move from here`,
         );
       }
+      if (producerState === VBucketState.Dead) reviving();
       // the consumer first: a pending copy may be writing the active state of a cut attempt (it acts
       // on it once written, VBucket.setState); replica supersedes that before the source is revived
       if (consumerState === VBucketState.Pending) {
-        changing();
+        change();
         await on('consumer', () =>
           setVBucketState(consumer, vb, VBucketState.Replica, timeout, this.host.epoch),
         );
       }
       if (producerState === VBucketState.Dead) {
-        changing();
+        change();
         await on('producer', () =>
           setVBucketState(producer, vb, VBucketState.Active, timeout, this.host.epoch),
         );

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -31,6 +31,31 @@ const SIDES: readonly Side[] = ['source', 'target'];
 const TRIGGERS: readonly Trigger[] = ['pending-ack', 'active-request', 'active-ack', 'first-target-write'];
 const ROUNDS = 20;
 const VBUCKETS = ROUNDS;
+/**
+ * Node starts run at most this many at a time: 16 processes loading at once on a 2-core CI machine
+ * under load took longer than any fixed start timeout. The start timeout is generous for the same
+ * reason; neither bounds anything the test checks.
+ */
+const START_CONCURRENCY = 2;
+const START_TIMEOUT_MS = 60_000;
+
+/** At most `n` of the functions given run at once; the others wait in order. */
+function limiter(n: number): <T>(run: () => Promise<T>) => Promise<T> {
+  let running = 0;
+  const waiting: (() => void)[] = [];
+  return async (run) => {
+    if (running >= n) await new Promise<void>((r) => waiting.push(r));
+    else running++;
+    try {
+      return await run();
+    } finally {
+      const next = waiting.shift();
+      if (next) next();
+      else running--;
+    }
+  };
+}
+const starting = limiter(START_CONCURRENCY);
 
 const dirs: string[] = [];
 const nodes = new Set<NodeProc>();
@@ -118,17 +143,17 @@ async function stateOf(port: number, vb: number): Promise<p.VBucketState> {
   }
 }
 
-/** Missing or different acknowledged writes on the copy at `port`. */
-async function missing(port: number, vb: number, acked: Map<string, string>): Promise<number> {
+/** The acknowledged writes missing (or different) on the copy at `port`. */
+async function missing(port: number, vb: number, acked: Map<string, string>): Promise<string[]> {
   const c = await NodeClient.connect({ host: '127.0.0.1', port });
   try {
     const results = await Promise.all(
       [...acked].map(async ([key, value]) => {
         const r = await c.get(vb, key);
-        return r.status === p.Status.Success && r.value.toString() === value;
+        return r.status === p.Status.Success && r.value.toString() === value ? [] : [key];
       }),
     );
-    return results.filter((ok) => !ok).length;
+    return results.flat();
   } finally {
     await c.close();
   }
@@ -150,15 +175,28 @@ async function runPair(side: Side, trigger: Trigger): Promise<string[]> {
     target: ['--no-auth', '--vbuckets', String(VBUCKETS), '--replica', `0-${VBUCKETS - 1}`],
   };
   const procs = {} as Record<Side, NodeProc>;
+  // every process of each side, for the transcript of a bad round (node logs at info)
+  const history: Record<Side, NodeProc[]> = { source: [], target: [] };
   const start = async (s: Side, port?: number) => {
-    const n = await startNode([
-      ...args[s],
-      '--data-dir',
-      dataDir[s],
-      ...(port === undefined ? [] : ['--port', String(port)]),
-    ]);
+    const n = await starting(() =>
+      startNode(
+        [...args[s], '--data-dir', dataDir[s], ...(port === undefined ? [] : ['--port', String(port)])],
+        START_TIMEOUT_MS,
+        { DCPX_LOG_LEVEL: 'info' },
+      ),
+    );
     nodes.add(n);
+    history[s].push(n);
     procs[s] = n;
+  };
+  // what happened in the round, with times, written to a file when the round goes wrong
+  let transcript: string[] = [];
+  const note = (what: string) => transcript.push(`${new Date().toISOString()} test ${what}`);
+  const logger = {
+    debug: () => {},
+    info: (obj: object, msg?: string) => note(`proxy info ${msg ?? ''} ${JSON.stringify(obj)}`),
+    warn: (obj: object, msg?: string) => note(`proxy warn ${msg ?? ''} ${JSON.stringify(obj)}`),
+    error: (obj: object, msg?: string) => note(`proxy error ${msg ?? ''} ${JSON.stringify(obj)}`),
   };
   await Promise.all(SIDES.map((s) => start(s)));
   const port = { source: () => procs.source.port, target: () => procs.target.port };
@@ -198,14 +236,17 @@ async function runPair(side: Side, trigger: Trigger): Promise<string[]> {
       producer: { host: '127.0.0.1', port: sourceRelay.port },
       consumer: { host: '127.0.0.1', port: targetRelay.port },
       requestTimeoutMs: 2_000,
+      logger,
       reconnect: { retries: 2, minTimeoutMs: 20, maxTimeoutMs: 100 },
     });
   const takeover = async (vb: number): Promise<string | undefined> => {
     const r = replicator();
     try {
       await r.takeover(vb, { attempts: 4, deadlineMs: 8_000, minBackoffMs: 20, maxBackoffMs: 200 });
+      note(`takeover of vb ${vb} done`);
       return undefined;
     } catch (error) {
+      note(`takeover of vb ${vb} failed: ${String(error)}`);
       return error instanceof Error ? error.message : String(error);
     } finally {
       await r.close().catch(() => {});
@@ -214,6 +255,12 @@ async function runPair(side: Side, trigger: Trigger): Promise<string[]> {
 
   const round = async (vb: number): Promise<RoundOutcome> => {
     const violations: string[] = [];
+    transcript = [];
+    const logFrom = { source: 0, target: 0 };
+    const outFrom = new Map<NodeProc, number>(
+      SIDES.map((s) => [procs[s], procs[s].stdout().length] as const),
+    );
+    for (const s of SIDES) logFrom[s] = history[s].length - 1;
     const writer = new Writer(port, vb, `${side}-${trigger}-${vb}-`);
     let moving = false;
     let fired!: () => void;
@@ -226,11 +273,13 @@ async function runPair(side: Side, trigger: Trigger): Promise<string[]> {
       if (restarted) return;
       armed = undefined;
       const dead = procs[victim];
+      note(`kill -9 ${victim} (pid ${dead.proc.pid}, ${writer.acked.size} writes acknowledged)`);
       dead.proc.kill('SIGKILL');
       restarted = dead.exited.then(() => start(victim, dead.port));
       fired();
     };
     writer.onAck = (ackSide) => {
+      note(`acknowledged by ${ackSide}: ${[...writer.acked.keys()].at(-1)}`);
       if (trigger === 'first-target-write' && moving && ackSide === 'target') kill();
     };
     writer.start();
@@ -243,9 +292,11 @@ async function runPair(side: Side, trigger: Trigger): Promise<string[]> {
     await first;
     moving = false;
     await restarted;
+    note(`${victim} restarted (pid ${procs[victim].proc.pid})`);
     const check = async (when: string, exactlyOne: boolean) => {
       const [s, t] = await Promise.all([stateOf(procs.source.port, vb), stateOf(procs.target.port, vb)]);
       const actives = [s, t].filter((x) => x === p.VBucketState.Active).length;
+      note(`${when}: source ${p.vbucketStateName(s)}, target ${p.vbucketStateName(t)}`);
       if (actives > 1 || (exactlyOne && actives !== 1)) {
         violations.push(`vb ${vb} ${when}: source ${p.vbucketStateName(s)}, target ${p.vbucketStateName(t)}`);
       }
@@ -263,7 +314,21 @@ async function runPair(side: Side, trigger: Trigger): Promise<string[]> {
           : undefined;
     if (activePort !== undefined) {
       const lost = await missing(activePort, vb, writer.acked);
-      if (lost > 0) violations.push(`vb ${vb}: ${lost} of ${writer.acked.size} acknowledged writes lost`);
+      if (lost.length > 0)
+        violations.push(
+          `vb ${vb}: ${lost.length} of ${writer.acked.size} acknowledged writes lost (${lost.join(', ')})`,
+        );
+    }
+    if (violations.length > 0) {
+      const file = path.join(tmpdir(), `dcpx-crashlog-${side}-${trigger}-vb${vb}-${process.pid}.log`);
+      const logs = SIDES.flatMap((s) =>
+        history[s].slice(logFrom[s]).map((n) => {
+          const out = n.stdout().slice(outFrom.get(n) ?? 0);
+          return `---- ${s} node pid ${n.proc.pid} ----\n${out}${n.stderr()}`;
+        }),
+      );
+      writeFileSync(file, [...violations, ...transcript, ...logs].join('\n'));
+      violations.push(`transcript: ${file}`);
     }
     return { violations };
   };

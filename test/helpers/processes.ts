@@ -50,8 +50,12 @@ export interface NodeProc extends Proc {
 }
 
 /** Starts `dcpx node` and waits for its "listening on HOST:PORT" line. */
-export async function startNode(args: string[], timeoutMs = 15_000): Promise<NodeProc> {
-  const p = runDcpx(['node', '--port', '0', ...args]);
+export async function startNode(
+  args: string[],
+  timeoutMs = 15_000,
+  env: NodeJS.ProcessEnv = {},
+): Promise<NodeProc> {
+  const p = runDcpx(['node', '--port', '0', ...args], env);
   const started = Date.now();
   for (;;) {
     const match = /listening on [^:\s]+:(\d+)(?: admin (\S+))?/.exec(p.stdout());

@@ -31,9 +31,13 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-/** One fake copy of the vBucket: its state, read and set over the wire. */
+/**
+ * One fake copy of the vBucket: its state, read and set over the wire. `held` SET_VBUCKET replies are
+ * held back (the state is taken at once): a node too slow to answer within the request timeout.
+ */
 async function copy(initial: p.VBucketState, side: string) {
   const state = { value: initial };
+  const replies = { held: 0, release: [] as (() => void)[] };
   const server: FrameServer = await listenTcp({ port: 0 }, (conn) => {
     conn.on('frame', (f) => {
       if (f.opcode === p.Opcode.GET_VBUCKET)
@@ -41,7 +45,12 @@ async function copy(initial: p.VBucketState, side: string) {
       if (f.opcode === p.Opcode.SET_VBUCKET) {
         state.value = p.decodeSetVBucket(f).state;
         sets.push(`${side} ${p.vbucketStateName(state.value)}`);
-        conn.send(p.encodeStatusResponse({ opcode: f.opcode, opaque: f.opaque, status: 0 }));
+        const reply = () =>
+          conn.send(p.encodeStatusResponse({ opcode: f.opcode, opaque: f.opaque, status: 0 }));
+        if (replies.held > 0) {
+          replies.held--;
+          replies.release.push(reply);
+        } else reply();
       }
     });
   });
@@ -49,6 +58,7 @@ async function copy(initial: p.VBucketState, side: string) {
   let conn: Promise<FrameConnection> | undefined;
   return {
     state,
+    replies,
     control: () => {
       conn ??= connectTcp({ host: '127.0.0.1', port: server.address().port });
       cleanups.push(async () => (await conn!).destroy());
@@ -57,10 +67,19 @@ async function copy(initial: p.VBucketState, side: string) {
   };
 }
 
-async function scripted(steps: Step[], options: { onClose?: () => void; downFor?: number } = {}) {
+async function scripted(
+  steps: Step[],
+  options: {
+    onClose?: () => void;
+    downFor?: number;
+    /** The copies' states before the run (default: source active, target replica). */
+    initial?: [p.VBucketState, p.VBucketState];
+    requestTimeoutMs?: number;
+  } = {},
+) {
   sets.length = 0;
-  const producer = await copy(Active, 'producer');
-  const consumer = await copy(Replica, 'consumer');
+  const producer = await copy(options.initial?.[0] ?? Active, 'producer');
+  const consumer = await copy(options.initial?.[1] ?? Replica, 'consumer');
   const log: string[] = [];
   const clock = { t: 0, now: () => clock.t };
   const closer = new AbortController();
@@ -71,7 +90,7 @@ async function scripted(steps: Step[], options: { onClose?: () => void; downFor?
     metrics: new ProxyMetrics(),
     clock,
     randomizeBackoff: false,
-    requestTimeoutMs: 1_000,
+    requestTimeoutMs: options.requestTimeoutMs ?? 1_000,
     signal: closer.signal,
     connect: async () => {},
     dropReplicaStream: async () => undefined,
@@ -232,6 +251,35 @@ describe('the takeover driver', () => {
     expect((error as Error).message).toMatch(
       /outcome unknown after 1 attempt\(s\): could not reach the source source:1/,
     );
+  });
+
+  it('finishes reviving the source when the target took replica but its answer timed out (a repair after a cut at the pending ack)', async () => {
+    // what a takeover cut between the two acks leaves: the source dead, the target pending
+    const s = await scripted(['done'], { initial: [Dead, p.VBucketState.Pending], requestTimeoutMs: 50 });
+    // the target takes replica but answers too late: the driver reads the copies again and must not
+    // mistake its own half-done repair (source dead, target replica) for a vBucket moved elsewhere
+    s.consumer.replies.held = 1;
+    const result = await s.driver.run(VB, { attempts: 1, minBackoffMs: 1 });
+    expect(sets.slice(0, 2)).toEqual(['consumer replica', 'producer active']);
+    expect(result.attempts).toBe(1);
+    expect([s.producer.state.value, s.consumer.state.value]).toEqual([Dead, Active]);
+  });
+
+  it('does not stop between taking the target back to replica and reviving the source when the deadline passes', async () => {
+    const s = await scripted(['cut-pending']);
+    // the target's answer to replica comes only after the deadline and the settle grace have passed
+    s.consumer.replies.held = 1;
+    const run = s.driver
+      .run(VB, { attempts: 1, deadlineMs: 20, settleGraceMs: 20, minBackoffMs: 1 })
+      .catch((e: unknown) => e);
+    for (let i = 0; i < 1_000 && s.consumer.replies.release.length === 0; i++)
+      await new Promise((r) => setTimeout(r, 2));
+    await new Promise((r) => setTimeout(r, 60));
+    s.consumer.replies.release.shift()!();
+    const error = await run;
+    expect(error).toBeInstanceOf(TakeoverError);
+    // never the source dead and the target replica: no later run may revive a source it did not kill
+    expect([s.producer.state.value, s.consumer.state.value]).toEqual([Active, Replica]);
   });
 
   it('ends at once when its owner closes, with the closing reason as the cause', async () => {
