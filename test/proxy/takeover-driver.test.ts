@@ -37,7 +37,7 @@ afterEach(async () => {
  */
 async function copy(initial: p.VBucketState, side: string) {
   const state = { value: initial };
-  const replies = { held: 0, release: [] as (() => void)[] };
+  const replies = { held: 0, release: [] as (() => void)[], onHeld: () => {} };
   const server: FrameServer = await listenTcp({ port: 0 }, (conn) => {
     conn.on('frame', (f) => {
       if (f.opcode === p.Opcode.GET_VBUCKET)
@@ -50,6 +50,7 @@ async function copy(initial: p.VBucketState, side: string) {
         if (replies.held > 0) {
           replies.held--;
           replies.release.push(reply);
+          replies.onHeld();
         } else reply();
       }
     });
@@ -265,18 +266,19 @@ describe('the takeover driver', () => {
     expect([s.producer.state.value, s.consumer.state.value]).toEqual([Dead, Active]);
   });
 
-  it('does not stop between taking the target back to replica and reviving the source when the deadline passes', async () => {
+  it('does not stop between taking the target back to replica and reviving the source when the move is stopped', async () => {
     const s = await scripted(['cut-pending']);
-    // the target's answer to replica comes only after the deadline and the settle grace have passed
+    const stop = new AbortController();
+    // the target takes replica; its answer comes only after the move was stopped and the settle grace
+    // (a 0 ms timer, so it runs before the 20 ms one below) has passed
     s.consumer.replies.held = 1;
-    const run = s.driver
-      .run(VB, { attempts: 1, deadlineMs: 20, settleGraceMs: 20, minBackoffMs: 1 })
+    s.consumer.replies.onHeld = () => {
+      stop.abort(new Error('stopped'));
+      setTimeout(() => s.consumer.replies.release.shift()!(), 20);
+    };
+    const error = await s.driver
+      .run(VB, { attempts: 1, signal: stop.signal, settleGraceMs: 0, minBackoffMs: 1 })
       .catch((e: unknown) => e);
-    for (let i = 0; i < 1_000 && s.consumer.replies.release.length === 0; i++)
-      await new Promise((r) => setTimeout(r, 2));
-    await new Promise((r) => setTimeout(r, 60));
-    s.consumer.replies.release.shift()!();
-    const error = await run;
     expect(error).toBeInstanceOf(TakeoverError);
     // never the source dead and the target replica: no later run may revive a source it did not kill
     expect([s.producer.state.value, s.consumer.state.value]).toEqual([Active, Replica]);
