@@ -149,14 +149,16 @@ async function stateOf(port: number, vb: number): Promise<p.VBucketState> {
   }
 }
 
-/** The acknowledged writes missing (or different) on the copy at `port`. */
+/** The acknowledged writes missing (or different) on the copy at `port`, with what the read said. */
 async function missing(port: number, vb: number, acked: Map<string, string>): Promise<string[]> {
   const c = await NodeClient.connect({ host: '127.0.0.1', port });
   try {
     const results = await Promise.all(
       [...acked].map(async ([key, value]) => {
         const r = await c.get(vb, key);
-        return r.status === p.Status.Success && r.value.toString() === value ? [] : [key];
+        if (r.status === p.Status.Success && r.value.toString() === value) return [];
+        // the status says whether the write is gone (KeyEnoent) or the read was refused
+        return [`${key} (${p.statusName(r.status)}${r.status === p.Status.Success ? `: ${r.value}` : ''})`];
       }),
     );
     return results.flat();
