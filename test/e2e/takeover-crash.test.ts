@@ -376,5 +376,5 @@ describe('takeover under kill -9 at each state change (durable nodes, invariants
       }))
       .filter((_, i) => results[i]!.length > 0);
     expect(report).toEqual([]);
-  }, 480_000);
+  }, 600_000);
 });
