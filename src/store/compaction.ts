@@ -1,9 +1,15 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
+import type { Entry } from './entry.js';
 import { StoreError } from './errors.js';
-import { encodeHistoryRecord, encodeRecord, encodeSnapshotRecord } from './record-codec.js';
-import type { Item, SnapshotRange } from './types.js';
+import {
+  encodeEntryRecord,
+  encodeHistoryRecord,
+  encodeSnapshotRecord,
+  entryRecordBytes,
+} from './record-codec.js';
+import type { SnapshotRange } from './types.js';
 
 // One compaction of a vBucket log file (couchstore's compaction role): the versions the vBucket holds
 // at a snapshot point are written to a temp file in small slices (the event loop keeps serving). Then,
@@ -20,12 +26,17 @@ import type { Item, SnapshotRange } from './types.js';
  * few turns, short against the KV latency (the clock is read every 64 records).
  */
 const SLICE_MS = 2;
+/** Size of the buffers records are encoded into (a larger record gets one of its own). */
+const CHUNK_BYTES = 256 * 1024;
 /** Temp-file writes in flight at most (their buffers are held until written). */
 const MAX_WRITES_IN_FLIGHT = 4;
 
 export interface CompactionSource {
-  /** The versions held at the snapshot point, in seqno order (items are immutable). */
-  items: readonly Item[];
+  /**
+   * The versions held at the snapshot point, in seqno order (an entry's bytes never change; its
+   * records are encoded straight from them).
+   */
+  entries: readonly Entry[];
   historyStart: bigint;
   purgeSeqno: bigint;
   maxDeletedRevSeqno: bigint;
@@ -87,23 +98,34 @@ export async function compactFile(
     return hooks.stopMirror();
   };
   try {
-    const head: Buffer[] = [
-      encodeHistoryRecord(source.historyStart, source.purgeSeqno, source.maxDeletedRevSeqno),
-    ];
-    const { items } = source;
-    let records = head;
+    const head = encodeHistoryRecord(source.historyStart, source.purgeSeqno, source.maxDeletedRevSeqno);
+    const { entries } = source;
+    // each slice's records are encoded into one chunk, written without waiting (the chunk is held
+    // until its write completes)
+    let chunk = Buffer.allocUnsafe(Math.max(CHUNK_BYTES, head.length));
+    let used = head.copy(chunk, 0);
     let sliceStart = performance.now();
-    for (let i = 0; i < items.length; i++) {
-      records.push(encodeRecord(items[i]!));
+    for (let i = 0; i < entries.length; i++) {
+      const entry = entries[i]!;
+      const most = entryRecordBytes(entry);
+      if (used + most > chunk.length) {
+        if (used > 0) await append(chunk.subarray(0, used));
+        chunk = Buffer.allocUnsafe(Math.max(CHUNK_BYTES, most));
+        used = 0;
+      }
+      used = encodeEntryRecord(entry, chunk, used);
       if (i % 64 !== 63 || performance.now() - sliceStart < SLICE_MS) continue;
-      await append(Buffer.concat(records));
-      records = [];
+      if (used > 0) await append(chunk.subarray(0, used));
+      chunk = Buffer.allocUnsafe(CHUNK_BYTES);
+      used = 0;
       await new Promise<void>((resolve) => setImmediate(resolve));
       if (!hooks.current()) return abandon(fd, temp, inFlight);
       sliceStart = performance.now();
     }
-    if (source.marked) records.push(encodeSnapshotRecord(source.marked));
-    if (records.length > 0) await append(Buffer.concat(records));
+    const tailRecords: Buffer[] = [chunk.subarray(0, used)];
+    if (source.marked) tailRecords.push(encodeSnapshotRecord(source.marked));
+    const last = Buffer.concat(tailRecords);
+    if (last.length > 0) await append(last);
     await Promise.all(inFlight);
     inFlight.length = 0;
     if (!hooks.current()) return abandon(fd, temp);

@@ -438,7 +438,7 @@ export class DurableStorage implements VBucketSink {
         file,
         `${file}.tmp-${process.pid}-compact`,
         {
-          items: [...vb.range(0n, snapshotPoint, true)],
+          entries: vb.latestEntries(snapshotPoint),
           historyStart: snapshotPoint > vb.historyStart ? snapshotPoint : vb.historyStart,
           purgeSeqno: vb.purgeSeqno,
           maxDeletedRevSeqno: vb.maxDeletedRevSeqno,

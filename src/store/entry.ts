@@ -90,6 +90,12 @@ export class Entry {
   get deleted(): boolean {
     return (this.bits & DELETED) !== 0;
   }
+  get datatype(): number {
+    return this.bits & DATATYPE;
+  }
+  get expired(): boolean {
+    return (this.bits & EXPIRED) !== 0;
+  }
   /** Left the history (or purged): still in the log array until it is next compacted. */
   get dropped(): boolean {
     return (this.bits & DROPPED) !== 0;

@@ -1,5 +1,6 @@
 import { crc32 } from 'node:zlib';
 import { Packr } from 'msgpackr';
+import { ENTRY_HEADER_BYTES, type Entry } from './entry.js';
 import { StoreError } from './errors.js';
 import type { Item, SnapshotRange } from './types.js';
 
@@ -32,6 +33,88 @@ export function encodeRecord(item: Item): Buffer {
     item.deleteTime ?? 0,
   ]);
   return frameRecord(payload);
+}
+
+/**
+ * Most bytes `encodeEntryRecord` writes for `entry`: framing, array header, the two bin headers and
+ * the nine other fields at their widest.
+ */
+export function entryRecordBytes(entry: Entry): number {
+  return RECORD_HEADER + ENTRY_RECORD_FIXED_BYTES + entry.keyLength + entry.valueLength;
+}
+
+/** Array header (1), two bin headers (5 each), u64 ×3 (9 each), u32 ×3 (5 each), three small ints (≤ 2 each). */
+const ENTRY_RECORD_FIXED_BYTES = 1 + 5 + 5 + 27 + 15 + 6;
+
+/**
+ * Writes the record of `entry` into `out` at `at` (room for `entryRecordBytes(entry)` needed) and
+ * returns the offset after it. The same payload array as `encodeRecord(entry.toItem())`, written by
+ * hand from the entry's slab bytes: no Item, bigint or Buffer view is made (compaction writes every
+ * latest version of a file this way, issue 10). Integers go as fixed-width msgpack types, which
+ * `decodeRecords` reads alike.
+ */
+export function encodeEntryRecord(entry: Entry, out: Buffer, at: number): number {
+  const slab = entry.slab.bytes;
+  const from = entry.at;
+  const payloadStart = at + RECORD_HEADER;
+  let p = payloadStart;
+  out[p++] = 0x9b; // fixarray of 11
+  const keyStart = from + ENTRY_HEADER_BYTES;
+  const valueStart = keyStart + entry.keyLength;
+  p = writeBin(out, p, slab, keyStart, entry.keyLength);
+  p = writeBin(out, p, slab, valueStart, entry.valueLength);
+  // cas and revSeqno as uint64 (msgpack is big-endian; the slab holds them little-endian)
+  out[p++] = 0xcf;
+  p = copyU64(out, p, slab, from);
+  out[p++] = 0xce;
+  out.writeUInt32BE(slab.readUInt32LE(from + 16), p); // flags
+  p += 4;
+  out[p++] = 0xce;
+  out.writeUInt32BE(slab.readUInt32LE(from + 20), p); // expiry
+  p += 4;
+  out[p++] = 0xcf;
+  p = copyU64(out, p, slab, from + 8);
+  out[p++] = 0xcf; // bySeqno (at most 2^53 - 1)
+  out.writeUInt32BE(Math.floor(entry.seqno / 0x1_0000_0000), p);
+  out.writeUInt32BE(entry.seqno >>> 0, p + 4);
+  p += 8;
+  const datatype = entry.datatype;
+  if (datatype > 0x7f) out[p++] = 0xcc;
+  out[p++] = datatype;
+  out[p++] = entry.deleted ? 1 : 0;
+  out[p++] = entry.expired ? 1 : 0;
+  out[p++] = 0xce;
+  out.writeUInt32BE(slab.readUInt32LE(from + 24), p); // deleteTime (0 when none was recorded)
+  p += 4;
+  out.writeUInt32BE(p - payloadStart, at);
+  out.writeUInt32BE(crc32(out.subarray(payloadStart, p)), at + 4);
+  return p;
+}
+
+function writeBin(out: Buffer, p: number, src: Buffer, start: number, length: number): number {
+  if (length < 0x100) {
+    out[p++] = 0xc4;
+    out[p++] = length;
+  } else if (length < 0x1_0000) {
+    out[p++] = 0xc5;
+    out.writeUInt16BE(length, p);
+    p += 2;
+  } else {
+    out[p++] = 0xc6;
+    out.writeUInt32BE(length, p);
+    p += 4;
+  }
+  src.copy(out, p, start, start + length);
+  return p + length;
+}
+
+/** Slab words are in the platform's byte order (a BigUint64Array). */
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+function copyU64(out: Buffer, p: number, slab: Buffer, from: number): number {
+  if (LITTLE_ENDIAN) for (let i = 7; i >= 0; i--) out[p++] = slab[from + i]!;
+  else slab.copy(out, p, from, from + 8);
+  return LITTLE_ENDIAN ? p : p + 8;
 }
 
 /** A snapshot record: the marker `range`, or undefined when the vBucket's data became its own. */

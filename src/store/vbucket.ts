@@ -514,6 +514,21 @@ export class VBucket {
     return last < 0 ? after : BigInt(last);
   }
 
+  /**
+   * The entries `range(0n, upTo, true)` would yield, as entries (their bytes never change): what a
+   * compaction writes, encoded straight from the slabs (durable.ts).
+   */
+  latestEntries(upTo: bigint): Entry[] {
+    const end = Number(upTo);
+    const out: Entry[] = [];
+    for (const entry of this.log) {
+      if (entry.seqno > end) break;
+      if (entry.dropped || (entry.supersededBy !== 0 && entry.supersededBy <= end)) continue;
+      out.push(entry);
+    }
+    return out;
+  }
+
   /** How many versions a `range(after, upTo, latestOnly)` would yield (no allocation per item). */
   countRange(after: bigint, upTo: bigint, latestOnly = false): number {
     const end = Number(upTo);
