@@ -127,6 +127,8 @@ export class DurableStorage implements VBucketSink {
   /** Bumped when mirroring starts: a periodic fsync issued before then no longer counts. */
   private readonly syncEpochs = new Map<number, number>();
   private readonly generations = new Map<number, number>();
+  /** vBuckets with a periodic fsync in flight. */
+  private readonly fsyncing = new Set<number>();
   private readonly compactionDone = new Set<() => void>();
   readonly compactionStats: CompactionStats = {
     runs: 0,
@@ -465,8 +467,12 @@ export class DurableStorage implements VBucketSink {
           replaced: (size) => {
             const old = this.fds.get(vb.id);
             if (old !== undefined) {
-              fs.closeSync(old);
               this.fds.delete(vb.id);
+              // off the event loop: closing the last descriptor of the replaced file frees its blocks
+              // (measured ~6 ms a close in the soak, on the event loop at every compaction)
+              fs.close(old, (error) => {
+                if (error) this.options.onError?.(error, `compaction of vb ${vb.id}: close of the old file`);
+              });
             }
             this.fileBytes.set(vb.id, size);
           },
@@ -547,9 +553,14 @@ export class DurableStorage implements VBucketSink {
   private syncSome(): void {
     for (const [vb, fd] of this.fds) {
       if ((this.unsynced.get(vb) ?? 0) === 0 || this.swapping.has(vb)) continue;
+      // one fsync per file in flight: on a slow disk they would queue up in libuv's thread pool
+      // without bound, ahead of the compaction's writes and fsyncs
+      if (this.fsyncing.has(vb)) continue;
+      this.fsyncing.add(vb);
       const bytes = this.unsynced.get(vb)!;
       const epoch = this.syncEpochs.get(vb) ?? 0;
       fs.fsync(fd, (error) => {
+        this.fsyncing.delete(vb);
         if (error) this.options.onError?.(error, `fsync of vb ${vb}`);
         else if ((this.syncEpochs.get(vb) ?? 0) === epoch) {
           this.unsynced.set(vb, Math.max(0, (this.unsynced.get(vb) ?? 0) - bytes));
