@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type EtcdServer, etcdAvailable, freePort, startEtcd } from '../../bench/etcd.js';
 import { ManagerProcess } from '../../bench/manager-process.js';
 import { TOPOLOGY_STEPS } from '../../src/cluster/index.js';

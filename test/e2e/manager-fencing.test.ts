@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect } from 'vitest';
 import { ManagerProcess } from '../../bench/manager-process.js';
 import { decode, ELECTION, keys, PREFIX } from '../../src/cluster/layout.js';
 import { EtcdMetadataStore } from '../../src/cluster/metadata/index.js';
