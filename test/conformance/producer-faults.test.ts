@@ -36,7 +36,7 @@ describe('dcpx conform --producer against faulty producers', () => {
       expect(
         failing.map((r) => r.id),
         JSON.stringify(failing),
-      ).toEqual([fault.scenario]);
+      ).toEqual([fault.scenario, ...(fault.alsoCaughtBy ?? [])]);
       expect(failing[0]!.reason).not.toMatch(/^error:/);
     }, 30_000);
   }
