@@ -8,31 +8,10 @@ import {
   encodeRecord,
   entryRecordBytes,
 } from '../../src/store/record-codec.js';
-import { bytes, u8, u32, u64 } from '../helpers/arbitraries.js';
+import { createEntry, storedVersion } from '../helpers/store-fixtures.js';
 
 // Compaction encodes each version's record straight from its entry's slab bytes (issue 10): the file
 // must read back exactly as if the record had been encoded from the version's Item.
-
-const version = fc.record({
-  key: bytes(250),
-  // past 255 bytes (bin 16) and past the arena's 1 KiB bound (an allocation of its own)
-  value: bytes(1500),
-  seqno: fc.bigInt({ min: 0n, max: BigInt(Number.MAX_SAFE_INTEGER) }),
-  cas: u64,
-  revSeqno: u64,
-  flags: u32,
-  expiry: u32,
-  datatype: u8,
-  deleted: fc.boolean(),
-  expired: fc.option(fc.constant(true), { nil: undefined }),
-  deleteTime: fc.option(u32, { nil: undefined }),
-});
-
-type Version = typeof version extends fc.Arbitrary<infer T> ? T : never;
-
-function create(arena: ByteArena, v: Version): Entry {
-  return Entry.create(arena, v.key, v.value, v.seqno, v);
-}
 
 function encodeAll(entries: Entry[]): Buffer {
   const out = Buffer.alloc(entries.reduce((n, e) => n + entryRecordBytes(e), 0));
@@ -48,9 +27,9 @@ function encodeAll(entries: Entry[]): Buffer {
 describe('encodeEntryRecord', () => {
   it('writes records that read back as the records of the same versions encoded from their items', () => {
     fc.assert(
-      fc.property(fc.array(version, { minLength: 1, maxLength: 30 }), (versions) => {
+      fc.property(fc.array(storedVersion, { minLength: 1, maxLength: 30 }), (versions) => {
         const arena = new ByteArena(2048);
-        const entries = versions.map((v) => create(arena, v));
+        const entries = versions.map((v) => createEntry(arena, v));
         const fromEntries = encodeAll(entries);
         const fromItems = Buffer.concat(entries.map((e) => encodeRecord(e.toItem())));
         const read = decodeRecords(fromEntries, 'from-entries');

@@ -2,37 +2,15 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import * as p from '../../src/protocol/index.js';
 import { ByteArena } from '../../src/store/arena.js';
-import { Entry, type EntryFields } from '../../src/store/entry.js';
+import { Entry } from '../../src/store/entry.js';
 import { StoreError, VBucket } from '../../src/store/index.js';
 import type { Item } from '../../src/store/types.js';
-import { bytes, u8, u32, u64 } from '../helpers/arbitraries.js';
+import { createEntry, type StoredVersion, storedVersion } from '../helpers/store-fixtures.js';
 
 // The compact per-version record (issue 10): fields in a slab header, key and value as offsets,
 // an Item made on read. Whatever goes in comes back out, and entries never overlap in their slabs.
 
-const version = fc.record({
-  key: bytes(250),
-  // up to past the arena's 1 KiB bound, so some entries get an allocation of their own
-  value: bytes(1500),
-  seqno: fc.bigInt({ min: 0n, max: BigInt(Number.MAX_SAFE_INTEGER) }),
-  cas: u64,
-  revSeqno: u64,
-  flags: u32,
-  expiry: u32,
-  datatype: u8,
-  deleted: fc.boolean(),
-  expired: fc.option(fc.constant(true), { nil: undefined }),
-  deleteTime: fc.option(u32, { nil: undefined }),
-});
-
-type Version = typeof version extends fc.Arbitrary<infer T> ? T : never;
-
-function create(arena: ByteArena, v: Version): Entry {
-  const fields: EntryFields = v;
-  return Entry.create(arena, v.key, v.value, v.seqno, fields);
-}
-
-function expected(v: Version): Item {
+function expected(v: StoredVersion): Item {
   const item: Item = {
     key: v.key,
     value: v.value,
@@ -52,9 +30,9 @@ function expected(v: Version): Item {
 describe('Entry', () => {
   it('gives back every field of every version put in one arena, none overwriting another', () => {
     fc.assert(
-      fc.property(fc.array(version, { minLength: 1, maxLength: 40 }), (versions) => {
+      fc.property(fc.array(storedVersion, { minLength: 1, maxLength: 40 }), (versions) => {
         const arena = new ByteArena(2048);
-        const entries = versions.map((v) => create(arena, v));
+        const entries = versions.map((v) => createEntry(arena, v));
         versions.forEach((v, i) => {
           const entry = entries[i]!;
           expect(entry.toItem()).toStrictEqual(expected(v));
