@@ -1,8 +1,3 @@
-import { execFile } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
-import { promisify } from 'node:util';
 import * as p from '../protocol/index.js';
 import type { KitReport, ScenarioResult } from './report.js';
 import {
@@ -15,13 +10,11 @@ import {
   summarize,
   type TracedFrame,
 } from './rules.js';
-import { findTshark } from './tshark.js';
+import { findTshark, runTshark } from './tshark.js';
 
 // `dcpx conform --pcap FILE`: tshark reads the capture (pcap or pcapng, any link type it knows) and
 // hands over each TCP segment's payload; dcpx's own decoder splits each direction into frames, and the
 // shared rules (rules.ts) judge every DCP connection: what an observer can see without taking part.
-
-const run = promisify(execFile);
 
 export interface PcapCheckOptions {
   /** Only conversations on these ports (default: every TCP conversation that opens DCP). */
@@ -44,61 +37,52 @@ export async function readSegments(file: string, options: PcapCheckOptions = {})
   const tshark = options.tshark ?? findTshark() ?? 'tshark';
   const ports = options.ports ?? [];
   const portFilter = ports.length > 0 ? ` and (${ports.map((q) => `tcp.port==${q}`).join(' or ')})` : '';
-  const configDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dcpx-wireshark-config-'));
-  try {
-    const { stdout } = await run(
-      tshark,
-      [
-        '-r',
-        file,
-        '-n',
-        '-o',
-        'tcp.analyze_sequence_numbers:TRUE',
-        '-Y',
-        `(tcp.len>0 or tcp.flags.fin==1 or tcp.flags.reset==1) and !tcp.analysis.retransmission${portFilter}`,
-        '-T',
-        'fields',
-        '-E',
-        'separator=/t',
-        '-e',
-        'frame.number',
-        '-e',
-        'tcp.stream',
-        '-e',
-        'tcp.srcport',
-        '-e',
-        'tcp.dstport',
-        '-e',
-        'tcp.flags.fin',
-        '-e',
-        'tcp.flags.reset',
-        '-e',
-        'tcp.payload',
-      ],
-      {
-        maxBuffer: 1024 * 1024 * 1024,
-        timeout: options.timeoutMs ?? 120_000,
-        env: { ...process.env, WIRESHARK_CONFIG_DIR: configDir },
-      },
-    );
-    const segments: Segment[] = [];
-    for (const line of stdout.split('\n')) {
-      if (!line) continue;
-      const [packet, stream, src, dst, fin, rst, payload] = line.split('\t');
-      const flag = (v: string | undefined) => v === '1' || v === 'True' || v === 'true';
-      segments.push({
-        packet: Number(packet),
-        stream: stream ?? '',
-        src: src ?? '',
-        dst: dst ?? '',
-        payload: Buffer.from((payload ?? '').replace(/:/g, ''), 'hex'),
-        end: flag(fin) || flag(rst),
-      });
-    }
-    return segments;
-  } finally {
-    fs.rmSync(configDir, { recursive: true, force: true });
+  const stdout = await runTshark(
+    tshark,
+    [
+      '-r',
+      file,
+      '-n',
+      '-o',
+      'tcp.analyze_sequence_numbers:TRUE',
+      '-Y',
+      `(tcp.len>0 or tcp.flags.fin==1 or tcp.flags.reset==1) and !tcp.analysis.retransmission${portFilter}`,
+      '-T',
+      'fields',
+      '-E',
+      'separator=/t',
+      '-e',
+      'frame.number',
+      '-e',
+      'tcp.stream',
+      '-e',
+      'tcp.srcport',
+      '-e',
+      'tcp.dstport',
+      '-e',
+      'tcp.flags.fin',
+      '-e',
+      'tcp.flags.reset',
+      '-e',
+      'tcp.payload',
+    ],
+    { maxBuffer: 1024 * 1024 * 1024, timeoutMs: options.timeoutMs ?? 120_000 },
+  );
+  const segments: Segment[] = [];
+  for (const line of stdout.split('\n')) {
+    if (!line) continue;
+    const [packet, stream, src, dst, fin, rst, payload] = line.split('\t');
+    const flag = (v: string | undefined) => v === '1' || v === 'True' || v === 'true';
+    segments.push({
+      packet: Number(packet),
+      stream: stream ?? '',
+      src: src ?? '',
+      dst: dst ?? '',
+      payload: Buffer.from((payload ?? '').replace(/:/g, ''), 'hex'),
+      end: flag(fin) || flag(rst),
+    });
   }
+  return segments;
 }
 
 export interface CaptureConversation {

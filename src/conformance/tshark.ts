@@ -127,6 +127,28 @@ export function findTshark(env: NodeJS.ProcessEnv = process.env): string | undef
 }
 
 /**
+ * Runs tshark with a fresh, empty Wireshark configuration directory, so personal preferences cannot
+ * change how a capture is decoded; returns its standard output.
+ */
+export async function runTshark(
+  tshark: string,
+  args: readonly string[],
+  options: { maxBuffer: number; timeoutMs: number },
+): Promise<string> {
+  const configDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dcpx-wireshark-config-'));
+  try {
+    const { stdout } = await run(tshark, [...args], {
+      maxBuffer: options.maxBuffer,
+      timeout: options.timeoutMs,
+      env: { ...process.env, WIRESHARK_CONFIG_DIR: configDir },
+    });
+    return stdout;
+  } finally {
+    fs.rmSync(configDir, { recursive: true, force: true });
+  }
+}
+
+/**
  * Decodes a capture file, every TCP port in `ports` as couchbase. Checksums are verified (Wireshark's
  * default is not to) and personal Wireshark preferences are kept out, so the result depends on the file.
  */
@@ -144,35 +166,26 @@ export async function decodePcap(
     `tcp.port==${port},couchbase`,
   ]);
   const checksums = options.verifyChecksums === false ? 'FALSE' : 'TRUE';
-  const configDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dcpx-wireshark-config-'));
-  try {
-    const { stdout } = await run(
-      tshark,
-      [
-        '-r',
-        file,
-        '-n',
-        '-o',
-        `ip.check_checksum:${checksums}`,
-        '-o',
-        `tcp.check_checksum:${checksums}`,
-        '-o',
-        'tcp.analyze_sequence_numbers:TRUE',
-        ...decodeAs,
-        '-T',
-        'json',
-        '--no-duplicate-keys',
-      ],
-      {
-        maxBuffer: 256 * 1024 * 1024,
-        timeout: options.timeoutMs ?? 60_000,
-        env: { ...process.env, WIRESHARK_CONFIG_DIR: configDir },
-      },
-    );
-    return parseTsharkJson(stdout);
-  } finally {
-    fs.rmSync(configDir, { recursive: true, force: true });
-  }
+  const stdout = await runTshark(
+    tshark,
+    [
+      '-r',
+      file,
+      '-n',
+      '-o',
+      `ip.check_checksum:${checksums}`,
+      '-o',
+      `tcp.check_checksum:${checksums}`,
+      '-o',
+      'tcp.analyze_sequence_numbers:TRUE',
+      ...decodeAs,
+      '-T',
+      'json',
+      '--no-duplicate-keys',
+    ],
+    { maxBuffer: 256 * 1024 * 1024, timeoutMs: options.timeoutMs ?? 60_000 },
+  );
+  return parseTsharkJson(stdout);
 }
 
 interface JsonPacket {
