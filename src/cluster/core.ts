@@ -2,7 +2,15 @@ import type { Registry } from 'prom-client';
 import { type Clock, type Logger, systemClock } from '../protocol/index.js';
 import type { LeaderContext } from './context.js';
 import { JanitorMemory, type JanitorReport, runJanitor } from './janitor.js';
-import { clusterNodes, decode, ELECTION, encode, readSnapshot } from './layout.js';
+import {
+  type ClusterSnapshot,
+  clusterNodes,
+  decode,
+  ELECTION,
+  encode,
+  readSnapshot,
+  sameChain,
+} from './layout.js';
 import type { Leadership, Lease, MetadataStore } from './metadata/types.js';
 import { ManagerMetrics, type OperationOutcome } from './metrics.js';
 import { type NodeGateway, nodeClientGateway } from './node-gateway.js';
@@ -14,6 +22,7 @@ import {
   type ClusterManagerCore,
   type ClusterStatus,
   type OperationResult,
+  type RebalanceProgress,
   type TopologyOperationRequest,
 } from './types.js';
 
@@ -59,6 +68,29 @@ export interface ManagerCoreHandle {
   settled(): Promise<void>;
   /** Steps down (resigning), stops campaigning; leaves the store open (the caller owns it). */
   close(): Promise<void>;
+}
+
+/**
+ * A rebalance's progress as the metadata shows it (any manager can answer): moves done = planned moves
+ * whose chain now equals the target's. The leader running it adds what only it knows (stuck, ETA).
+ */
+export function storedProgress(snapshot: ClusterSnapshot): RebalanceProgress | null {
+  const target = snapshot.target;
+  if (!target) return null;
+  const chains = snapshot.map?.chains ?? [];
+  let left = 0;
+  target.map.chains.forEach((chain, vb) => {
+    if (!sameChain(chain, chains[vb] ?? [null])) left++;
+  });
+  return {
+    opId: target.opId,
+    done: Math.max(0, target.total - left),
+    total: target.total,
+    stuck: false,
+    stuckMoves: [],
+    nodes: {},
+    etaS: null,
+  };
 }
 
 interface LeaderValue {
@@ -155,6 +187,9 @@ class Manager implements ClusterManagerCore {
       nodes: clusterNodes(snapshot),
       map: snapshot.map?.chains ?? [],
       unfinishedOperation: snapshot.marker ?? null,
+      rebalance: storedProgress(snapshot),
+      settings: snapshot.settings ?? null,
+      autoFailoverCount: snapshot.autoFailoverCount,
     };
   }
 

@@ -1,6 +1,13 @@
 import { Packr } from 'msgpackr';
 import type { KeyValue, MetadataStore } from './metadata/types.js';
-import type { ClusterNode, NodeAddress, NodeState, OperationMarker, OperationResult } from './types.js';
+import type {
+  ClusterNode,
+  ClusterSettings,
+  NodeAddress,
+  NodeState,
+  OperationMarker,
+  OperationResult,
+} from './types.js';
 
 /**
  * The manager's keys in the metadata store (DESIGN.md "Cluster operations"), all under one prefix, values
@@ -13,6 +20,9 @@ import type { ClusterNode, NodeAddress, NodeState, OperationMarker, OperationRes
  * | `op/unfinished`      | the unfinished-operation marker `{opId, kind, args, epoch}` |
  * | `ops/<opId>`         | the result of a finished operation (idempotent retries)   |
  * | `config/revision`    | a counter bumped by every change of nodes or map          |
+ * | `settings`           | ClusterSettings (written by init and settings)            |
+ * | `target-map`         | the target map of the running rebalance (before any move) |
+ * | `auto-failover`      | `{count}`: automatic failovers since the last reset       |
  */
 export const PREFIX = '/dcpx/';
 export const ELECTION = '/dcpx/leader';
@@ -25,6 +35,9 @@ export const keys = {
   result: (opId: string) => `${PREFIX}ops/${opId}`,
   resultsPrefix: `${PREFIX}ops/`,
   configRevision: `${PREFIX}config/revision`,
+  settings: `${PREFIX}settings`,
+  targetMap: `${PREFIX}target-map`,
+  autoFailover: `${PREFIX}auto-failover`,
 } as const;
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true });
@@ -48,6 +61,16 @@ export interface VBucketMap {
 export interface NodeRecord {
   readonly state: NodeState;
   readonly group?: string;
+  /** Set when failed over: the vBuckets it held a copy of, so `recover` can catch them up (delta recovery). */
+  readonly held?: readonly number[];
+}
+
+/** The stored target of a running rebalance (written with its marker, before the first move). */
+export interface TargetMapRecord {
+  readonly opId: string;
+  readonly map: VBucketMap;
+  /** Moves planned when it started (progress = 1 - left / total). */
+  readonly total: number;
 }
 
 /** A map of `vbuckets` vBuckets none of which has an owner yet. */
@@ -63,6 +86,11 @@ export interface ClusterSnapshot {
   readonly map: VBucketMap | undefined;
   readonly marker: OperationMarker | undefined;
   readonly configRevision: number;
+  /** Undefined before `cluster init`. */
+  readonly settings: ClusterSettings | undefined;
+  /** The running (or interrupted) rebalance's target. */
+  readonly target: TargetMapRecord | undefined;
+  readonly autoFailoverCount: number;
   /** Raw entries by key (for value / modRevision compares). */
   readonly entries: ReadonlyMap<string, KeyValue>;
 }
@@ -75,6 +103,9 @@ export async function readSnapshot(store: MetadataStore): Promise<ClusterSnapsho
   let map: VBucketMap | undefined;
   let marker: OperationMarker | undefined;
   let configRevision = 0;
+  let settings: ClusterSettings | undefined;
+  let target: TargetMapRecord | undefined;
+  let autoFailoverCount = 0;
   for (const kv of kvs) {
     if (kv.key.startsWith(keys.resultsPrefix)) continue;
     entries.set(kv.key, kv);
@@ -86,9 +117,15 @@ export async function readSnapshot(store: MetadataStore): Promise<ClusterSnapsho
       marker = decode<OperationMarker>(kv.value);
     } else if (kv.key === keys.configRevision) {
       configRevision = decode<number>(kv.value);
+    } else if (kv.key === keys.settings) {
+      settings = decode<ClusterSettings>(kv.value);
+    } else if (kv.key === keys.targetMap) {
+      target = decode<TargetMapRecord>(kv.value);
+    } else if (kv.key === keys.autoFailover) {
+      autoFailoverCount = decode<{ count: number }>(kv.value).count;
     }
   }
-  return { revision, nodes, map, marker, configRevision, entries };
+  return { revision, nodes, map, marker, configRevision, settings, target, autoFailoverCount, entries };
 }
 
 export async function readResult(store: MetadataStore, opId: string): Promise<OperationResult | undefined> {

@@ -2,7 +2,14 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import type { TopologyOperationKind } from './types.js';
 
 /** How a submitted operation ended (`dcpx_manager_operations_total{kind,result}`). */
-export type OperationOutcome = 'done' | 'refused' | 'not-applied' | 'maybe-applied' | 'fenced' | 'permanent';
+export type OperationOutcome =
+  | 'done'
+  | 'refused'
+  | 'started'
+  | 'not-applied'
+  | 'maybe-applied'
+  | 'fenced'
+  | 'permanent';
 
 /**
  * The manager core's prom-client metrics. Pass a registry to put them beside others (the HTTP API's), or

@@ -36,14 +36,73 @@ export class NodeUnreachableError extends Error {
   }
 }
 
+/**
+ * The replica streams *into* one node (DESIGN.md "Replication agent"): per source node, the vBuckets
+ * this node streams from it. The node's agent runs one Replicator per source and makes its streams match.
+ */
+export type ReplicationTopology = Readonly<Record<NodeAddress, readonly number[]>>;
+
+export interface VBucketInfo {
+  readonly state: ObservedState;
+  readonly highSeqno: bigint;
+}
+
+/** What a node's replication agent reports (DCPX_GET_REPLICATION). */
+export interface ReplicationStatus {
+  /** The epoch of the topology it follows (0: none yet). */
+  readonly epoch: number;
+  /** Per source: the vBuckets wanted and those whose stream is open now. */
+  readonly sources: Readonly<
+    Record<NodeAddress, { readonly wanted: readonly number[]; readonly open: readonly number[] }>
+  >;
+  /** Mutations and deletions received over replica streams since the node started. */
+  readonly itemsReceived: number;
+}
+
+export interface TakeoverOutcome {
+  readonly attempts: number;
+  readonly ms: number;
+}
+
+/** A takeover the node's agent ran failed; the source stays (or is again) the active. */
+export class NodeTakeoverError extends Error {
+  constructor(
+    readonly node: NodeAddress,
+    readonly vbucket: number,
+    reason: string,
+    options?: ErrorOptions,
+  ) {
+    super(`takeover of vb ${vbucket} by ${node} failed: ${reason}`, options);
+    this.name = 'NodeTakeoverError';
+  }
+}
+
 /** What the manager asks of one storage node, every change carrying the manager's epoch. */
 export interface NodeSession {
   readonly address: NodeAddress;
   vbucketCount(): Promise<number>;
   /** The state of every vBucket, indexed by vBucket. */
   vbucketStates(): Promise<ObservedState[]>;
+  /** State and high seqno of every vBucket, indexed by vBucket. */
+  vbucketInfo(): Promise<VBucketInfo[]>;
   setClusterConfig(config: NodeClusterConfig): Promise<void>;
   setVBucketState(vb: number, state: ObservedState, epoch: number): Promise<void>;
+  /** DEL_VBUCKET with the epoch: the copy and its data are gone. */
+  deleteVBucket(vb: number, epoch: number): Promise<void>;
+  /** The node's whole incoming replication (replaces the previous one); answers once it is applied. */
+  setReplication(topology: ReplicationTopology, epoch: number): Promise<void>;
+  replicationStatus(): Promise<ReplicationStatus>;
+  /**
+   * Asks this node (the new owner) to take `vb` over from `source` by DCP takeover with the retry
+   * protocol; resolves when this node is active and the source dead. Rejects NodeTakeoverError (the
+   * source is active again), NodeUnreachableError, NodeFencedError.
+   */
+  takeover(
+    vb: number,
+    source: NodeAddress,
+    epoch: number,
+    options: { deadlineMs: number },
+  ): Promise<TakeoverOutcome>;
   close(): Promise<void>;
 }
 
@@ -118,6 +177,44 @@ class ClientSession implements NodeSession {
       if (status !== Status.Success)
         throw new StatusError(Opcode.SET_VBUCKET, status, `vb ${vb} -> ${state}`);
     });
+  }
+
+  vbucketInfo(): Promise<VBucketInfo[]> {
+    return this.call('STAT vbucket-seqno', -1, async () => {
+      const rows: VBucketInfo[] = [];
+      for (const row of await this.client.vbucketStates()) {
+        rows[row.vb] = {
+          state: STATE_BY_NAME[vbucketStateName(row.state)] ?? 'dead',
+          highSeqno: row.highSeqno,
+        };
+      }
+      return rows;
+    });
+  }
+
+  deleteVBucket(vb: number, epoch: number): Promise<void> {
+    return this.call('DEL_VBUCKET', epoch, async () => {
+      const status = await this.client.delVBucket(vb, { epoch });
+      if (status !== Status.Success) throw new StatusError(Opcode.DEL_VBUCKET, status, `vb ${vb}`);
+    });
+  }
+
+  // the replication agent's commands land with the agent (issue 12)
+  setReplication(_topology: ReplicationTopology, epoch: number): Promise<void> {
+    return this.call('DCPX_SET_REPLICATION', epoch, () => Promise.reject(new Error('not supported yet')));
+  }
+
+  replicationStatus(): Promise<ReplicationStatus> {
+    return this.call('DCPX_GET_REPLICATION', -1, () => Promise.reject(new Error('not supported yet')));
+  }
+
+  takeover(
+    _vb: number,
+    _source: NodeAddress,
+    epoch: number,
+    _options: { deadlineMs: number },
+  ): Promise<TakeoverOutcome> {
+    return this.call('DCPX_TAKEOVER', epoch, () => Promise.reject(new Error('not supported yet')));
   }
 
   close(): Promise<void> {

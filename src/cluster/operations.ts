@@ -1,4 +1,6 @@
 import { absent, bumpConfig, del, holds, type LeaderContext, put, putBytes } from './context.js';
+import { repairFailover, repairRecover, runFailover, runRecover } from './failover/operation.js';
+import { repairInit, runInit } from './init.js';
 import {
   type Chain,
   type ClusterSnapshot,
@@ -15,14 +17,28 @@ import {
   withoutNode,
 } from './layout.js';
 import { type NodeSession, NodeUnreachableError } from './node-gateway.js';
+import {
+  clearMarker,
+  markerOf,
+  type OperationRepair,
+  type OperationRun,
+  type Progress,
+  permanent,
+  record,
+  requireNode,
+  stopsActing,
+} from './operation-kit.js';
+import { repairRebalance, runRebalance, runStopRebalance } from './rebalance/operation.js';
 import { repairDirection } from './repair.js';
 import type { ObservedState } from './sanify.js';
-import { SimulatedCrash } from './steps.js';
+import { repairSettings, runSettings } from './settings.js';
 import {
   ClusterCallError,
   type NodeAddress,
+  type OperationArgs,
   type OperationMarker,
   type OperationResult,
+  type TopologyOperationKind,
   type TopologyOperationRequest,
 } from './types.js';
 
@@ -57,32 +73,6 @@ export function soleCopies(map: VBucketMap | undefined, node: NodeAddress): numb
   return sole;
 }
 
-function markerOf(request: TopologyOperationRequest, epoch: number): OperationMarker {
-  return {
-    opId: request.opId,
-    kind: request.kind,
-    args: { node: request.node, ...(request.group !== undefined ? { group: request.group } : {}) },
-    epoch,
-  };
-}
-
-function permanent(message: string, context: Record<string, unknown> = {}): ClusterCallError {
-  return new ClusterCallError('permanent', message, context);
-}
-
-/** Errors that mean "stop acting now": never followed by a repair from this process. */
-function stopsActing(error: unknown): boolean {
-  return (
-    error instanceof SimulatedCrash || (error instanceof ClusterCallError && error.errorClass === 'fenced')
-  );
-}
-
-/** Records `result` under the op id (guarded, only if the id has none yet). */
-async function record(ctx: LeaderContext, result: OperationResult): Promise<OperationResult> {
-  await ctx.term.txn([absent(keys.result(result.opId))], [put(keys.result(result.opId), result)]);
-  return result;
-}
-
 /**
  * Runs one topology operation on the leader: a repeated op id answers the first result; an unfinished
  * operation of another id is repaired first; then the operation runs, marker first.
@@ -104,9 +94,7 @@ export async function runOperation(
   }
   const progress = { markerWritten: false };
   try {
-    return request.kind === 'add-node'
-      ? await addNode(ctx, snapshot, request, progress)
-      : await removeNode(ctx, snapshot, request, progress);
+    return await dispatch(ctx, snapshot, request, progress);
   } catch (error) {
     // fenced before the marker: nothing of this operation was written
     if (!progress.markerWritten && error instanceof ClusterCallError && error.errorClass === 'fenced') {
@@ -116,8 +104,29 @@ export async function runOperation(
   }
 }
 
-interface Progress {
-  markerWritten: boolean;
+// a function, not a table built at load: the kinds' modules import operation-kit, and a table here would
+// read their exports before an import cycle finished loading them
+function runOf(kind: TopologyOperationKind): OperationRun {
+  const RUNS: Readonly<Record<TopologyOperationKind, OperationRun>> = {
+    'add-node': addNode,
+    'remove-node': removeNode,
+    init: runInit,
+    rebalance: runRebalance,
+    'stop-rebalance': runStopRebalance,
+    failover: runFailover,
+    recover: runRecover,
+    settings: runSettings,
+  };
+  return RUNS[kind];
+}
+
+function dispatch(
+  ctx: LeaderContext,
+  snapshot: ClusterSnapshot,
+  request: TopologyOperationRequest,
+  progress: Progress,
+): Promise<OperationResult> {
+  return runOf(request.kind)(ctx, snapshot, request, progress);
 }
 
 async function addNode(
@@ -127,7 +136,7 @@ async function addNode(
   progress: Progress,
 ): Promise<OperationResult> {
   const { term, crash } = ctx;
-  const node = request.node;
+  const node = requireNode(request);
   if (snapshot.nodes.has(node)) return record(ctx, { opId: request.opId, outcome: 'done' });
   let session: NodeSession;
   try {
@@ -193,7 +202,7 @@ async function removeNode(
   progress: Progress,
 ): Promise<OperationResult> {
   const { term } = ctx;
-  const node = request.node;
+  const node = requireNode(request);
   const member = snapshot.nodes.get(node);
   if (!member) return record(ctx, { opId: request.opId, outcome: 'done' });
   const sole = soleCopies(snapshot.map, node);
@@ -227,7 +236,7 @@ async function finishRemove(
   markerValue: Uint8Array,
 ): Promise<OperationResult> {
   const { term, crash } = ctx;
-  const node = marker.args.node;
+  const node = requireNode(marker.args);
   const snapshot = await readSnapshot(ctx.store);
   let session: NodeSession | undefined;
   try {
@@ -274,17 +283,6 @@ async function finishRemove(
   return result;
 }
 
-/** Clears the marker (compare: it is still the one written, with its epoch) and records the result. */
-async function clearMarker(
-  ctx: LeaderContext,
-  markerValue: Uint8Array,
-  result: OperationResult | undefined,
-): Promise<void> {
-  const ops = [del(keys.marker)];
-  if (result) ops.push(put(keys.result(result.opId), result));
-  await ctx.term.txn([holds(keys.marker, markerValue)], ops);
-}
-
 /**
  * Repairs the unfinished operation in `snapshot` (repair.ts): add-node rolled back in one txn (node out of
  * nodes and map, marker cleared, no result recorded), anything else rolled forward.
@@ -298,8 +296,10 @@ export async function repairMarker(ctx: LeaderContext, snapshot: ClusterSnapshot
     { opId: marker.opId, kind: marker.kind, node: marker.args.node, markerEpoch: marker.epoch, direction },
     'repairing an unfinished operation',
   );
-  if (direction === 'rollback') {
-    const node = marker.args.node;
+  if (marker.kind !== 'add-node' && marker.kind !== 'remove-node') {
+    await repairOther(ctx, snapshot, marker);
+  } else if (direction === 'rollback') {
+    const node = requireNode(marker.args);
     const ops = [del(keys.node(node)), del(keys.marker), bumpConfig(snapshot)];
     const map = snapshot.map ? withoutNode(snapshot.map, node) : undefined;
     if (map && !sameMap(map, snapshot.map)) ops.push(put(keys.map, map));
@@ -308,4 +308,23 @@ export async function repairMarker(ctx: LeaderContext, snapshot: ClusterSnapshot
     await finishRemove(ctx, marker, markerKv.value);
   }
   ctx.metrics.repairs.inc({ kind: `${direction}-${marker.kind}` });
+}
+
+/**
+ * Repair of the part-2 kinds: each module owns its rule (DESIGN.md "Repair per kind"); a repair finishes
+ * (or, where the module says so, rolls back) what the marker names and clears it with a compare on it.
+ */
+
+function repairOther(ctx: LeaderContext, snapshot: ClusterSnapshot, marker: OperationMarker): Promise<void> {
+  const REPAIRS: Readonly<Record<TopologyOperationKind, OperationRepair | undefined>> = {
+    'add-node': undefined,
+    'remove-node': undefined,
+    init: repairInit,
+    rebalance: repairRebalance,
+    'stop-rebalance': repairRebalance,
+    failover: repairFailover,
+    recover: repairRecover,
+    settings: repairSettings,
+  };
+  return REPAIRS[marker.kind]?.(ctx, snapshot, marker) ?? Promise.resolve();
 }

@@ -15,7 +15,16 @@ export class FakeCore implements ClusterManagerCore {
   epoch = 0;
   leaderName: string | null = null;
   leaderUrl: string | null = null;
-  clusterStatus: ClusterStatus = { leader: null, epoch: 0, nodes: [], map: [], unfinishedOperation: null };
+  clusterStatus: ClusterStatus = {
+    leader: null,
+    epoch: 0,
+    nodes: [],
+    map: [],
+    unfinishedOperation: null,
+    rebalance: null,
+    settings: null,
+    autoFailoverCount: 0,
+  };
   /** As the real core: not-applied unless leader, else done. */
   onSubmit: (request: TopologyOperationRequest) => Promise<OperationResult> = async (request) => {
     if (!this.leader) throw new ClusterCallError('not-applied', `${this.name} is not the leader`);

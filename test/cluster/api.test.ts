@@ -84,6 +84,9 @@ describe('the manager HTTP API', () => {
       nodes: [{ address: '127.0.0.1:11210', state: 'active' }],
       map: [['127.0.0.1:11210', null]],
       unfinishedOperation: null,
+      rebalance: null,
+      settings: null,
+      autoFailoverCount: 0,
     };
     const { api } = await serve(core);
     expect((await get(api.url, '/status')).body).toEqual({

@@ -4,8 +4,12 @@ import { classOfAnswer, type ManagerStatusBody } from '../../src/cluster/http-wi
 import { ClusterCallError, type TopologyOperationRequest } from '../../src/cluster/types.js';
 import { FakeManager, json } from './api-fakes.js';
 
-const addNode: TopologyOperationRequest = { opId: 'op-1', kind: 'add-node', node: '127.0.0.1:11210' };
-const removeNode: TopologyOperationRequest = { opId: 'op-2', kind: 'remove-node', node: '127.0.0.1:11210' };
+const addNode = { opId: 'op-1', kind: 'add-node', node: '127.0.0.1:11210' } satisfies TopologyOperationRequest;
+const removeNode = {
+  opId: 'op-2',
+  kind: 'remove-node',
+  node: '127.0.0.1:11210',
+} satisfies TopologyOperationRequest;
 
 const status = (over: Partial<ManagerStatusBody>): ManagerStatusBody => ({
   leader: 'm1',
@@ -13,6 +17,9 @@ const status = (over: Partial<ManagerStatusBody>): ManagerStatusBody => ({
   nodes: [],
   map: [],
   unfinishedOperation: null,
+  rebalance: null,
+  settings: null,
+  autoFailoverCount: 0,
   manager: 'm1',
   role: 'leader',
   ...over,
