@@ -99,6 +99,9 @@ export function registerNode(program: Command): void {
         host: flags.host,
         port: Number(flags.port),
         vbuckets,
+        ...(flags.auth && flags.user !== undefined && flags.password !== undefined
+          ? { peerCredentials: { user: flags.user, password: flags.password } }
+          : {}),
         active: parseRanges(flags.active ?? '', vbuckets),
         replica: parseRanges(flags.replica ?? '', vbuckets),
         dataDir: flags.dataDir,

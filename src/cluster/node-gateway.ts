@@ -1,9 +1,10 @@
-import { NodeClient } from '../node/client.js';
+import { AgentCommandError, NodeClient } from '../node/client.js';
 import {
   Opcode,
   StaleEpochError,
   Status,
   StatusError,
+  TAKEOVER_FAILED_REF,
   VBucketState,
   vbucketStateName,
 } from '../protocol/index.js';
@@ -64,12 +65,16 @@ export interface TakeoverOutcome {
   readonly ms: number;
 }
 
-/** A takeover the node's agent ran failed; the source stays (or is again) the active. */
+/**
+ * A takeover the node's agent ran failed. `settled`: the source is active again (the move may simply be
+ * retried); otherwise the outcome is unknown (read the vBucket's states before acting).
+ */
 export class NodeTakeoverError extends Error {
   constructor(
     readonly node: NodeAddress,
     readonly vbucket: number,
     reason: string,
+    readonly settled = true,
     options?: ErrorOptions,
   ) {
     super(`takeover of vb ${vbucket} by ${node} failed: ${reason}`, options);
@@ -199,22 +204,33 @@ class ClientSession implements NodeSession {
     });
   }
 
-  // the replication agent's commands land with the agent (issue 12)
-  setReplication(_topology: ReplicationTopology, epoch: number): Promise<void> {
-    return this.call('DCPX_SET_REPLICATION', epoch, () => Promise.reject(new Error('not supported yet')));
+  setReplication(topology: ReplicationTopology, epoch: number): Promise<void> {
+    return this.call('DCPX_SET_REPLICATION', epoch, () => this.client.setReplication(epoch, topology));
   }
 
   replicationStatus(): Promise<ReplicationStatus> {
-    return this.call('DCPX_GET_REPLICATION', -1, () => Promise.reject(new Error('not supported yet')));
+    return this.call('DCPX_GET_REPLICATION', -1, () => this.client.replicationStatus());
   }
 
-  takeover(
-    _vb: number,
-    _source: NodeAddress,
+  /** No session timeout here: the node answers by the takeover's own deadline (plus its settle grace). */
+  async takeover(
+    vb: number,
+    source: NodeAddress,
     epoch: number,
-    _options: { deadlineMs: number },
+    options: { deadlineMs: number },
   ): Promise<TakeoverOutcome> {
-    return this.call('DCPX_TAKEOVER', epoch, () => Promise.reject(new Error('not supported yet')));
+    try {
+      return await this.client.takeoverFrom(epoch, vb, source, options.deadlineMs);
+    } catch (error) {
+      if (error instanceof StaleEpochError) throw new NodeFencedError(this.address, epoch, { cause: error });
+      if (error instanceof AgentCommandError && error.ref === TAKEOVER_FAILED_REF)
+        throw new NodeTakeoverError(this.address, vb, error.message, true, { cause: error });
+      if (error instanceof AgentCommandError)
+        throw new NodeTakeoverError(this.address, vb, error.message, false, { cause: error });
+      throw new NodeUnreachableError(this.address, `DCPX_TAKEOVER: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
   }
 
   close(): Promise<void> {

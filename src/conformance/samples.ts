@@ -14,6 +14,8 @@ import {
   encodeAbort,
   encodeAddStream,
   encodeAddStreamResponse,
+  encodeAgentError,
+  encodeAgentJsonResponse,
   encodeAppend,
   encodeArithmetic,
   encodeArithmeticResponse,
@@ -34,6 +36,7 @@ import {
   encodeGetClusterConfigResponse,
   encodeGetFailoverLog,
   encodeGetFailoverLogResponse,
+  encodeGetReplication,
   encodeGetResponse,
   encodeGetVBucket,
   encodeGetVBucketResponse,
@@ -52,6 +55,7 @@ import {
   encodeSeqnoAcknowledged,
   encodeSeqnoAdvanced,
   encodeSetClusterConfig,
+  encodeSetReplication,
   encodeSetVBucket,
   encodeSetVBucketState,
   encodeSnapshotMarker,
@@ -64,6 +68,7 @@ import {
   encodeStreamReq,
   encodeStreamReqResponse,
   encodeSystemEvent,
+  encodeTakeoverRequest,
   encodeVersion,
   encodeVersionResponse,
   encodeWriteResponse,
@@ -189,6 +194,10 @@ export const NO_CONFIG_VERSION_FIELD =
   'Wireshark 4.0 has no fields for the epoch and revision of a cluster config: it shows the 16 bytes of ' +
   'extras as couchbase.extras.unknown.';
 const STRAY = 'warning _ws.string.trailing_stray_characters: Trailing stray characters';
+const unknownOpcode = (code: string) => `warning couchbase.warn.unknown_opcode: Unknown opcode: ${code}`;
+export const DCPX_PRIVATE_OPCODE =
+  "Wireshark 4.0 does not know dcpx's private replication-agent opcodes (0xe0-0xe2): it decodes the header " +
+  'and shows the JSON value, with the opcode as unknown.';
 
 export function statusWarning(command: string, status: string): string {
   return `warning couchbase.warn.unknown_opcode: ${command}: ${status}`;
@@ -1725,9 +1734,84 @@ function kvSamples(): MessageSample[] {
       { configEpoch: 0x0102_0304_0506n, configRevision: 0x0708_090an },
       limitation(NO_CONFIG_VERSION_FIELD),
     ),
+    request(
+      'DCPX_SET_REPLICATION',
+      'client',
+      built(encodeSetReplication, {
+        opaque: 0xa700_000c,
+        epoch: 515,
+        sources: { '127.0.0.1:11210': [0, 1, 2] },
+      }),
+      Opcode.DCPX_SET_REPLICATION,
+      { opaque: 0xa700_000c, vbucket: 0, datatype: Datatype.Json },
+      { text: TOPOLOGY_JSON },
+      limitation(DCPX_PRIVATE_OPCODE, unknownOpcode('0xe0')),
+    ),
+    response(
+      'DCPX_SET_REPLICATION response',
+      'server',
+      built(encodeAgentJsonResponse, {
+        opcode: Opcode.DCPX_SET_REPLICATION,
+        opaque: 0xa700_000c,
+        status: Status.Success,
+        body: {},
+      }),
+      Opcode.DCPX_SET_REPLICATION,
+      { opaque: 0xa700_000c, status: Status.Success, datatype: Datatype.Json },
+      { text: '{}' },
+      limitation(DCPX_PRIVATE_OPCODE, unknownOpcode('0xe0')),
+    ),
+    request(
+      'DCPX_TAKEOVER',
+      'client',
+      built(encodeTakeoverRequest, {
+        opaque: 0xa700_000d,
+        epoch: 515,
+        vbucket: 5,
+        source: '127.0.0.1:11210',
+        deadlineMs: 60_000,
+      }),
+      Opcode.DCPX_TAKEOVER,
+      { opaque: 0xa700_000d, vbucket: 0, datatype: Datatype.Json },
+      { text: TAKEOVER_JSON },
+      limitation(DCPX_PRIVATE_OPCODE, unknownOpcode('0xe1')),
+    ),
+    response(
+      'DCPX_TAKEOVER response (failed)',
+      'server',
+      built(encodeAgentError, {
+        opcode: Opcode.DCPX_TAKEOVER,
+        opaque: 0xa700_000d,
+        status: Status.Einternal,
+        ref: 'takeover-failed',
+        context: 'takeover of vb 5 failed after 5 attempt(s)',
+      }),
+      Opcode.DCPX_TAKEOVER,
+      { opaque: 0xa700_000d, status: Status.Einternal, datatype: Datatype.Json },
+      { text: TAKEOVER_FAILED_JSON },
+      limitation(
+        DCPX_PRIVATE_OPCODE,
+        unknownOpcode('0xe1'),
+        statusWarning('Unknown opcode (0xe1)', 'Internal error'),
+      ),
+    ),
+    request(
+      'DCPX_GET_REPLICATION',
+      'client',
+      built(encodeGetReplication, { opaque: 0xa700_000e }),
+      Opcode.DCPX_GET_REPLICATION,
+      { opaque: 0xa700_000e, vbucket: 0 },
+      {},
+      limitation(DCPX_PRIVATE_OPCODE, unknownOpcode('0xe2')),
+    ),
   );
   return samples;
 }
+
+const TOPOLOGY_JSON = '{"epoch":515,"sources":{"127.0.0.1:11210":[0,1,2]}}';
+const TAKEOVER_JSON = '{"epoch":515,"vbucket":5,"source":"127.0.0.1:11210","deadlineMs":60000}';
+const TAKEOVER_FAILED_JSON =
+  '{"error":{"context":"takeover of vb 5 failed after 5 attempt(s)","ref":"takeover-failed"}}';
 
 const EPOCH_JSON = '{"epoch":515}';
 const STALE_JSON =

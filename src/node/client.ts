@@ -22,6 +22,29 @@ function parseVBucketStateName(name: string): p.VBucketState {
   throw new Error(`unknown vbucket state name ${name}`);
 }
 
+/** A refusal of a replication-agent command, with kv_engine's error `ref` when the node gave one. */
+export class AgentCommandError extends p.StatusError {
+  constructor(
+    opcode: number,
+    status: number,
+    readonly ref: string | undefined,
+    context: string,
+  ) {
+    super(opcode, status, context);
+    this.name = 'AgentCommandError';
+  }
+
+  static of(frame: p.Frame): AgentCommandError {
+    const error = p.readErrorJson(frame);
+    return new AgentCommandError(
+      frame.opcode,
+      frame.status,
+      error?.ref,
+      error?.context ?? frame.value.toString('utf8'),
+    );
+  }
+}
+
 /** A small memcached-binary client of a node: what the demo, the benchmarks and the tests write with. */
 export class NodeClient {
   private constructor(
@@ -126,6 +149,54 @@ export class NodeClient {
     );
     if (frame.status !== p.Status.Success)
       throw new p.StatusError(p.Opcode.SET_CLUSTER_CONFIG, frame.status, frame.value.toString('utf8'));
+  }
+
+  /**
+   * DCPX_SET_REPLICATION: the node's whole incoming replication (source → vBuckets), fenced by `epoch`.
+   * Throws StaleEpochError, or AgentCommandError on another refusal.
+   */
+  async setReplication(epoch: number, sources: Readonly<Record<string, readonly number[]>>): Promise<void> {
+    const opaque = this.conn.allocateOpaque();
+    const frame = this.fenced(
+      await this.raw(
+        p.encodeSetReplication({ opaque, epoch, sources }),
+        opaque,
+        p.Opcode.DCPX_SET_REPLICATION,
+      ),
+    );
+    if (frame.status !== p.Status.Success) throw AgentCommandError.of(frame);
+  }
+
+  /** DCPX_GET_REPLICATION: what the node's replication agent runs. */
+  async replicationStatus(): Promise<p.ReplicationAgentStatus> {
+    const opaque = this.conn.allocateOpaque();
+    const frame = await this.raw(p.encodeGetReplication({ opaque }), opaque, p.Opcode.DCPX_GET_REPLICATION);
+    if (frame.status !== p.Status.Success) throw AgentCommandError.of(frame);
+    return p.readAgentJson(frame) as p.ReplicationAgentStatus;
+  }
+
+  /**
+   * DCPX_TAKEOVER: this node takes `vbucket` over from `source`; resolves when it is active and the
+   * source dead. Throws StaleEpochError, or AgentCommandError (`ref` "takeover-failed": the source is
+   * active again; "takeover-unknown": not settled).
+   */
+  async takeoverFrom(
+    epoch: number,
+    vbucket: number,
+    source: string,
+    deadlineMs: number,
+  ): Promise<{ attempts: number; ms: number }> {
+    const opaque = this.conn.allocateOpaque();
+    const frame = this.fenced(
+      await this.conn.request(p.encodeTakeoverRequest({ opaque, epoch, vbucket, source, deadlineMs }), {
+        opaque,
+        opcode: p.Opcode.DCPX_TAKEOVER,
+        // the node answers by the deadline plus the takeover's settle grace
+        timeoutMs: deadlineMs + 10_000,
+      }),
+    );
+    if (frame.status !== p.Status.Success) throw AgentCommandError.of(frame);
+    return p.readAgentJson(frame) as { attempts: number; ms: number };
   }
 
   /** GET_CLUSTER_CONFIG: the stored config JSON, or undefined when the node has none (NO_BUCKET). */

@@ -22,6 +22,8 @@ import type { LockTable } from './locks.js';
 import type { ManagerFence } from './manager-fence.js';
 import type { CloseReason, NodeMetrics } from './metrics.js';
 import { Outbox } from './outbox.js';
+import type { ReplicationAgent } from './replication-agent.js';
+import { REPLICATION_OPCODES, ReplicationHandler } from './replication-handler.js';
 import type { Replies } from './replies.js';
 import { SASL_OPCODES, SaslHandler } from './sasl-handler.js';
 import { newSession, type Session } from './session.js';
@@ -70,6 +72,8 @@ export interface NodeContext {
   canTakeState: TakeStateCheck;
   /** The node's manager epoch fence (one per node). */
   fence: ManagerFence;
+  /** The node's replication agent (one per node). */
+  agent: ReplicationAgent;
   /** The one bucket this node serves (SELECT_BUCKET). */
   bucket: string;
   /** The bucket config clients read, find in NOT_MY_VBUCKET and get pushed. */
@@ -108,6 +112,7 @@ export class NodeConnection {
   private readonly sasl: SaslHandler;
   private readonly vbuckets: VBucketHandler;
   private readonly clusterConfig: ClusterConfigHandler;
+  private readonly replication: ReplicationHandler;
   private readonly bucket: BucketHandler;
   private readonly dcp: DcpHandler;
   private closing = false;
@@ -115,6 +120,8 @@ export class NodeConnection {
   /** Reading is paused while the outbox is above its mark; frames already decoded wait here. */
   private paused = false;
   private held: Frame[] = [];
+  /** A command answered later (a takeover the agent runs) holds the frames after it, as memcached's EWOULDBLOCK. */
+  private blocked = false;
   private authTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   private lastFrameAt: number;
@@ -162,6 +169,7 @@ export class NodeConnection {
     );
     this.vbuckets = new VBucketHandler(ctx.store, replies, this.log, ctx.fence);
     this.clusterConfig = new ClusterConfigHandler(ctx.fence, replies, this.log, ctx.bucketConfig);
+    this.replication = new ReplicationHandler(ctx.agent, ctx.fence, replies, this.log);
     this.dcp = new DcpHandler(
       {
         store: ctx.store,
@@ -205,7 +213,7 @@ export class NodeConnection {
   handleFrame(frame: Frame): void {
     if (this.closing) return;
     this.lastFrameAt = this.ctx.now();
-    if (this.paused) {
+    if (this.paused || this.blocked) {
       this.held.push(frame);
       return;
     }
@@ -303,6 +311,7 @@ export class NodeConnection {
     if (SASL_OPCODES.has(opcode)) return this.sasl.handle(frame);
     if (VBUCKET_OPCODES.has(opcode)) return this.vbuckets.handle(frame);
     if (CLUSTER_CONFIG_OPCODES.has(opcode)) return this.clusterConfig.handle(frame);
+    if (REPLICATION_OPCODES.has(opcode)) return this.replication.handle(frame);
     if (BUCKET_OPCODES.has(opcode)) return this.bucket.handle(frame);
     switch (opcode) {
       case Opcode.QUIT:
@@ -353,13 +362,35 @@ export class NodeConnection {
   /** The outbox went below its mark: the producer carries on, held frames run, reading resumes. */
   private writable(): void {
     this.dcp.drained();
-    if (!this.paused) return;
+    if (!this.paused || this.blocked) return;
     while (this.held.length > 0 && !this.closing) {
       this.dispatchSafely(this.held.shift()!);
+      if (this.blocked) return; // a deferred command: the rest waits for its answer
       if (!this.outbox.writable) return; // still paused; the next onWritable carries on
     }
     this.paused = false;
     if (!this.closing) this.wire.resume();
+  }
+
+  /**
+   * Answers `frame` when `answer` settles; the frames after it wait (read but held, reading paused), so
+   * replies stay in request order. A rejected answer closes the connection (a handler's bug).
+   */
+  private deferred(frame: Frame, answer: Promise<Buffer>): void {
+    this.blocked = true;
+    this.pauseReading();
+    answer.then(
+      (bytes) => {
+        if (this.closing) return;
+        this.respond(frame, bytes);
+        this.blocked = false;
+        this.writable();
+      },
+      (error: unknown) => {
+        this.blocked = false;
+        this.closeFor('bad_request', `deferred answer failed: ${String(error)}`);
+      },
+    );
   }
 
   private status(frame: Frame, status: number, value?: string): void {
@@ -388,6 +419,7 @@ export class NodeConnection {
         this.outbox.push([bytes]);
       },
       afterMetadata: (durable) => this.outbox.afterMetadata(durable),
+      deferred: (frame, answer) => this.deferred(frame, answer),
     };
   }
 

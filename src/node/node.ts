@@ -18,6 +18,7 @@ import { type ConnectionLimits, NodeConnection, type NodeContext } from './conne
 import { LockTable } from './locks.js';
 import { ManagerFence } from './manager-fence.js';
 import { NodeMetrics } from './metrics.js';
+import { ReplicationAgent } from './replication-agent.js';
 import { UnfinishedFrames } from './unfinished-frames.js';
 
 export interface StorageNodeOptions {
@@ -35,6 +36,11 @@ export interface StorageNodeOptions {
    * allow everything (tests, conformance). DESIGN.md "Security".
    */
   auth?: NodeAuth;
+  /**
+   * The credentials this node's replication agent logs in with on the other nodes of its cluster (and on
+   * itself); none for `--no-auth` clusters.
+   */
+  peerCredentials?: { user: string; password: string };
   vbucketFromKey?: boolean;
   /** The one bucket this node serves: SELECT_BUCKET of another name is refused (default "default"). */
   bucket?: string;
@@ -103,6 +109,8 @@ export class StorageNode {
   /** The config Couchbase clients read (GET_CLUSTER_CONFIG, NOT_MY_VBUCKET bodies, pushes). */
   readonly bucketConfig: BucketConfig;
   private readonly locks: LockTable;
+  /** Runs the replica streams into this node and the takeovers the manager asks of it. */
+  readonly agent: ReplicationAgent;
   private readonly log: Logger;
   private server: FrameServer | undefined;
   private admin: AdminServer | undefined;
@@ -121,6 +129,12 @@ export class StorageNode {
     this.metrics = new NodeMetrics(store);
     this.log = options.logger ?? silentLogger;
     this.fence = new ManagerFence(meta, this.log);
+    this.agent = new ReplicationAgent({
+      self: () => `${this.listenHost()}:${this.address.port}`,
+      vbuckets: store.size,
+      credentials: options.peerCredentials,
+      logger: this.log,
+    });
     const now = options.now ?? Date.now;
     this.locks = new LockTable(now);
     this.bucketConfig = new BucketConfig({
@@ -220,6 +234,7 @@ export class StorageNode {
       maxValueSize: this.options.maxValueSize ?? DEFAULT_MAX_VALUE,
       canTakeState: (vb, state) => this.canTakeState(vb, state),
       fence: this.fence,
+      agent: this.agent,
       bucket: this.options.bucket ?? DEFAULT_BUCKET,
       bucketConfig: this.bucketConfig,
       locks: this.locks,
@@ -352,7 +367,15 @@ export class StorageNode {
   }
 
   /** Stops listening, closes connections, flushes and closes the store. */
+  /** The host other nodes and this node's agent reach it at (a wildcard listen address means loopback). */
+  private listenHost(): string {
+    const host = this.address.address;
+    if (host === '0.0.0.0' || host === '::') return '127.0.0.1';
+    return host.includes(':') ? `[${host}]` : host;
+  }
+
   async stop(): Promise<void> {
+    await this.agent.close();
     await this.server?.close();
     await this.admin?.close();
     await this.fence.settled().catch(() => undefined);

@@ -18,4 +18,6 @@ export interface Replies {
    * if it fails the connection closes instead of answering (DESIGN.md invariant 6).
    */
   afterMetadata(durable: Promise<void>): void;
+  /** Answers `frame` once `answer` settles; the connection's later frames wait for it (order kept). */
+  deferred(frame: Frame, answer: Promise<Buffer>): void;
 }

@@ -86,6 +86,10 @@ export const Opcode = {
   UNLOCK_KEY: 0x95,
   GET_META: 0xa0,
   GETQ_META: 0xa1,
+  // dcpx-private: the cluster manager drives a node's replication agent (messages/replication-agent.ts)
+  DCPX_SET_REPLICATION: 0xe0,
+  DCPX_TAKEOVER: 0xe1,
+  DCPX_GET_REPLICATION: 0xe2,
   GET_ERROR_MAP: 0xfe,
 } as const;
 export type Opcode = (typeof Opcode)[keyof typeof Opcode];

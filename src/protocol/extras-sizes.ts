@@ -43,6 +43,9 @@ const requestExtras = new Map<number, readonly number[]>([
   // SET: epoch + revision; GET: none, or the version the client has (kv_engine 7.6)
   [Opcode.SET_CLUSTER_CONFIG, [16]],
   [Opcode.GET_CLUSTER_CONFIG, [0, 16]],
+  [Opcode.DCPX_SET_REPLICATION, [0]],
+  [Opcode.DCPX_TAKEOVER, [0]],
+  [Opcode.DCPX_GET_REPLICATION, [0]],
   [Opcode.DCP_OPEN, [8]],
   [Opcode.DCP_ADD_STREAM, [4]],
   [Opcode.DCP_CLOSE_STREAM, [0]],

@@ -4,7 +4,11 @@ import { classOfAnswer, type ManagerStatusBody } from '../../src/cluster/http-wi
 import { ClusterCallError, type TopologyOperationRequest } from '../../src/cluster/types.js';
 import { FakeManager, json } from './api-fakes.js';
 
-const addNode = { opId: 'op-1', kind: 'add-node', node: '127.0.0.1:11210' } satisfies TopologyOperationRequest;
+const addNode = {
+  opId: 'op-1',
+  kind: 'add-node',
+  node: '127.0.0.1:11210',
+} satisfies TopologyOperationRequest;
 const removeNode = {
   opId: 'op-2',
   kind: 'remove-node',

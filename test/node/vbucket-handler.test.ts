@@ -34,6 +34,7 @@ function recordingReplies() {
     silent: () => {},
     queue: () => {},
     afterMetadata: (durable) => waits.push(durable),
+    deferred: () => {},
   };
   return { replies, statuses, waits };
 }

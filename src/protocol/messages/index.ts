@@ -29,6 +29,7 @@ export * from './manager-epoch.js';
 export * from './mutation.js';
 export * from './open.js';
 export * from './prepare.js';
+export * from './replication-agent.js';
 export * from './seqno-advanced.js';
 export * from './set-vbucket-state.js';
 export * from './snapshot-marker.js';

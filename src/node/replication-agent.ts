@@ -1,0 +1,175 @@
+import { Counter, Registry } from 'prom-client';
+import { type Logger, type ReplicationAgentStatus, silentLogger } from '../protocol/index.js';
+import { parseAddress } from '../protocol/transport/index.js';
+import { ProxyMetrics } from '../proxy/metrics.js';
+import { Replicator, type TakeoverResult } from '../proxy/replicator.js';
+
+/** A topology names a vBucket this node does not have. */
+export class TopologyError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TopologyError';
+  }
+}
+
+export interface ReplicationAgentOptions {
+  /** This node's own `host:port` (the consumer side of every replicator). */
+  readonly self: () => string;
+  readonly vbuckets: number;
+  /** The credentials this node's replicators log in with, on the sources and on itself. */
+  readonly credentials?: { readonly user: string; readonly password: string } | undefined;
+  readonly logger?: Logger;
+  /** Where the replicators' metrics go (the node's /metrics); a private registry when absent. */
+  readonly registry?: Registry;
+}
+
+interface Source {
+  readonly replicator: Replicator;
+  wanted: number[];
+  /** The last setStreams (a takeover waits for it: its stream must be known before it can be closed). */
+  applying: Promise<unknown>;
+}
+
+/**
+ * The replication agent a storage node embeds (DESIGN.md "Part 2: the replication agent"): the manager
+ * tells it, per source node, which vBuckets to stream into this node; it runs one `Replicator` per
+ * source (producer = the source, consumer = this node itself) and makes their streams match, and it runs
+ * the takeovers the manager asks of this node. Replicators carry the manager epoch in their DCP_OPENs
+ * and set-states: a newer epoch replaces them all, so nothing an older manager set up keeps writing here.
+ */
+export class ReplicationAgent {
+  private readonly log: Logger;
+  private readonly sources = new Map<string, Source>();
+  private epoch = 0;
+  private readonly metrics: ProxyMetrics;
+  private readonly changes: Counter<'kind'>;
+  private closed = false;
+
+  constructor(private readonly options: ReplicationAgentOptions) {
+    this.log = options.logger ?? silentLogger;
+    const registry = options.registry ?? new Registry();
+    this.metrics = new ProxyMetrics(registry);
+    this.changes = new Counter({
+      name: 'dcpx_node_replication_changes_total',
+      help: 'Replication topology changes applied by the node agent, by kind (source added/removed, epoch)',
+      labelNames: ['kind'],
+      registers: [registry],
+    });
+  }
+
+  /**
+   * Makes the incoming replication match `sources` (source → vBuckets), under manager `epoch` (already
+   * admitted by the node's fence). Returns once applied: replicators made or closed, streams requested;
+   * it does not wait for connections (a source that is down is retried by its replicator, and again on
+   * the next push).
+   */
+  async apply(epoch: number, sources: ReadonlyMap<string, readonly number[]>): Promise<void> {
+    if (this.closed) return;
+    for (const vbs of sources.values()) {
+      for (const vb of vbs) {
+        if (vb >= this.options.vbuckets)
+          throw new TopologyError(`vb ${vb} is not one of this node's ${this.options.vbuckets}`);
+      }
+    }
+    const self = this.options.self();
+    if (sources.has(self)) throw new TopologyError(`a node cannot replicate from itself (${self})`);
+    if (epoch > this.epoch) {
+      // the replicators' DCP_OPENs carry the old epoch: the node would refuse their streams now
+      if (this.sources.size > 0) this.changes.inc({ kind: 'epoch' });
+      await this.closeAll();
+      this.epoch = epoch;
+    } else if (epoch < this.epoch) {
+      return; // the fence admitted it (equal or higher is all it admits); an older push lost a race
+    }
+    for (const [address, source] of [...this.sources]) {
+      if (sources.get(address)?.length) continue;
+      this.sources.delete(address);
+      this.changes.inc({ kind: 'source-removed' });
+      this.log.info({ source: address }, 'replication from source stopped');
+      await source.replicator.close().catch(() => undefined);
+    }
+    for (const [address, vbs] of sources) {
+      if (vbs.length === 0) continue;
+      let source = this.sources.get(address);
+      if (!source) {
+        source = { replicator: this.replicator(address), wanted: [], applying: Promise.resolve() };
+        this.sources.set(address, source);
+        this.changes.inc({ kind: 'source-added' });
+        this.log.info({ source: address, vbuckets: vbs.length }, 'replication from source started');
+      }
+      source.wanted = [...vbs].sort((a, b) => a - b);
+      const replicator = source.replicator;
+      // not awaited: connecting may take a while (or fail until the source is back)
+      source.applying = replicator.setStreams(source.wanted).then(
+        (results) => {
+          const failed = results.filter((r) => !r.ok);
+          if (failed.length > 0)
+            this.log.warn(
+              { source: address, failed: failed.slice(0, 8) },
+              'some replica streams did not open',
+            );
+        },
+        (error: unknown) =>
+          this.log.warn({ source: address, err: String(error) }, 'replication setup failed'),
+      );
+    }
+  }
+
+  /**
+   * Takes `vb` over from `source` (this node becomes active, the source dead) with the retry protocol.
+   * The vBucket's replica stream from the source, if any, is closed first by the takeover; it is not
+   * wanted afterwards (the manager re-points the topology).
+   */
+  async takeover(epoch: number, vb: number, source: string, deadlineMs: number): Promise<TakeoverResult> {
+    if (vb >= this.options.vbuckets)
+      throw new TopologyError(`vb ${vb} is not one of this node's ${this.options.vbuckets}`);
+    if (epoch > this.epoch) await this.apply(epoch, new Map());
+    let entry = this.sources.get(source);
+    if (!entry) {
+      entry = { replicator: this.replicator(source), wanted: [], applying: Promise.resolve() };
+      this.sources.set(source, entry);
+    }
+    entry.wanted = entry.wanted.filter((v) => v !== vb);
+    // a replica stream still being added would collide with the takeover stream (EEXISTS on the consumer)
+    await Promise.race([entry.applying, new Promise((r) => setTimeout(r, deadlineMs).unref())]);
+    return entry.replicator.takeover(vb, { deadlineMs, attempts: 10 });
+  }
+
+  async status(): Promise<ReplicationAgentStatus> {
+    const sources: Record<string, { wanted: number[]; open: number[] }> = {};
+    for (const [address, source] of this.sources) {
+      sources[address] = { wanted: [...source.wanted], open: source.replicator.streams };
+    }
+    let itemsReceived = 0;
+    for (const value of (await this.metrics.framesForwarded.get()).values) {
+      if (value.labels.direction === 'to_consumer') itemsReceived += value.value;
+    }
+    return { epoch: this.epoch, sources, itemsReceived };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.closeAll();
+  }
+
+  private async closeAll(): Promise<void> {
+    const all = [...this.sources.values()];
+    this.sources.clear();
+    await Promise.all(all.map((s) => s.replicator.close().catch(() => undefined)));
+  }
+
+  private replicator(source: string): Replicator {
+    const self = this.options.self();
+    return new Replicator({
+      producer: parseAddress(source),
+      consumer: parseAddress(self),
+      instance: `agent-${self}`,
+      ...(this.options.credentials ?? {}),
+      logger: this.log,
+      metrics: this.metrics,
+      epoch: this.epoch,
+      // a source that is down is retried a while; the next topology push revives a replicator that gave up
+      reconnect: { retries: 20, minTimeoutMs: 100, maxTimeoutMs: 2_000 },
+    });
+  }
+}

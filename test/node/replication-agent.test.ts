@@ -1,0 +1,151 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { userAuth } from '../../src/node/auth.js';
+import { AgentCommandError, NodeClient } from '../../src/node/client.js';
+import { StorageNode } from '../../src/node/node.js';
+import {
+  Datatype,
+  encodeFrame,
+  Opcode,
+  StaleEpochError,
+  VBucketState,
+  vbucketStateName,
+} from '../../src/protocol/index.js';
+
+const AUTH = { user: 'admin', password: 'agent-pw' };
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function node(
+  active: number[] = [],
+): Promise<{ node: StorageNode; address: string; client: NodeClient }> {
+  const started = await StorageNode.start({
+    host: '127.0.0.1',
+    port: 0,
+    vbuckets: 8,
+    active,
+    auth: userAuth(new Map([[AUTH.user, AUTH.password]])),
+    peerCredentials: AUTH,
+  });
+  cleanups.push(() => started.stop());
+  const client = await NodeClient.connect({ host: '127.0.0.1', port: started.address.port }, AUTH);
+  cleanups.push(() => client.close());
+  return { node: started, address: `127.0.0.1:${started.address.port}`, client };
+}
+
+async function until(check: () => Promise<boolean>, what: string, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function highSeqnos(client: NodeClient): Promise<bigint[]> {
+  return (await client.vbucketStates()).map((r) => r.highSeqno);
+}
+
+describe("a node's replication agent", () => {
+  it('streams the vBuckets the manager names from their source, and reports them open', async () => {
+    const a = await node([0, 1, 2, 3]);
+    const b = await node();
+    for (let i = 0; i < 200; i++) await a.client.set(i % 4, `k${i}`, `v${i}`);
+    for (const vb of [0, 1, 2, 3])
+      expect(await b.client.setVBucket(vb, VBucketState.Replica, { epoch: 5 })).toBe(0);
+    await b.client.setReplication(5, { [a.address]: [0, 1, 2, 3] });
+    const source = await highSeqnos(a.client);
+    await until(async () => {
+      const mine = await highSeqnos(b.client);
+      return [0, 1, 2, 3].every((vb) => mine[vb] === source[vb]);
+    }, 'the replicas to catch up');
+    const status = await b.client.replicationStatus();
+    expect(status.epoch).toBe(5);
+    expect(status.sources[a.address]?.wanted).toEqual([0, 1, 2, 3]);
+    await until(
+      async () => (await b.client.replicationStatus()).sources[a.address]?.open.length === 4,
+      'open streams',
+    );
+    expect((await b.client.replicationStatus()).itemsReceived).toBeGreaterThanOrEqual(200);
+    // later writes follow
+    await a.client.set(2, 'late', 'value');
+    await until(
+      async () => (await highSeqnos(b.client))[2] === (await highSeqnos(a.client))[2],
+      'the late write',
+    );
+  });
+
+  it('stops the streams of a source the topology no longer names', async () => {
+    const a = await node([0, 1]);
+    const b = await node();
+    for (const vb of [0, 1]) await b.client.setVBucket(vb, VBucketState.Replica, { epoch: 2 });
+    await b.client.setReplication(2, { [a.address]: [0, 1] });
+    await until(
+      async () => (await b.client.replicationStatus()).sources[a.address]?.open.length === 2,
+      'open',
+    );
+    await b.client.setReplication(2, {});
+    expect((await b.client.replicationStatus()).sources).toEqual({});
+    await a.client.set(0, 'after', 'stop');
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await highSeqnos(b.client))[0]).toBeLessThan((await highSeqnos(a.client))[0]!);
+  });
+
+  it('takes a vBucket over from its source when asked: it is active with every write, the source dead', async () => {
+    const a = await node([0, 1]);
+    const b = await node();
+    for (let i = 0; i < 100; i++) await a.client.set(0, `k${i}`, `v${i}`);
+    for (const vb of [0, 1]) await b.client.setVBucket(vb, VBucketState.Replica, { epoch: 7 });
+    await b.client.setReplication(7, { [a.address]: [0, 1] });
+    const result = await b.client.takeoverFrom(7, 0, a.address, 20_000);
+    expect(result.ms).toBeGreaterThanOrEqual(0);
+    const statesA = (await a.client.vbucketStates()).map((r) => vbucketStateName(r.state));
+    const statesB = (await b.client.vbucketStates()).map((r) => vbucketStateName(r.state));
+    expect(statesA[0]).toBe('dead');
+    expect(statesB[0]).toBe('active');
+    expect(statesA[1]).toBe('active');
+    for (let i = 0; i < 100; i++) expect((await b.client.get(0, `k${i}`)).value?.toString()).toBe(`v${i}`);
+    // the vBucket taken over is not streamed in any more; the other still is
+    expect((await b.client.replicationStatus()).sources[a.address]?.wanted).toEqual([1]);
+  });
+
+  it('refuses a topology or a takeover from an older manager epoch, and one with no epoch once managed', async () => {
+    const a = await node([0]);
+    const b = await node();
+    await b.client.setReplication(9, {});
+    await expect(b.client.setReplication(8, { [a.address]: [0] })).rejects.toBeInstanceOf(StaleEpochError);
+    await expect(b.client.takeoverFrom(8, 0, a.address, 1_000)).rejects.toBeInstanceOf(StaleEpochError);
+    expect((await b.client.replicationStatus()).epoch).toBe(9);
+  });
+
+  it('answers a takeover it could not do with takeover-failed, leaving the source active', async () => {
+    const a = await node([0]);
+    const b = await node();
+    await b.client.setVBucket(0, VBucketState.Replica, { epoch: 3 });
+    // vb 1 is dead on the source: there is nothing to take over
+    const error = await b.client.takeoverFrom(3, 1, a.address, 2_000).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(AgentCommandError);
+    expect(['takeover-failed', 'takeover-unknown']).toContain((error as AgentCommandError).ref);
+    expect(vbucketStateName((await a.client.vbucketStates())[0]!.state)).toBe('active');
+  });
+
+  it('closes only the connection that sends a malformed topology (a vBucket under two sources)', async () => {
+    const a = await node([0]);
+    const b = await node();
+    const bad = await NodeClient.connect({ host: '127.0.0.1', port: b.node.address.port }, AUTH);
+    cleanups.push(() => bad.close());
+    const value = Buffer.from(
+      JSON.stringify({ epoch: 1, sources: { [a.address]: [0], '127.0.0.1:1': [0] } }),
+    );
+    const opaque = bad.conn.allocateOpaque();
+    await expect(
+      bad.raw(
+        encodeFrame({ opcode: Opcode.DCPX_SET_REPLICATION, opaque, datatype: Datatype.Json, value }),
+        opaque,
+        Opcode.DCPX_SET_REPLICATION,
+      ),
+    ).rejects.toThrow();
+    // the node and its other connections carry on
+    expect((await b.client.replicationStatus()).sources).toEqual({});
+  });
+});
