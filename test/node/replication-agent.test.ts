@@ -149,3 +149,34 @@ describe("a node's replication agent", () => {
     expect((await b.client.replicationStatus()).sources).toEqual({});
   });
 });
+
+describe('a failed-over copy that comes back as a replica', () => {
+  it('rolls back what the new active never had and streams only the missing part', async () => {
+    const a = await node([0]);
+    const b = await node();
+    for (let i = 0; i < 300; i++) await a.client.set(0, `k${i}`, `v${i}`);
+    await b.client.setVBucket(0, VBucketState.Replica, { epoch: 2 });
+    await b.client.setReplication(2, { [a.address]: [0] });
+    await until(async () => (await highSeqnos(b.client))[0] === 300n, 'the replica to catch up');
+    // replication stops (the old active is cut off), and it takes writes nobody else sees
+    await b.client.setReplication(2, {});
+    for (let i = 0; i < 10; i++) await a.client.set(0, `lost${i}`, 'only-on-a');
+    // hard failover: the replica is promoted (a new failover-log entry at 300) and takes writes
+    await b.client.setVBucket(0, VBucketState.Active, { epoch: 3 });
+    for (let i = 0; i < 20; i++) await b.client.set(0, `new${i}`, 'on-b');
+    // recovery: the old active becomes a replica of the new one and streams from its own position
+    await a.client.setVBucket(0, VBucketState.Replica, { epoch: 3 });
+    const before = (await a.client.replicationStatus()).itemsReceived;
+    await a.client.setReplication(3, { [b.address]: [0] });
+    await until(
+      async () => (await highSeqnos(a.client))[0] === (await highSeqnos(b.client))[0],
+      'catch-up',
+      15_000,
+    );
+    // the copies are the same (what only the old active had is gone: rolled back), by the node's digest
+    const digest = async (client: NodeClient) => [...(await client.stats('vbucket-digest 0'))];
+    expect(await digest(a.client)).toEqual(await digest(b.client));
+    const received = (await a.client.replicationStatus()).itemsReceived - before;
+    expect(received).toBeLessThan(30); // 20 mutations + markers, not the 300 items again
+  });
+});
