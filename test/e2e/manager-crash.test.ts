@@ -5,9 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { type EtcdServer, etcdAvailable, freePort, startEtcd } from '../../bench/etcd.js';
 import { ManagerProcess } from '../../bench/manager-process.js';
 import { TOPOLOGY_STEPS } from '../../src/cluster/index.js';
-import { NodeClient } from '../../src/node/client.js';
-import { VBucketState } from '../../src/protocol/index.js';
-import { type NodeProc, runDcpx, startNode } from '../helpers/processes.js';
+import { clusterCli as cli, converged } from '../helpers/cluster.js';
+import { runDcpx, startNode } from '../helpers/processes.js';
 
 // Issue 11's crash matrix, with real processes: a manager is killed (exit 137, --crash-at) at every step
 // of add-node and remove-node; the next leader (the restarted manager on the embedded store, the other
@@ -17,82 +16,6 @@ import { type NodeProc, runDcpx, startNode } from '../helpers/processes.js';
 const VBUCKETS = 8;
 const JANITOR_MS = 400;
 const LEASE_MS = 1_000;
-
-interface Status {
-  leader: string | null;
-  epoch: number;
-  nodes: { address: string; state: string }[];
-  map: (string | null)[][];
-  unfinishedOperation: unknown;
-}
-
-async function status(manager: ManagerProcess): Promise<Status> {
-  const res = await fetch(`${manager.url}/status`);
-  return (await res.json()) as Status;
-}
-
-/** What the nodes report, as a map: per vBucket [active, replicas...] in node order. */
-async function observed(nodes: readonly NodeProc[]): Promise<{ actives: string[][]; replicas: string[][] }> {
-  const actives: string[][] = [...Array(VBUCKETS)].map(() => []);
-  const replicas: string[][] = [...Array(VBUCKETS)].map(() => []);
-  for (const node of nodes) {
-    const client = await NodeClient.connect({ host: '127.0.0.1', port: node.port });
-    try {
-      for (let vb = 0; vb < VBUCKETS; vb++) {
-        const { state } = await client.getVBucket(vb);
-        const address = `127.0.0.1:${node.port}`;
-        if (state === VBucketState.Active) actives[vb]!.push(address);
-        if (state === VBucketState.Replica) replicas[vb]!.push(address);
-      }
-    } finally {
-      client.conn.destroy();
-    }
-  }
-  return { actives, replicas };
-}
-
-async function cli(args: string[]): Promise<{ code: number | string; stderr: string }> {
-  const p = runDcpx(['cluster', ...args]);
-  const code = await p.exited;
-  return { code, stderr: p.stderr() };
-}
-
-/**
- * Polls until the cluster is converged — marker cleared, `manager` leads, every vBucket has exactly one
- * active copy and it heads the stored chain, every stored replica is a member reporting replica — and fails
- * past `deadline` (performance.now() time).
- */
-async function converged(
-  manager: ManagerProcess,
-  nodes: readonly NodeProc[],
-  deadline: number,
-): Promise<number> {
-  let last = '';
-  for (;;) {
-    const s = await status(manager).catch(() => undefined);
-    if (s && s.unfinishedOperation === null && s.leader === manager.name) {
-      const seen = await observed(nodes);
-      const members = new Set(s.nodes.map((n) => n.address));
-      const ok =
-        s.map.length === VBUCKETS &&
-        s.map.every((chain, vb) => {
-          const active = chain[0] ?? null;
-          return (
-            seen.actives[vb]!.length === 1 &&
-            active === seen.actives[vb]![0] &&
-            members.has(active) &&
-            chain.slice(1).every((r) => r === null || (seen.replicas[vb]!.includes(r) && members.has(r)))
-          );
-        });
-      if (ok) return performance.now();
-      last = JSON.stringify({ map: s.map, seen, nodes: s.nodes });
-    } else if (s) {
-      last = JSON.stringify(s);
-    }
-    if (performance.now() > deadline) throw new Error(`not converged by the deadline: ${last}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 for (const storeKind of ['embedded', 'etcd'] as const) {
   const run =
@@ -180,7 +103,7 @@ for (const storeKind of ['embedded', 'etcd'] as const) {
           }
           const lead = await next.waitFor(/^leader epoch \d+/, LEASE_MS * 3 + 10_000);
           // 2 janitor intervals from taking leadership (issue 11), plus one poll's round trips
-          await converged(next, nodes, lead.at + 2 * JANITOR_MS + 300);
+          await converged(next, nodes, VBUCKETS, lead.at + 2 * JANITOR_MS + 300);
         } finally {
           await Promise.all(managers.map((m) => m.kill()));
           await Promise.all(nodes.map((n) => n.stop('SIGKILL')));
