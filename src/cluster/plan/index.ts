@@ -54,4 +54,15 @@ export interface SchedulerLimits {
   readonly movesPerNode?: number;
 }
 
+export { DEFAULT_MOVES_PER_NODE, MoveScheduler } from './move-scheduler.js';
+export { backfillNodes, movesBetween } from './moves.js';
+export { replicationTopology } from './replication-topology.js';
+export {
+  copiesLowerBound,
+  copiesMoved,
+  isBalanced,
+  type MapStats,
+  mapStats,
+  planMap,
+} from './vbucket-map.js';
 export type { Chain, ReplicationTopology, VBucketMap };
