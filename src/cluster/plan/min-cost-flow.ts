@@ -1,23 +1,34 @@
 /**
  * A small min-cost max-flow solver for the map planner: successive shortest paths (SPFA over the residual
  * graph), each round augmenting along every shortest path at once (a DFS restricted to tight edges), so a
- * round moves many units. Integer capacities and costs >= 0 (so the residual graph never holds a negative cycle);
- * deterministic: edges are explored in a fixed order (last added first).
+ * round moves many units. Integer capacities and costs; the graph must hold no negative-cost cycle (the
+ * planner's graphs are acyclic), so no residual graph does either. Deterministic: edges are explored in a
+ * fixed order (last added first).
  */
 export class FlowGraph {
-  private readonly head: number[];
-  private readonly to: number[] = [];
-  private readonly next: number[] = [];
-  private readonly cap: number[] = [];
-  private readonly cost: number[] = [];
+  private readonly head: Int32Array;
+  private to: Int32Array;
+  private next: Int32Array;
+  private cap: Float64Array;
+  private cost: Float64Array;
+  private edges = 0;
 
-  constructor(readonly size: number) {
-    this.head = new Array<number>(size).fill(-1);
+  /** `edgeHint`: the number of edges expected (the arrays grow past it). */
+  constructor(
+    readonly size: number,
+    edgeHint = 64,
+  ) {
+    this.head = new Int32Array(size).fill(-1);
+    const room = Math.max(16, 2 * edgeHint);
+    this.to = new Int32Array(room);
+    this.next = new Int32Array(room);
+    this.cap = new Float64Array(room);
+    this.cost = new Float64Array(room);
   }
 
   /** Adds an edge and returns its id (its flow is read with `flow(id)`). */
   addEdge(from: number, to: number, capacity: number, cost: number): number {
-    const id = this.to.length;
+    const id = this.edges;
     this.push(from, to, capacity, cost);
     this.push(to, from, 0, -cost);
     return id;
@@ -30,18 +41,24 @@ export class FlowGraph {
 
   /** Pushes as much flow as possible from `source` to `sink` at the least cost; returns the flow value. */
   run(source: number, sink: number): number {
-    const dist = new Array<number>(this.size);
+    const dist = new Float64Array(this.size);
     const inQueue = new Uint8Array(this.size);
     const onPath = new Uint8Array(this.size);
-    const arc = new Array<number>(this.size);
+    const arc = new Int32Array(this.size);
+    const via = new Int32Array(this.size);
+    const queue = new Int32Array(this.size + 1);
     let total = 0;
     for (;;) {
       dist.fill(Number.POSITIVE_INFINITY);
       dist[source] = 0;
-      const queue: number[] = [source];
+      // SPFA with a circular queue (a vertex is in it at most once).
+      let qHead = 0;
+      let qTail = 0;
+      queue[qTail++] = source;
       inQueue[source] = 1;
-      for (let qi = 0; qi < queue.length; qi++) {
-        const u = queue[qi] as number;
+      while (qHead !== qTail) {
+        const u = queue[qHead] as number;
+        qHead = qHead === this.size ? 0 : qHead + 1;
         inQueue[u] = 0;
         const du = dist[u] as number;
         for (let e = this.head[u] as number; e !== -1; e = this.next[e] as number) {
@@ -50,37 +67,49 @@ export class FlowGraph {
           const nd = du + (this.cost[e] as number);
           if (nd < (dist[v] as number)) {
             dist[v] = nd;
+            via[v] = e;
             if (!inQueue[v]) {
               inQueue[v] = 1;
-              queue.push(v);
+              queue[qTail] = v;
+              qTail = qTail === this.size ? 0 : qTail + 1;
             }
           }
         }
-        // Keep the queue array from growing without bound on long SPFA runs.
-        if (qi > 65_536 && qi * 2 > queue.length) {
-          queue.splice(0, qi + 1);
-          qi = -1;
-        }
       }
       if (dist[sink] === Number.POSITIVE_INFINITY) return total;
-      for (let i = 0; i < this.size; i++) arc[i] = this.head[i] as number;
+      arc.set(this.head);
       let pushed = 0;
       for (;;) {
         const f = this.augment(source, sink, Number.POSITIVE_INFINITY, dist, arc, onPath);
         if (f === 0) break;
         pushed += f;
       }
-      if (pushed === 0) return total;
+      // The DFS skips nodes on its own path, so zero-cost cycles can hide every path from it; the
+      // shortest path SPFA found is then pushed alone.
+      if (pushed === 0) pushed = this.pushAlong(source, sink, via);
       total += pushed;
     }
+  }
+
+  private pushAlong(source: number, sink: number, via: Int32Array): number {
+    let f = Number.POSITIVE_INFINITY;
+    for (let v = sink; v !== source; v = this.to[(via[v] as number) ^ 1] as number) {
+      f = Math.min(f, this.cap[via[v] as number] as number);
+    }
+    for (let v = sink; v !== source; v = this.to[(via[v] as number) ^ 1] as number) {
+      const e = via[v] as number;
+      this.cap[e] = (this.cap[e] as number) - f;
+      this.cap[e ^ 1] = (this.cap[e ^ 1] as number) + f;
+    }
+    return f;
   }
 
   private augment(
     u: number,
     sink: number,
     limit: number,
-    dist: number[],
-    arc: number[],
+    dist: Float64Array,
+    arc: Int32Array,
     onPath: Uint8Array,
   ): number {
     if (u === sink) return limit;
@@ -104,10 +133,22 @@ export class FlowGraph {
   }
 
   private push(from: number, to: number, capacity: number, cost: number): void {
-    this.to.push(to);
-    this.cap.push(capacity);
-    this.cost.push(cost);
-    this.next.push(this.head[from] as number);
-    this.head[from] = this.to.length - 1;
+    if (this.edges === this.to.length) {
+      const grow = <T extends Int32Array | Float64Array>(a: T): T => {
+        const b = new (a.constructor as new (n: number) => T)(a.length * 2);
+        b.set(a);
+        return b;
+      };
+      this.to = grow(this.to);
+      this.next = grow(this.next);
+      this.cap = grow(this.cap);
+      this.cost = grow(this.cost);
+    }
+    const e = this.edges++;
+    this.to[e] = to;
+    this.cap[e] = capacity;
+    this.cost[e] = cost;
+    this.next[e] = this.head[from] as number;
+    this.head[from] = e;
   }
 }

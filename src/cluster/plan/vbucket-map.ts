@@ -21,7 +21,7 @@
  * exactly one copy of every vBucket, spread evenly over its nodes, and the other nodes share the rest. The
  * group rule and the active balance hold; the replica balance is then best effort.
  */
-import type { Chain, VBucketMap } from '../layout.js';
+import type { VBucketMap } from '../layout.js';
 import type { NodeAddress } from '../types.js';
 import type { PlanInput, PlanNode } from './index.js';
 import { FlowGraph } from './min-cost-flow.js';
@@ -90,24 +90,28 @@ export function copiesMoved(current: VBucketMap | undefined, target: VBucketMap)
 
 /**
  * A lower bound on `copiesMoved(input.current, m)` over every balanced map m of the input (the constraints
- * in the module comment): the copies of the target minus an upper bound on the copies that can stay, the
- * smaller of
- * - per node: Σ min(copies it holds now, copies it may hold), maximised over the replica window [m, m+2]
- *   (a node holds ⌊V/N⌋ + m copies plus at most one active extra and two replica extras, and the extras are
- *   limited in number: a max-flow, solved in closed form by its four cuts);
- * - per vBucket: Σ min(K, its current copies on the nodes, counted once per server group in group mode).
+ * in the module comment): the copies of the target minus the most copies that can stay. A balanced map
+ * with replica window [m, m+2] gives each node ⌊V/N⌋ + m copies plus at most one of the ⌈V/N⌉ − ⌊V/N⌋
+ * active extras and at most two of the V·(K−1) − N·m replica extras, each vBucket K copies on distinct
+ * nodes (and groups, in group mode): the most copies that can stay under those counts alone (which copy
+ * is active left free) is a min-cost flow, maximised over the windows. It is at most the simpler bounds
+ * Σ_node min(held now, most copies it may hold) and Σ_vBucket min(K, copies held now). When server groups
+ * admit no balanced map, the bound only counts the copies held (without completing the map).
  */
 export function copiesLowerBound(input: PlanInput): number {
   const shape = shapeOf(input);
   if (shape.k === 0) return 0;
   const holdings = currentHoldings(shape, input.current);
-  const perNode = bestWindow(shape, holdings).keep;
-  let perVb = 0;
-  for (const held of holdings.byVb) {
-    const distinct = shape.groupMode ? new Set(held.map((n) => shape.groupOf[n])).size : held.length;
-    perVb += Math.min(shape.k, distinct);
+  const total = shape.v * shape.k;
+  if (!holdings.byVb.some((held) => held.length > 0)) return total;
+  const reference = referenceChains(shape);
+  let keep = -1;
+  for (const m of windowsOf(shape)) {
+    const copies = placeCopies(shape, holdings, reference, { kind: 'window', m });
+    if (copies.overflow === 0) keep = Math.max(keep, keptOf(holdings, copies));
   }
-  return shape.v * shape.k - Math.min(perNode, perVb);
+  if (keep < 0) for (const m of windowsOf(shape)) keep = Math.max(keep, maxKeep(shape, holdings, m));
+  return total - keep;
 }
 
 /** The map for `input` (module comment). Deterministic: depends on the node set, not on its order. */
@@ -116,15 +120,8 @@ export function planMap(input: PlanInput): VBucketMap {
   if (shape.k === 0) return { vbuckets: shape.v, chains: Array.from({ length: shape.v }, () => [null]) };
   const holdings = currentHoldings(shape, input.current);
   const reference = referenceChains(shape);
-  const window = bestWindow(shape, holdings);
-  let copies = placeCopies(shape, holdings, reference, { kind: 'window', m: window.m });
-  let replicaWindow: number | undefined = window.m;
-  if (copies.overflow > 0 && shape.groupMode) {
-    copies = placeCopies(shape, holdings, reference, { kind: 'water-filled' });
-    replicaWindow = undefined;
-  }
-  const actives = pickActives(shape, holdings, copies, replicaWindow);
-  const chains: Chain[] = [];
+  const { copies, actives } = bestPlan(shape, holdings, reference);
+  const chains: number[][] = [];
   for (let vb = 0; vb < shape.v; vb++) {
     const set = copies.byVb[vb] as number[];
     const active = actives[vb] as number;
@@ -136,10 +133,44 @@ export function planMap(input: PlanInput): VBucketMap {
       const r = ref.indexOf(n);
       return shape.n + (r >= 0 ? r : shape.n + n);
     };
-    const replicas = set.filter((n) => n !== active).sort((a, b) => rank(a) - rank(b));
-    chains.push([active, ...replicas].map((n) => shape.nodes[n]?.address ?? null));
+    chains.push([active, ...set.filter((n) => n !== active).sort((a, b) => rank(a) - rank(b))]);
   }
-  return { vbuckets: shape.v, chains };
+  balanceActives(shape, chains);
+  return { vbuckets: shape.v, chains: chains.map((c) => c.map((n) => shape.nodes[n]?.address ?? null)) };
+}
+
+/**
+ * The last resort when the copies leave no balanced choice of actives (the active flow overflowed): while
+ * two nodes' active counts differ by 2 or more, the less loaded node replaces the busier one in one of
+ * its active vBuckets as the new active (one more copy to build). Both nodes' replica counts stay as
+ * they are, so the replica window holds.
+ */
+function balanceActives(shape: Shape, chains: number[][]): void {
+  const active = new Array<number>(shape.n).fill(0);
+  for (const chain of chains) active[chain[0] as number] = (active[chain[0] as number] as number) + 1;
+  for (;;) {
+    const order = [...active.keys()].sort((a, b) => (active[a] as number) - (active[b] as number) || a - b);
+    let fixed = false;
+    for (let hi = order.length - 1; hi >= 0 && !fixed; hi--) {
+      const x = order[hi] as number;
+      for (let lo = 0; lo < order.length && !fixed; lo++) {
+        const y = order[lo] as number;
+        if ((active[x] as number) - (active[y] as number) < 2) break;
+        const vb = chains.findIndex(
+          (chain) =>
+            chain[0] === x &&
+            !chain.includes(y) &&
+            (!shape.groupMode || chain.slice(1).every((n) => shape.groupOf[n] !== shape.groupOf[y])),
+        );
+        if (vb < 0) continue;
+        (chains[vb] as number[])[0] = y;
+        active[x] = (active[x] as number) - 1;
+        active[y] = (active[y] as number) + 1;
+        fixed = true;
+      }
+    }
+    if (!fixed) return;
+  }
 }
 
 interface Shape {
@@ -227,35 +258,98 @@ function currentHoldings(shape: Shape, current: VBucketMap | undefined): Holding
   return { byVb, activeOf, perNode };
 }
 
+/** The replica windows m (replica counts in [m, m+2]), the one centred on the mean replica count first. */
+function windowsOf(shape: Shape): number[] {
+  const { n, replicaTotal: s } = shape;
+  const found: number[] = [];
+  for (let m = Math.max(0, Math.ceil((s - 2 * n) / n)); m * n <= s; m++) found.push(m);
+  const off = (m: number) => Math.abs(m + 1 - s / n);
+  return found.sort((a, b) => off(a) - off(b) || a - b);
+}
+
+function keptOf(holdings: Holdings, copies: Copies): number {
+  let kept = 0;
+  copies.byVb.forEach((set, vb) => {
+    const held = holdings.byVb[vb] as number[];
+    for (const n of set) if (held.includes(n)) kept++;
+  });
+  return kept;
+}
+
 /**
- * The replica window m (replica counts in [m, m+2]) whose per-node bound keeps the most copies, and that
- * bound. Ties go to the window centred on the mean replica count.
+ * Plans copies and actives in each replica window and takes the plan with balanced actives, then the
+ * fewest copies moved, then the cheapest actives (fewest takeovers), then the most centred window. With
+ * nothing held now every window costs the same and only the first is planned. A window whose copies
+ * leave no balanced choice of actives (rare: vBuckets whose copies sit on too few nodes) loses to one
+ * that has; when none has, `balanceActives` repairs the chains. Copies are water-filled when server
+ * groups make every window infeasible.
  */
-function bestWindow(shape: Shape, holdings: Holdings): { m: number; keep: number } {
-  const { n, replicaTotal: s, activeFloor: af, activeExtras: ea } = shape;
-  const mean = s / n;
-  let best = { m: Math.floor(s / n), keep: -1, off: Number.POSITIVE_INFINITY };
-  for (let m = Math.max(0, Math.ceil((s - 2 * n) / n)); m * n <= s; m++) {
-    const base = af + m;
-    const replicaExtras = s - n * m;
-    let baseKeep = 0;
-    let d1 = 0;
-    let d2 = 0;
-    let d3 = 0;
-    for (const have of holdings.perNode) {
-      baseKeep += Math.min(have, base);
-      const d = Math.max(0, have - base);
-      d1 += Math.min(d, 1);
-      d2 += Math.min(d, 2);
-      d3 += Math.min(d, 3);
-    }
-    // Max flow from {active extras (<= 1 a node), replica extras (<= 2 a node)} to the nodes' deficits:
-    // the least of its four cuts.
-    const keep = baseKeep + Math.min(d3, ea + d2, replicaExtras + d1, ea + replicaExtras);
-    const off = Math.abs(m + 1 - mean);
-    if (keep > best.keep || (keep === best.keep && off < best.off)) best = { m, keep, off };
+function bestPlan(
+  shape: Shape,
+  holdings: Holdings,
+  reference: number[][],
+): { copies: Copies; actives: number[] } {
+  const holdsAny = holdings.byVb.some((held) => held.length > 0);
+  const windows = windowsOf(shape);
+  let best: { copies: Copies; actives: number[]; kept: number; cost: number; overflow: number } | undefined;
+  for (const m of holdsAny ? windows : windows.slice(0, 1)) {
+    const copies = placeCopies(shape, holdings, reference, { kind: 'window', m });
+    if (copies.overflow > 0) continue;
+    const { actives, cost, overflow } = pickActives(shape, holdings, copies, m);
+    const plan = { copies, actives, kept: keptOf(holdings, copies), cost, overflow };
+    if (best === undefined || betterPlan(plan, best)) best = plan;
   }
-  return { m: best.m, keep: Math.max(0, best.keep) };
+  if (best !== undefined) return best;
+  const copies = placeCopies(shape, holdings, reference, { kind: 'water-filled' });
+  return { copies, actives: pickActives(shape, holdings, copies, undefined).actives };
+}
+
+/** Balanced actives first, then the most copies kept, then the cheapest actives. */
+function betterPlan(
+  a: { kept: number; cost: number; overflow: number },
+  b: { kept: number; cost: number; overflow: number },
+): boolean {
+  if ((a.overflow === 0) !== (b.overflow === 0)) return a.overflow === 0;
+  if (a.kept !== b.kept) return a.kept > b.kept;
+  return a.cost < b.cost;
+}
+
+/** The most copies kept in place by a map with replica window m (a max flow over the held copies only). */
+function maxKeep(shape: Shape, holdings: Holdings, m: number): number {
+  const { n, v, k } = shape;
+  const source = 0;
+  const sink = 1;
+  const poolA = 2;
+  const poolR = 3;
+  const vbBase = 4;
+  const nodeBase = vbBase + v;
+  const pairBase = nodeBase + n;
+  const groups = shape.groupSizes.length;
+  const graph = new FlowGraph(pairBase + (shape.groupMode ? v * groups : 0));
+  for (let vb = 0; vb < v; vb++) {
+    const held = holdings.byVb[vb] as number[];
+    if (held.length === 0) continue;
+    graph.addEdge(source, vbBase + vb, k, 0);
+    const pairs = new Set<number>();
+    for (const node of held) {
+      if (shape.groupMode) {
+        const pair = pairBase + vb * groups + (shape.groupOf[node] as number);
+        if (!pairs.has(pair)) {
+          pairs.add(pair);
+          graph.addEdge(vbBase + vb, pair, 1, 0);
+        }
+        graph.addEdge(pair, nodeBase + node, 1, 0);
+      } else graph.addEdge(vbBase + vb, nodeBase + node, 1, 0);
+    }
+  }
+  graph.addEdge(poolA, sink, shape.activeExtras, 0);
+  graph.addEdge(poolR, sink, shape.replicaTotal - n * m, 0);
+  for (let node = 0; node < n; node++) {
+    graph.addEdge(nodeBase + node, sink, shape.activeFloor + m, 0);
+    graph.addEdge(nodeBase + node, poolA, 1, 0);
+    graph.addEdge(nodeBase + node, poolR, 2, 0);
+  }
+  return graph.run(source, sink);
 }
 
 /**
@@ -290,42 +384,57 @@ interface Copies {
 function placeCopies(shape: Shape, holdings: Holdings, reference: number[][], targets: CopyTargets): Copies {
   const { n, v, k } = shape;
   const total = v * k;
-  const newCopy = total + 1;
-  const overflowCost = newCopy * (total + 2);
+  // Lexicographic costs: fewest copies beyond the targets, then fewest new copies, then the current
+  // actives kept per node closest to the actives it will hold (fewest takeovers), then the most new copies
+  // where the reference map has them.
+  const spill = total + 1;
+  const newCopy = total * (spill + 1) + 1;
+  const overflowCost = (total + 1) * (newCopy + 1);
+  const activeCap = shape.activeFloor + (shape.activeExtras > 0 ? 1 : 0);
   const multi = shape.groupMode ? shape.groupSizes.map((s) => s > 1) : shape.groupSizes.map(() => false);
   const groupsWithLayer = multi.filter(Boolean).length;
   // Vertices: source, sink, 2 + groups pools, vBuckets, nodes, (vBucket, group) pairs.
   const source = 0;
   const sink = 1;
   const poolBase = 2;
-  const pools = 2 + shape.groupSizes.length;
+  const pools = 2 + shape.groupSizes.length + 1; // A, R, then one per water-filled segment
   const vbBase = poolBase + pools;
   const nodeBase = vbBase + v;
   const pairBase = nodeBase + n;
-  const groupSlot = new Map<number, number>();
+  const groupSlot = new Int32Array(shape.groupSizes.length).fill(-1);
   multi.forEach((isMulti, g) => {
-    if (isMulti) groupSlot.set(g, groupSlot.size);
+    if (isMulti) groupSlot[g] = groupSlot.filter((x) => x >= 0).length;
   });
-  const graph = new FlowGraph(pairBase + v * groupsWithLayer);
-  const placement: { vb: number; node: number; edge: number }[] = [];
+  const hubBase = pairBase + v * groupsWithLayer;
+  const graph = new FlowGraph(hubBase + n, v * (n + 1 + groupsWithLayer) + 8 * n + 8);
+  // Kept copies that are their vBucket's active now reach their node through its hub, priced so the node
+  // keeps as many current actives as it will hold actives: each one short of ⌊V/N⌋ is a replica promoted
+  // there, each beyond ⌈V/N⌉ an active handed away (both takeovers), so the first ⌊V/N⌋ earn `spill`
+  // and those beyond the cap cost it.
+  for (let node = 0; node < n; node++) {
+    graph.addEdge(hubBase + node, nodeBase + node, shape.activeFloor, -spill);
+    graph.addEdge(hubBase + node, nodeBase + node, activeCap - shape.activeFloor, 0);
+    graph.addEdge(hubBase + node, nodeBase + node, v, spill);
+  }
+  const placement = new Int32Array(v * n);
+  const pairOf = new Int32Array(groupsWithLayer).fill(-1);
   for (let vb = 0; vb < v; vb++) {
     graph.addEdge(source, vbBase + vb, k, 0);
     const held = holdings.byVb[vb] as number[];
     const ref = reference[vb] as number[];
-    const pairAdded = new Set<number>();
     for (let node = 0; node < n; node++) {
       const cost = held.includes(node) ? 0 : ref.includes(node) ? newCopy : newCopy + 1;
-      const g = shape.groupOf[node] as number;
-      const slot = groupSlot.get(g);
+      const slot = groupSlot[shape.groupOf[node] as number] as number;
       let from = vbBase + vb;
-      if (slot !== undefined) {
+      if (slot >= 0) {
         from = pairBase + vb * groupsWithLayer + slot;
-        if (!pairAdded.has(slot)) {
-          pairAdded.add(slot);
+        if (pairOf[slot] !== vb) {
+          pairOf[slot] = vb;
           graph.addEdge(vbBase + vb, from, 1, 0);
         }
       }
-      placement.push({ vb, node, edge: graph.addEdge(from, nodeBase + node, 1, cost) });
+      const to = holdings.activeOf[vb] === node ? hubBase + node : nodeBase + node;
+      placement[vb * n + node] = graph.addEdge(from, to, 1, cost);
     }
   }
   const overflowEdges: number[] = [];
@@ -357,10 +466,12 @@ function placeCopies(shape: Shape, holdings: Holdings, reference: number[][], ta
   graph.run(source, sink);
   const byVb: number[][] = Array.from({ length: v }, () => []);
   const perNode = new Array<number>(n).fill(0);
-  for (const p of placement) {
-    if (graph.flow(p.edge) > 0) {
-      (byVb[p.vb] as number[]).push(p.node);
-      perNode[p.node] = (perNode[p.node] as number) + 1;
+  for (let vb = 0; vb < v; vb++) {
+    for (let node = 0; node < n; node++) {
+      if (graph.flow(placement[vb * n + node] as number) > 0) {
+        (byVb[vb] as number[]).push(node);
+        perNode[node] = (perNode[node] as number) + 1;
+      }
     }
   }
   const overflow = overflowEdges.reduce((sum, e) => sum + graph.flow(e), 0);
@@ -405,7 +516,12 @@ function waterFill(shape: Shape): { id: number; nodes: number[]; total: number }
  * replica count stays in the window [m, m+2] (no window for water-filled copies); the current active
  * costs 0, a kept replica 1, a new copy 4.
  */
-function pickActives(shape: Shape, holdings: Holdings, copies: Copies, m: number | undefined): number[] {
+function pickActives(
+  shape: Shape,
+  holdings: Holdings,
+  copies: Copies,
+  m: number | undefined,
+): { actives: number[]; cost: number; overflow: number } {
   const { n, v } = shape;
   const source = 0;
   const sink = 1;
@@ -413,13 +529,13 @@ function pickActives(shape: Shape, holdings: Holdings, copies: Copies, m: number
   const vbBase = 3;
   const nodeBase = vbBase + v;
   const graph = new FlowGraph(nodeBase + n);
-  const edges: { vb: number; node: number; edge: number }[] = [];
+  const edges: { vb: number; node: number; edge: number; cost: number }[] = [];
   for (let vb = 0; vb < v; vb++) {
     graph.addEdge(source, vbBase + vb, 1, 0);
     const held = holdings.byVb[vb] as number[];
     for (const node of copies.byVb[vb] as number[]) {
       const cost = holdings.activeOf[vb] === node ? 0 : held.includes(node) ? 1 : 4;
-      edges.push({ vb, node, edge: graph.addEdge(vbBase + vb, nodeBase + node, 1, cost) });
+      edges.push({ vb, node, cost, edge: graph.addEdge(vbBase + vb, nodeBase + node, 1, cost) });
     }
   }
   const top = shape.activeFloor + (shape.activeExtras > 0 ? 1 : 0);
@@ -434,9 +550,17 @@ function pickActives(shape: Shape, holdings: Holdings, copies: Copies, m: number
   }
   graph.addEdge(pool, sink, Math.max(0, v - lows), 0);
   const overflowCost = 8 * (v + 1);
-  for (let node = 0; node < n; node++) graph.addEdge(nodeBase + node, sink, v, overflowCost);
+  const overflow: number[] = [];
+  for (let node = 0; node < n; node++) overflow.push(graph.addEdge(nodeBase + node, sink, v, overflowCost));
   graph.run(source, sink);
   const actives = new Array<number>(v).fill(-1);
-  for (const e of edges) if (graph.flow(e.edge) > 0) actives[e.vb] = e.node;
-  return actives;
+  let cost = 0;
+  for (const e of edges) {
+    if (graph.flow(e.edge) > 0) {
+      actives[e.vb] = e.node;
+      cost += e.cost;
+    }
+  }
+  const spilled = overflow.reduce((sum, e) => sum + graph.flow(e), 0);
+  return { actives, cost, overflow: spilled };
 }
