@@ -6,8 +6,9 @@ import type { CopyInFlight } from './index.js';
 /**
  * The replica streams into each node (DESIGN.md "Who decides what"): for every chain with a head, each
  * replica streams the vBucket from the head; each copy being built by a move streams from the move's old
- * head (it overrides the chain's source for that node and vBucket). Every node of `members` gets an
- * entry, empty when nothing streams into it (so its agent closes what it ran before).
+ * head (it overrides the chain's source for that node and vBucket; never into the vBucket's head). Every
+ * node of `members` gets an entry, empty when nothing streams into it (so its agent closes what it ran
+ * before).
  */
 export function replicationTopology(
   map: VBucketMap,
@@ -32,7 +33,10 @@ export function replicationTopology(
     }
   });
   for (const copy of copiesInFlight) {
-    if (copy.target !== copy.source) into(copy.target).set(copy.vb, copy.source);
+    // A node never consumes a vBucket it is active for (a stale copy record must not turn the active
+    // into a replica of another node).
+    const head = map.chains[copy.vb]?.[0] ?? null;
+    if (copy.target !== copy.source && copy.target !== head) into(copy.target).set(copy.vb, copy.source);
   }
   const topologies = new Map<NodeAddress, ReplicationTopology>();
   for (const [node, perVb] of sources) {
