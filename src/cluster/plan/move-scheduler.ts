@@ -31,9 +31,10 @@ interface Tracked {
  * and its old and new heads fewer than `movesPerNode` moves in flight. Among the possible moves it starts,
  * one at a time, the greatest by: the most backfill work left on its busiest backfill node (the bottleneck
  * node stays busy, so the tail does not stall), the fewest backfills in flight on the same {old head, new
- * head} pair (one backfill stream per connection at a time), the fewest backfills in flight on its backfill
- * nodes, active moves (head changes) first, the lower vBucket. Moves of a vBucket with no owner (old head
- * null, after a failover lost every copy) are started at once and charge nothing.
+ * head} pair (ns_server's serial score: KV runs one backfill stream per connection at a time, so moves past
+ * their backfill do not count), the fewest backfills in flight on its backfill nodes, active moves (head
+ * changes) first, the lower vBucket. Moves of a vBucket with no owner (old head null, after a failover lost
+ * every copy) are started at once and charge nothing.
  */
 export class MoveScheduler {
   private readonly moves = new Map<number, Tracked>();
@@ -160,7 +161,7 @@ export class MoveScheduler {
     return { backfills: this.backfills.get(node) ?? 0, moves: this.inFlight.get(node) ?? 0 };
   }
 
-  /** Moves done of all planned, overall and per node (a move counts for every node of its old and new chains). */
+  /** Moves done of all planned, overall and per node (a move counts for each node of its old and new chain). */
   progress(): MoveProgress {
     const nodes: Record<NodeAddress, { done: number; total: number }> = {};
     for (const [n, p] of [...this.perNode].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))

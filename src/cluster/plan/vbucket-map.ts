@@ -7,19 +7,26 @@
  * vBucket in K distinct groups. A node without a group is a server group of its own (it is its own failure
  * domain); nodes naming the same group share one.
  *
- * Planning is two min-cost flows:
- * 1. Copies: each vBucket takes K nodes; each node takes `base = ⌊V/N⌋ + m` copies plus at most one
- *    "active extra" (⌈V/N⌉ − ⌊V/N⌋ of them in all) and at most two "replica extras" (the rest of the window);
- *    a copy kept in place costs 0, a new copy costs W (W + 1 when not in the spread-out reference map, the
- *    tie-breaker that keeps chains spread over many node pairs). So the plan keeps the most copies the
- *    balance allows, which `copiesLowerBound` bounds from above. The window m is the one whose bound keeps
- *    the most copies.
+ * Moves are counted in copies to build: the nodes of a target chain that are not in the current chain
+ * (`copiesMoved`). Planning is two min-cost flows per replica window m, keeping the best plan:
+ * 1. Copies: each vBucket takes K nodes (distinct groups in group mode); each node takes ⌊V/N⌋ + m copies
+ *    plus at most one "active extra" (⌈V/N⌉ − ⌊V/N⌋ of them in all) and at most two "replica extras" (the
+ *    rest of the window). The costs are lexicographic: first a copy kept in place costs nothing and a new
+ *    one a lot, so the plan keeps the most copies the counts allow (`copiesLowerBound` is exactly that
+ *    relaxation); then each node keeps about as many of its current actives as it will hold actives (each
+ *    one off is a takeover); then new copies go where a spread-out reference map has them (chains spread
+ *    over many node pairs, so a failover spreads the promoted actives).
  * 2. Actives: each vBucket picks its active among its K copies within the per-node active range that keeps
- *    the replica window: the current active costs 0, a kept replica 1 (a promotion), a new copy 4.
+ *    the replica window: the current active costs 0, a kept replica 1 (a promotion), a new copy 4, so an
+ *    existing replica is promoted rather than a cold copy taking over.
+ * The plan with balanced actives, then fewest copies moved, then fewest takeovers wins; if no window's
+ * copies admit balanced actives (seen only with under 4 vBuckets a node), `balanceActives` hands actives
+ * to new copies on the least loaded nodes (a copy more each).
  * When server groups make the balance infeasible (a group bigger than N/K nodes cannot hold its share, as
  * one group holds at most one copy of each vBucket), the copy counts are water-filled: such a group holds
  * exactly one copy of every vBucket, spread evenly over its nodes, and the other nodes share the rest. The
  * group rule and the active balance hold; the replica balance is then best effort.
+ * Deterministic: the nodes are sorted by address, every tie broken by index.
  */
 import type { VBucketMap } from '../layout.js';
 import type { NodeAddress } from '../types.js';
