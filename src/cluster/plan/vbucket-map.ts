@@ -286,9 +286,9 @@ function keptOf(holdings: Holdings, copies: Copies): number {
 /**
  * Plans copies and actives in each replica window and takes the plan with balanced actives, then the
  * fewest copies moved, then the cheapest actives (fewest takeovers), then the most centred window. With
- * nothing held now every window costs the same and only the first is planned. A window whose copies
- * leave no balanced choice of actives (rare: vBuckets whose copies sit on too few nodes) loses to one
- * that has; when none has, `balanceActives` repairs the chains. Copies are water-filled when server
+ * nothing held now every window keeps nothing, so the first with balanced actives is taken. A window
+ * whose copies leave no balanced choice of actives (rare: vBuckets whose copies sit on too few nodes)
+ * loses to one that has; when none has, `balanceActives` repairs the chains. Copies are water-filled when server
  * groups make every window infeasible.
  */
 function bestPlan(
@@ -299,7 +299,9 @@ function bestPlan(
   const holdsAny = holdings.byVb.some((held) => held.length > 0);
   const windows = windowsOf(shape);
   let best: { copies: Copies; actives: number[]; kept: number; cost: number; overflow: number } | undefined;
-  for (const m of holdsAny ? windows : windows.slice(0, 1)) {
+  for (const m of windows) {
+    // With nothing held every window keeps nothing: the first with balanced actives will do.
+    if (!holdsAny && best?.overflow === 0) break;
     const copies = placeCopies(shape, holdings, reference, { kind: 'window', m });
     if (copies.overflow > 0) continue;
     const { actives, cost, overflow } = pickActives(shape, holdings, copies, m);

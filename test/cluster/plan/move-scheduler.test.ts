@@ -43,7 +43,7 @@ function drive(moves: readonly Move[], limits: SchedulerLimits, picks: readonly 
   for (let guard = 0; guard < 10 * moves.length + 10; guard++) {
     const batch = scheduler.next();
     for (const m of batch) {
-      expect(started.has(m.vb)).toBe(false);
+      if (started.has(m.vb)) throw new Error(`vBucket ${m.vb} started twice`);
       started.add(m.vb);
       running.set(m.vb, m);
       if (m.from[0] !== null) backfilling.set(m.vb, m);
@@ -52,16 +52,16 @@ function drive(moves: readonly Move[], limits: SchedulerLimits, picks: readonly 
     const backfills = new Map<string, number>();
     for (const m of backfilling.values())
       for (const x of backfillNodes(m)) backfills.set(x, (backfills.get(x) ?? 0) + 1);
-    for (const count of backfills.values()) expect(count).toBeLessThanOrEqual(limits.backfillsPerNode);
+    expect(Math.max(0, ...backfills.values())).toBeLessThanOrEqual(limits.backfillsPerNode);
     const inFlight = new Map<string, number>();
     for (const m of running.values()) {
       if (m.from[0] === null) continue;
       for (const x of new Set([m.from[0], m.to[0]])) if (x) inFlight.set(x, (inFlight.get(x) ?? 0) + 1);
     }
-    for (const count of inFlight.values()) expect(count).toBeLessThanOrEqual(movesPerNode);
+    expect(Math.max(0, ...inFlight.values())).toBeLessThanOrEqual(movesPerNode);
     if (scheduler.isDone()) break;
     // Something is running whenever the scheduler is not done (it never stalls).
-    expect(running.size).toBeGreaterThan(0);
+    if (running.size === 0) throw new Error('the scheduler stalled: nothing running, not done');
     const vbs = [...running.keys()].sort((x, y) => x - y);
     const vb = vbs[(picks[pick++ % Math.max(1, picks.length)] ?? 0) % vbs.length] as number;
     if (backfilling.has(vb) && (picks[pick++ % Math.max(1, picks.length)] ?? 0) % 2 === 0) {
