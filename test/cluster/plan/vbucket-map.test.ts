@@ -239,6 +239,14 @@ describe('planMap examples', () => {
     expect(Math.max(...bigCopies) - Math.min(...bigCopies)).toBeLessThanOrEqual(1);
   });
 
+  it('balances actives from scratch when the first replica window leaves no balanced choice (6 vBuckets, 2 groups of 3)', () => {
+    const nodes = nodesOf([10, 8, 0, 1, 5, 14], (i) => ([10, 0, 5].includes(i) ? 'rack-0' : 'rack-1'));
+    const input = { nodes, vbuckets: 6, replicas: 1 };
+    const map = planMap(input);
+    expectGroupsDistinct(input, map);
+    expect(mapStats(map, addresses(input)).activeSpread).toBeLessThanOrEqual(1);
+  });
+
   it('treats nodes without a group as groups of their own', () => {
     const nodes = [...nodesOf([0, 1], () => 'rack'), ...nodesOf([2, 3])];
     const map = planMap({ nodes, vbuckets: 64, replicas: 1 });
