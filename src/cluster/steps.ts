@@ -23,6 +23,28 @@ export const TOPOLOGY_STEPS = [
   'remove-node:after-map',
   // marker cleared + result recorded
   'remove-node:after-clear',
+  // failover: marker written (the node record unchanged since the refusal checks)
+  'failover:after-marker',
+  // graceful failover: one vBucket taken over by its replica and its chain stored
+  'failover:after-takeover',
+  // topologies without the node pushed to the survivors (its own emptied, its actives set dead)
+  'failover:after-stop-replication',
+  // one txn: map with the promoted survivors + node `failed` with `held` (+ the auto-failover count)
+  'failover:after-map',
+  // survivors' states set to the new map (new heads active)
+  'failover:after-promote',
+  // topologies of the new map pushed (replicas follow the new heads)
+  'failover:after-topology',
+  // marker cleared + result recorded
+  'failover:after-clear',
+  // recover: marker written
+  'recover:after-marker',
+  // node `active` again and appended to the chains of its held vBuckets that lack a copy
+  'recover:after-map',
+  // the members' states set to the map (the node's copies replica)
+  'recover:after-states',
+  // marker cleared + result recorded
+  'recover:after-clear',
   // the janitor repaired an unfinished operation
   'janitor:after-repair',
   // the janitor stored a fixed map

@@ -74,6 +74,8 @@ export interface OperationArgs {
   readonly replicas?: number;
   /** failover: hard (promote replicas now) instead of graceful (take the actives over first). */
   readonly hard?: boolean;
+  /** failover: submitted by the auto-failover monitor (refused rather than losing a copy; counted). */
+  readonly auto?: boolean;
   /** settings. */
   readonly settings?: SettingsChange;
   /** rebalance started by remove-node or by auto-failover repair: the nodes to eject. */
