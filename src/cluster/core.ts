@@ -1,6 +1,8 @@
 import type { Registry } from 'prom-client';
 import { type Clock, type Logger, systemClock } from '../protocol/index.js';
 import type { LeaderContext } from './context.js';
+import { startAutoFailoverMonitor } from './failover/monitor.js';
+import { stopRunningRebalance } from './failover/rebalance-link.js';
 import { JanitorMemory, type JanitorReport, runJanitor } from './janitor.js';
 import {
   type ClusterSnapshot,
@@ -384,9 +386,16 @@ class Manager implements ClusterManagerCore {
     const stopDeadline = this.clock.every(checkMs, () => term.checkDeadline());
     const stopJanitor = this.clock.every(this.options.janitorIntervalMs, () => this.janitorTick(term));
     this.janitorTick(term);
+    const monitor = startAutoFailoverMonitor({
+      ctx: this.context(term),
+      clock: this.clock,
+      submit: (request) => this.submit(request),
+      stopRebalance: stopRunningRebalance,
+    });
     const reason = await term.whenEnded();
     stopDeadline();
     stopJanitor();
+    await monitor.stop();
     this.closing.signal.removeEventListener('abort', onClose);
     if (this.dead) return;
     this.log.warn({ epoch: term.epoch, reason }, 'stepping down');
