@@ -130,7 +130,8 @@ if (etcdBinary !== undefined)
   backends.push(['etcd (the other manager takes over)', () => etcdBackend(() => etcd!)]);
 
 describe.each(backends)('a manager crash at every step, %s metadata store', (_name, makeBackend) => {
-  for (const step of TOPOLOGY_STEPS) {
+  // the part-2 operations have their own crash loops (e.g. failover-crash.test.ts)
+  for (const step of TOPOLOGY_STEPS.filter((s) => /^(add-node|remove-node|janitor):/.test(s))) {
     it(`converges within 2 janitor intervals of the next leader after a crash at ${step}`, async () => {
       const nodes = await startNodes(VBS, [{ active: range(VBS) }, { replica: range(VBS) }]);
       cleanups.push(() => Promise.all(nodes.map((n) => n.stop())));
