@@ -48,7 +48,7 @@ async function restart(dir: string) {
 }
 
 describe('a manager process exiting 137 at every step of add-node and remove-node (embedded store)', () => {
-  const steps = TOPOLOGY_STEPS.filter((s) => !s.startsWith('janitor:'));
+  const steps = TOPOLOGY_STEPS.filter((s) => /^(add-node|remove-node):/.test(s));
   for (const step of steps) {
     it(`restarts into a converged cluster after exit 137 at ${step}`, async () => {
       const nodes = await startNodes(VBS, [{ active: range(VBS) }, { replica: range(VBS) }]);
