@@ -41,6 +41,8 @@ export class FakeNode {
   topology: ReplicationTopology | undefined;
   /** vBuckets whose takeover by this node fails (the source stays active). */
   readonly failTakeovers = new Set<number>();
+  /** vBuckets whose takeover by this node happens but is answered with an unsettled outcome. */
+  readonly unsettledTakeovers = new Set<number>();
   readonly takeovers: { vb: number; source: NodeAddress; epoch: number }[] = [];
   readonly calls: string[] = [];
 
@@ -119,6 +121,9 @@ export class FakeNode {
         node.seqnos[vb] = from.seqnos[vb] ?? 0n;
         from.states[vb] = 'dead';
         node.setState(vb, 'active');
+        if (node.unsettledTakeovers.has(vb)) {
+          throw new NodeTakeoverError(node.address, vb, 'outcome unknown (fake)', false);
+        }
         return { attempts: 1, ms: 1 };
       },
       async close() {},

@@ -260,6 +260,16 @@ describe('graceful failover', () => {
     expect(fakes.problems(status.map, members(status))).toEqual([]);
   });
 
+  it('reads the states after a takeover answered with an unknown outcome, and goes on when it happened', async () => {
+    const { fakes, nodes, core } = await cluster(3, 6, 2);
+    const [n1, n2] = nodes as [FakeNode, FakeNode, FakeNode];
+    n2.unsettledTakeovers.add(3);
+    expect(await core.submit(failover(n1.address, 'g1', { hard: false }))).toMatchObject({ outcome: 'done' });
+    const status = await core.status();
+    expect(status.map[3]).toEqual([n2.address]);
+    expect(fakes.problems(status.map, members(status))).toEqual([]);
+  });
+
   it('stops at a failed takeover: the node stays a member and what was taken over stays moved', async () => {
     const { nodes, core } = await cluster(3, 6, 2);
     const [n1, n2] = nodes as [FakeNode, FakeNode, FakeNode];

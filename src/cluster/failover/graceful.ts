@@ -122,8 +122,15 @@ async function takeOverActives(
         }
       } catch (error) {
         if (!(error instanceof NodeTakeoverError)) throw error;
-        failure = error;
-        return;
+        // an unsettled outcome: the states tell whether the takeover happened after all
+        const settledHere =
+          !error.settled && (await tookOver(reach, vb, node, candidate)) ? candidate : undefined;
+        if (!settledHere) {
+          failure = error;
+          return;
+        }
+        to = settledHere;
+        break;
       }
     }
     if (!to) {
@@ -153,6 +160,12 @@ async function takeOverActives(
       { node },
     );
   }
+}
+
+/** Whether `to` is active for `vb` and `from` no longer is (read from both nodes). */
+async function tookOver(reach: Reach, vb: number, from: NodeAddress, to: NodeAddress): Promise<boolean> {
+  const infos = await readInfo(reach, [from, to]);
+  return infos.get(to)?.[vb]?.state === 'active' && infos.get(from)?.[vb]?.state !== 'active';
 }
 
 /** The chain of `vb` after `to` took it over from the leaving node, stored with a compare on the map. */
