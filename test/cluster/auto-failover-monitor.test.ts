@@ -28,7 +28,7 @@ async function cluster(
   const nodes = addresses.map((a) => fakes.add(a));
   const chains = roundRobin(12, addresses, copies);
   fakes.applyMap(chains);
-  seedCluster(
+  await seedCluster(
     shared,
     chains,
     addresses.map((address, i) => ({ address, group: groups[i] })),

@@ -21,10 +21,10 @@ import {
   type TakeoverOutcome,
   type VBucketInfo,
 } from '../../src/cluster/index.js';
-import type { TxnOp } from '../../src/cluster/metadata/types.js';
+import type { Compare, MetadataStore, TxnOp, TxnResult } from '../../src/cluster/metadata/types.js';
 import { silentLogger } from '../../src/protocol/index.js';
 import { ManualClock } from '../helpers/manual-clock.js';
-import type { MemoryMetadata } from '../helpers/memory-metadata.js';
+import { MemoryMetadata } from '../helpers/memory-metadata.js';
 
 /**
  * An in-memory storage node as the manager sees it through the NodeGateway: per vBucket a state, a high
@@ -200,12 +200,12 @@ export class FakeCluster implements NodeGateway {
 export const addr = (i: number) => `10.0.0.${i}:11210`;
 
 /** Seeds the metadata of an initialised cluster: members `active` (with groups), the map and settings. */
-export function seedCluster(
-  shared: MemoryMetadata,
+export async function seedCluster(
+  store: { txn(compares: readonly Compare[], ops: readonly TxnOp[]): TxnResult | Promise<TxnResult> },
   chains: readonly Chain[],
-  nodes: readonly { address: NodeAddress; group?: string; state?: NodeRecord['state'] }[],
+  nodes: readonly { address: NodeAddress; group?: string | undefined; state?: NodeRecord['state'] }[],
   settings: Partial<ClusterSettings> = {},
-): void {
+): Promise<void> {
   const ops: TxnOp[] = [
     { type: 'put', key: keys.map, value: encode({ vbuckets: chains.length, chains }) },
     { type: 'put', key: keys.settings, value: encode({ ...DEFAULT_SETTINGS, ...settings }) },
@@ -218,7 +218,14 @@ export function seedCluster(
     };
     ops.push({ type: 'put', key: keys.node(n.address), value: encode(record) });
   }
-  shared.txn([], ops);
+  await store.txn([], ops);
+}
+
+/** One manager process's view of the metadata: its store client, the clock its leases read, its end. */
+export interface OpenedStore {
+  readonly store: MetadataStore;
+  readonly clock: ManualClock;
+  close(): Promise<void>;
 }
 
 export interface FakeManager {
@@ -229,15 +236,21 @@ export interface FakeManager {
   close(): Promise<void>;
 }
 
-/** A manager process on the shared metadata with the fake gateway; resolves once it leads. */
+/** A manager process on the metadata (a shared in-memory one, or a store it opened) with the fake gateway. */
 export async function startFakeManager(
-  shared: MemoryMetadata,
+  metadata: MemoryMetadata | OpenedStore,
   gateway: NodeGateway,
   name: string,
-  options: { crashAt?: string; janitorIntervalMs?: number } = {},
+  options: { crashAt?: string; janitorIntervalMs?: number; leaseMs?: number } = {},
 ): Promise<FakeManager> {
-  const client = shared.client();
-  const clock = new ManualClock();
+  const opened: OpenedStore =
+    metadata instanceof MemoryMetadata
+      ? (() => {
+          const client = metadata.client();
+          return { store: client, clock: new ManualClock(), close: () => client.close() };
+        })()
+      : metadata;
+  const clock = opened.clock;
   const registry = new Registry();
   let resolveLeading!: (epoch: number) => void;
   const leading = new Promise<number>((resolve) => {
@@ -246,9 +259,9 @@ export async function startFakeManager(
   const handle = await startManagerCore({
     name,
     httpUrl: `http://127.0.0.1:0/${name}`,
-    store: client,
+    store: opened.store,
     janitorIntervalMs: options.janitorIntervalMs ?? 60_000,
-    leaseMs: 5_000,
+    leaseMs: options.leaseMs ?? 5_000,
     crashAt: options.crashAt,
     clock,
     log: silentLogger,
@@ -267,7 +280,7 @@ export async function startFakeManager(
     epoch,
     async close() {
       await handle.close();
-      await client.close();
+      await opened.close();
     },
   };
 }

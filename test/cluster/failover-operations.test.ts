@@ -33,7 +33,7 @@ async function cluster(n: number, vbuckets: number, copies: number, settings: Pa
   const nodes = addresses.map((a) => fakes.add(a));
   const chains = roundRobin(vbuckets, addresses, copies);
   fakes.applyMap(chains);
-  seedCluster(
+  await seedCluster(
     shared,
     chains,
     addresses.map((address) => ({ address })),

@@ -115,7 +115,7 @@ async function replicatedCluster() {
   // an initialised cluster: map, settings, members (what `cluster init` stores), nodes set by the janitor
   const shared = new MemoryMetadata();
   const chains = roundRobin(VBS, addresses, 2);
-  seedCluster(
+  await seedCluster(
     shared,
     chains,
     addresses.map((address) => ({ address })),
