@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   type Chain,
@@ -209,5 +210,59 @@ describe('failover and recovery on real storage nodes with their replication age
         expect((await reader.get(vb, `k${vb}-${i}`)).value?.toString()).toBe(`v${i}`);
       }
     }
+  });
+
+  it('fails a stopped node over automatically once it has been unreachable for autoFailoverS, not before', async () => {
+    const dirs = [0, 1, 2].map(() => mkdtempSync(join(tmpdir(), 'dcpx-auto-failover-')));
+    cleanups.push(() => {
+      for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    });
+    const nodes = await Promise.all(dirs.map((d) => startNode(d)));
+    cleanups.push(() => Promise.all(nodes.map((n) => n.stop().catch(() => undefined))));
+    const addresses = nodes.map(addressOf);
+    const shared = new MemoryMetadata();
+    await seedCluster(
+      shared,
+      roundRobin(VBS, addresses, 2),
+      addresses.map((address) => ({ address })),
+      { replicas: 1, autoFailoverS: 5, autoFailoverMax: 1 },
+    );
+    const registry = new Registry();
+    // the system clock: the monitor probes every second for real
+    const handle = await startManagerCore({
+      name: 'm1',
+      httpUrl: 'http://127.0.0.1:0/m1',
+      store: shared.client(),
+      nodeAuth: AUTH,
+      janitorIntervalMs: 60_000,
+      leaseMs: 5_000,
+      log: silentLogger,
+      registry,
+    });
+    cleanups.push(() => handle.close());
+    while (!handle.core.role().leader) await new Promise((r) => setTimeout(r, 10));
+    await handle.runJanitor();
+
+    const b = addresses[1] as NodeAddress;
+    await nodes[1]?.stop();
+    const stoppedAt = performance.now();
+    const failedAt = async () => {
+      const status = await handle.core.status();
+      return status.nodes.find((n) => n.address === b)?.state === 'failed';
+    };
+    await until(failedAt, 'the automatic failover', 30_000);
+    const after = performance.now() - stoppedAt;
+    // never before the timeout; the frames make it at most a tick or two later, plus the failover itself
+    expect(after).toBeGreaterThanOrEqual(5_000);
+    expect(after).toBeLessThan(15_000);
+    const status = await handle.core.status();
+    expect(status.autoFailoverCount).toBe(1);
+    expect(status.map.every((chain) => chain[0] !== null && !chain.includes(b))).toBe(true);
+    // counted once the submitted operation answered the monitor
+    const counted = async () =>
+      (await registry.getSingleMetric('dcpx_manager_auto_failover_total')?.get())?.values.find(
+        (v) => v.labels.outcome === 'failover' && v.labels.reason === 'node-down',
+      )?.value === 1;
+    await until(counted, 'the failover counted');
   });
 });
