@@ -1,5 +1,11 @@
+import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { LeaderContext } from '../../src/cluster/context.js';
+import { startAutoFailoverMonitor } from '../../src/cluster/failover/monitor.js';
 import { type ClusterSettings, encode, keys } from '../../src/cluster/index.js';
+import { ManagerMetrics } from '../../src/cluster/metrics.js';
+import { silentLogger } from '../../src/protocol/index.js';
+import { ManualClock } from '../helpers/manual-clock.js';
 import { MemoryMetadata } from '../helpers/memory-metadata.js';
 import {
   addr,
@@ -126,5 +132,68 @@ describe('the auto-failover monitor on the leader', () => {
     await seconds(manager, 8);
     expect(await stateOf(manager, n1)).toBe('active');
     expect(await counted(manager, 'refused', 'last-copy')).toBe(1);
+  });
+});
+
+describe('the auto-failover monitor and a running rebalance', () => {
+  it('stops the running rebalance before it submits the failover', async () => {
+    const shared = new MemoryMetadata();
+    const fakes = new FakeCluster(4);
+    const addresses = [1, 2, 3].map(addr);
+    for (const a of addresses) fakes.add(a);
+    const chains = roundRobin(4, addresses, 2);
+    fakes.applyMap(chains);
+    await seedCluster(
+      shared,
+      chains,
+      addresses.map((address) => ({ address })),
+      {
+        autoFailoverS: 5,
+        autoFailoverMax: 1,
+      },
+    );
+    // a rebalance's stored target: one runs
+    shared.txn(
+      [],
+      [
+        {
+          type: 'put',
+          key: keys.targetMap,
+          value: encode({ opId: 'rb', map: { vbuckets: 4, chains }, total: 1 }),
+        },
+      ],
+    );
+    fakes.get(addr(1)).up = false;
+    const calls: string[] = [];
+    const clock = new ManualClock();
+    const ctx = {
+      term: { active: true, epoch: 7 },
+      store: shared.client(),
+      gateway: fakes,
+      log: silentLogger,
+      metrics: new ManagerMetrics(new Registry()),
+    } as unknown as LeaderContext;
+    const monitor = startAutoFailoverMonitor({
+      ctx,
+      clock,
+      submit: async (request) => {
+        calls.push(`submit ${request.kind} ${request.node} hard=${request.hard} auto=${request.auto}`);
+        return { opId: request.opId, outcome: 'done' };
+      },
+      stopRebalance: async (_ctx, reason) => {
+        calls.push(`stop rebalance: ${reason}`);
+        return true;
+      },
+    });
+    cleanups.push(() => monitor.stop());
+    for (let i = 0; i < 8; i++) {
+      clock.advance(1_000);
+      await monitor.tick();
+    }
+    expect(calls.slice(0, 2)).toEqual([
+      `stop rebalance: auto-failover of ${addr(1)}`,
+      `submit failover ${addr(1)} hard=true auto=true`,
+    ]);
+    expect(monitor.health().get(addr(1))).toBe('failover');
   });
 });
