@@ -139,7 +139,8 @@ export class BucketConfig {
     if (pushed === this.pushedSource && this.pushedServed) return this.pushedServed;
     let json = pushed.json;
     try {
-      const parsed = JSON.parse(pushed.json.toString('utf8')) as Record<string, unknown>;
+      let parsed = JSON.parse(pushed.json.toString('utf8')) as Record<string, unknown>;
+      if (isManagerConfig(parsed)) parsed = this.terseOfManagerConfig(parsed);
       if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) {
         parsed.rev = Number(pushed.revision);
         parsed.revEpoch = Number(pushed.epoch);
@@ -152,6 +153,30 @@ export class BucketConfig {
     this.pushedSource = pushed;
     this.pushedServed = { epoch: pushed.epoch, revision: pushed.revision, json };
     return this.pushedServed;
+  }
+
+  /**
+   * The terse config of a `dcpx manager` push: nodesExt lists the nodes the map names and the others not
+   * failed over, in the manager's order; chains become indexes into it, padded with -1 to the longest.
+   */
+  private terseOfManagerConfig(config: ManagerConfig): Record<string, unknown> {
+    const inMap = new Set(config.map.flat());
+    const listed = config.nodes.filter((n) => inMap.has(n.address) || n.state !== 'failed');
+    const index = new Map(listed.map((n, i) => [n.address, i]));
+    const width = Math.max(1, ...config.map.map((chain) => chain.length));
+    return terseBucketConfig({
+      name: this.options.bucket,
+      rev: 0,
+      revEpoch: 0,
+      nodes: listed.map((n) => ({ ...hostAndPort(n.address), tls: this.options.tls })),
+      map: config.map.map((chain) =>
+        Array.from({ length: width }, (_, i) => {
+          const address = chain[i];
+          return address == null ? -1 : (index.get(address) ?? -1);
+        }),
+      ),
+      numReplicas: width - 1,
+    });
   }
 
   private buildStandalone(): VersionedConfig {
@@ -171,4 +196,34 @@ export class BucketConfig {
       json: Buffer.from(JSON.stringify(config)),
     };
   }
+}
+
+/** The cluster config `dcpx manager` pushes (src/cluster/layout.ts NodeClusterConfig): addresses, not indexes. */
+interface ManagerConfig {
+  nodes: readonly { address: string; state: string }[];
+  map: readonly (readonly (string | null)[])[];
+}
+
+function isManagerConfig(value: unknown): value is ManagerConfig {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return false;
+  const config = value as Record<string, unknown>;
+  return (
+    config.vBucketServerMap === undefined &&
+    Array.isArray(config.nodes) &&
+    config.nodes.every(
+      (n: unknown) =>
+        n !== null && typeof n === 'object' && typeof (n as { address?: unknown }).address === 'string',
+    ) &&
+    Array.isArray(config.map) &&
+    config.map.every(
+      (chain: unknown) => Array.isArray(chain) && chain.every((a) => a === null || typeof a === 'string'),
+    )
+  );
+}
+
+/** "host:port" or "[v6]:port" → the terse config's hostname and KV port. */
+function hostAndPort(address: string): { hostname: string; kvPort: number } {
+  const colon = address.lastIndexOf(':');
+  const host = address.slice(0, colon);
+  return { hostname: host.replace(/^\[(.*)\]$/, '$1'), kvPort: Number(address.slice(colon + 1)) };
 }

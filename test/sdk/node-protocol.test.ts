@@ -297,6 +297,73 @@ describe('the node serves its bucket config', () => {
   });
 });
 
+describe('the node serves the config of a dcpx manager as a terse bucket config', () => {
+  it("turns the manager's nodes and address chains into nodesExt and a vBucketMap of indexes", async () => {
+    const managed = await StorageNode.start({
+      port: 0,
+      vbuckets: 4,
+      active: [0, 1],
+      auth: userAuth(new Map([[USER, PASSWORD]])),
+    });
+    try {
+      const self = `127.0.0.1:${managed.address.port}`;
+      // what `dcpx manager` pushes with SET_CLUSTER_CONFIG (src/cluster/layout.ts nodeConfig): a failed
+      // node still in the map until its copies move, a failed one out of it, one added and not placed
+      const manager = {
+        epoch: 5,
+        revision: 9,
+        nodes: [
+          { address: '127.0.0.1:1', state: 'failed' },
+          { address: self, state: 'active' },
+          { address: '127.0.0.1:2', state: 'failed' },
+          { address: '127.0.0.1:3', state: 'added' },
+        ],
+        map: [[self, '127.0.0.1:1'], [self], [null], ['127.0.0.1:1', self]],
+      };
+      const admin = await NodeClient.connect(
+        { host: '127.0.0.1', port: managed.address.port },
+        { user: USER, password: PASSWORD },
+      );
+      try {
+        await admin.setClusterConfig(5, 9, JSON.stringify(manager));
+      } finally {
+        await admin.close();
+      }
+      const wire = await Wire.open(managed.address.port);
+      wires.push(wire);
+      await wire.call(hello(wire, SDK_FEATURES));
+      expect(await scramLogin(wire, 'SCRAM-SHA512', USER, PASSWORD)).toBe(p.Status.Success);
+      const served = json(await wire.call(getClusterConfig(wire)));
+      expect(served).toMatchObject({
+        rev: 9,
+        revEpoch: 5,
+        name: 'default',
+        nodeLocator: 'vbucket',
+        // every entry has services (the SDK aborts its process without), in the manager's order
+        nodesExt: [
+          { hostname: '127.0.0.1', services: { kv: 1 } },
+          { hostname: '127.0.0.1', services: { kv: managed.address.port } },
+          { hostname: '127.0.0.1', services: { kv: 3 } },
+        ],
+        vBucketServerMap: {
+          numReplicas: 1,
+          vBucketMap: [
+            [1, 0],
+            [1, -1],
+            [-1, -1],
+            [0, 1],
+          ],
+        },
+      });
+      const nmvb = await wire.call(set(wire, 3, 'k', 'v'));
+      expect(nmvb.status).toBe(p.Status.NotMyVbucket);
+      expect(json(nmvb)).toEqual(served);
+    } finally {
+      await managed.stop();
+    }
+  });
+});
+
 describe('the node serves the KV commands the SDK sends', () => {
   it('GET_LOCKED hides the CAS from others, refuses other writers, and the lock CAS writes and unlocks', async () => {
     const wire = await session();
