@@ -5,6 +5,7 @@ import { benchKv } from './kv.js';
 import { type BenchRow, printRows } from './lib.js';
 import { benchMemory } from './memory.js';
 import { benchScale } from './scale.js';
+import { benchSdk } from './sdk.js';
 import { benchSoak } from './soak.js';
 import { benchProxy, benchStream } from './stream.js';
 import { benchTakeover } from './takeover.js';
@@ -22,6 +23,7 @@ export const SCENARIOS: Record<string, () => Promise<BenchRow[]>> = {
   memory: benchMemory,
   soak: benchSoak,
   cluster: benchCluster,
+  sdk: benchSdk,
 };
 
 export async function runBench(names: readonly string[], json: boolean): Promise<BenchRow[]> {
