@@ -156,12 +156,13 @@ export class BucketConfig {
   }
 
   /**
-   * The terse config of a `dcpx manager` push: nodesExt lists the nodes the map names and the others not
-   * failed over, in the manager's order; chains become indexes into it, padded with -1 to the longest.
+   * The terse config of a `dcpx manager` push: nodesExt lists every node the manager lists, in its order,
+   * failed-over ones too (a client closes its connection to a node that leaves nodesExt, cancelling the
+   * writes in flight there; listed, the node answers them NOT_MY_VBUCKET and the client retries them);
+   * chains become indexes into it, padded with -1 to the longest.
    */
   private terseOfManagerConfig(config: ManagerConfig): Record<string, unknown> {
-    const inMap = new Set(config.map.flat());
-    const listed = config.nodes.filter((n) => inMap.has(n.address) || n.state !== 'failed');
+    const listed = config.nodes;
     const index = new Map(listed.map((n, i) => [n.address, i]));
     const width = Math.max(1, ...config.map.map((chain) => chain.length));
     return terseBucketConfig({
@@ -200,7 +201,7 @@ export class BucketConfig {
 
 /** The cluster config `dcpx manager` pushes (src/cluster/layout.ts NodeClusterConfig): addresses, not indexes. */
 interface ManagerConfig {
-  nodes: readonly { address: string; state: string }[];
+  nodes: readonly { address: string }[];
   map: readonly (readonly (string | null)[])[];
 }
 

@@ -308,7 +308,8 @@ describe('the node serves the config of a dcpx manager as a terse bucket config'
     try {
       const self = `127.0.0.1:${managed.address.port}`;
       // what `dcpx manager` pushes with SET_CLUSTER_CONFIG (src/cluster/layout.ts nodeConfig): a failed
-      // node still in the map until its copies move, a failed one out of it, one added and not placed
+      // node still in the map, a failed one out of it, one added and not placed: all listed, so that a
+      // client keeps its connections (and the writes in flight on them) to each
       const manager = {
         epoch: 5,
         revision: 9,
@@ -343,6 +344,7 @@ describe('the node serves the config of a dcpx manager as a terse bucket config'
         nodesExt: [
           { hostname: '127.0.0.1', services: { kv: 1 } },
           { hostname: '127.0.0.1', services: { kv: managed.address.port } },
+          { hostname: '127.0.0.1', services: { kv: 2 } },
           { hostname: '127.0.0.1', services: { kv: 3 } },
         ],
         vBucketServerMap: {
