@@ -62,3 +62,23 @@ export function count(tally: Tally, what: string): void {
 }
 
 export type { Collection };
+
+/** The error class name of a failed SDK call. */
+export function errorName(error: unknown): string {
+  return error instanceof Error ? error.constructor.name : String(error);
+}
+
+/**
+ * The SDK's documented errors for an operation it could not finish while a node failed
+ * (couchbase 4.7.1 `dist/errors.d.ts`): a timeout, ambiguous or not, once its retries (NOT_MY_VBUCKET,
+ * a node not reachable) ran out of time; and RequestCanceledError for a write in flight on a connection
+ * that closed (a node killed), which the SDK does not retry since it may have been applied (retry
+ * reason socket_closed_while_in_flight: `deps/couchbase-cxx-client/core/io/mcbp_command.hxx`, and
+ * `core/impl/retry_reason.cxx` allows_non_idempotent_retry).
+ */
+export const RETRY_TIMEOUT_ERRORS: readonly string[] = [
+  'UnambiguousTimeoutError',
+  'AmbiguousTimeoutError',
+  'TimeoutError',
+  'RequestCanceledError',
+];
