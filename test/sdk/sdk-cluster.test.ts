@@ -30,7 +30,10 @@ import {
 const VBUCKETS = 1024;
 const KEYS = 10_000;
 const IN_FLIGHT = 64;
-/** The SDK's default kvTimeout (2.5 s) and config poll interval (2.5 s): how long it may take to learn a map. */
+/**
+ * After every node serves the map of the hard failover: the SDK's default kvTimeout (2.5 s) for the
+ * operations still retrying on the old map, and its config poll interval (2.5 s) had a push been missed.
+ */
 const SDK_SETTLE_MS = 5_000;
 
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
@@ -317,6 +320,29 @@ async function replicasReached(
   }
 }
 
+/** Waits until each of `nodes` serves clients a config (GET_CLUSTER_CONFIG) where `gone` heads no vBucket. */
+async function servedWithoutActive(
+  nodes: readonly string[],
+  gone: string,
+  timeoutMs = 60_000,
+): Promise<void> {
+  const started = Date.now();
+  for (const node of nodes) {
+    for (;;) {
+      const config = JSON.parse((await (await admin(node)).getClusterConfig())?.toString() ?? '{}') as {
+        nodesExt?: { hostname?: string; services: { kv?: number } }[];
+        vBucketServerMap?: { vBucketMap: number[][] };
+      };
+      const index = (config.nodesExt ?? []).findIndex((n) => `${n.hostname}:${n.services.kv}` === gone);
+      const map = config.vBucketServerMap?.vBucketMap ?? [];
+      if (map.length > 0 && map.every((chain) => index < 0 || chain[0] !== index)) break;
+      if (Date.now() - started > timeoutMs)
+        throw new Error(`${node} still serves ${gone} as an active after ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
+
 async function sdkCluster(port: number): Promise<couchbase.Cluster> {
   const c = await connectSdk(port);
   cleanups.push(() => c.close().catch(() => undefined));
@@ -349,7 +375,7 @@ describe('the Couchbase SDK against a cluster run by dcpx manager (real processe
       '--node',
       at(c),
     );
-    // more moves at once than the default 4 per node: the rebalances below are the test's longest part
+    // more moves at once than the default 4 per node: the rebalance below is the test's longest part
     await cluster(manager, 'settings', '--moves-per-node', '16');
 
     const sdk = await sdkCluster(a.port);
@@ -384,7 +410,8 @@ describe('the Couchbase SDK against a cluster run by dcpx manager (real processe
       await phase('hard failover', async () => {
         await c.stop('SIGKILL');
         await cluster(manager, 'failover', '--node', at(c), '--hard');
-        // the SDK learns the new map within a config poll (or at once, pushed); ops in flight time out
+        await servedWithoutActive([at(a), at(b), at(d)], at(c));
+        // the nodes push that config to the SDK's connections; it also polls every 2.5 s
         await new Promise((r) => setTimeout(r, SDK_SETTLE_MS));
       });
       await phase('after the hard failover', () => workload.opsMore(10_000));
