@@ -81,18 +81,75 @@ export async function fetchStatus(options: CallerOptions): Promise<ManagerStatus
   });
 }
 
+/** GET /operations/<opId> from the first manager that answers: the recorded result, or null. */
+export async function fetchOperationResult(
+  opId: string,
+  options: CallerOptions,
+): Promise<OperationResult | null> {
+  const call = new Call(options);
+  return call.run(async (target) => {
+    const lookup = (await call.get(target, `/operations/${encodeURIComponent(opId)}`)) as OperationLookupBody;
+    return lookup?.result ?? null;
+  });
+}
+
 /** GET /leader from the first manager that answers. */
 export async function fetchLeader(options: CallerOptions): Promise<LeaderBody> {
   const call = new Call(options);
   return call.run(async (target) => (await call.get(target, '/leader')) as LeaderBody);
 }
 
-/** Whether the status shows the operation's target state, and no unfinished marker of it that a janitor could undo. */
+/**
+ * Whether the status shows the operation's target state, and no unfinished marker of it that a janitor
+ * could undo (a rebalance's marker stays while it runs: its target state is "running or finished").
+ * | kind | target state |
+ * |---|---|
+ * | add-node | the node `added` or `active` |
+ * | remove-node | the node absent |
+ * | init | settings with the replicas asked, a map of the vBuckets asked with an active owner everywhere, every named node `active` |
+ * | rebalance | the status shows this op id's rebalance running (its final result is recorded under the op id) |
+ * | stop-rebalance | no rebalance running |
+ * | failover | the node `failed` |
+ * | recover | the node `active` |
+ * | settings | every setting asked in place (and the count 0 when a reset was asked) |
+ */
 export function inTargetState(request: TopologyOperationRequest, status: ManagerStatusBody): boolean {
+  if (request.kind === 'rebalance') return status.rebalance?.opId === request.opId;
   if (status.unfinishedOperation?.opId === request.opId) return false;
   const node = status.nodes.find((n) => n.address === request.node);
-  if (request.kind === 'add-node') return node?.state === 'added' || node?.state === 'active';
-  return node === undefined;
+  switch (request.kind) {
+    case 'add-node':
+      return node?.state === 'added' || node?.state === 'active';
+    case 'remove-node':
+      return node === undefined;
+    case 'init': {
+      const named = request.nodes ?? [];
+      return (
+        status.settings !== null &&
+        status.settings.replicas === request.replicas &&
+        status.map.length === request.vbuckets &&
+        status.map.every((chain) => (chain[0] ?? null) !== null) &&
+        named.every((address) => status.nodes.some((n) => n.address === address && n.state === 'active'))
+      );
+    }
+    case 'stop-rebalance':
+      return status.rebalance === null;
+    case 'failover':
+      return node?.state === 'failed';
+    case 'recover':
+      return node?.state === 'active';
+    case 'settings': {
+      const change = request.settings ?? {};
+      const current = status.settings;
+      if (current === null) return false;
+      return (
+        (change.autoFailoverS === undefined || current.autoFailoverS === change.autoFailoverS) &&
+        (change.autoFailoverMax === undefined || current.autoFailoverMax === change.autoFailoverMax) &&
+        (change.movesPerNode === undefined || current.movesPerNode === change.movesPerNode) &&
+        (change.resetAutoFailoverCount !== true || status.autoFailoverCount === 0)
+      );
+    }
+  }
 }
 
 /** One call's state: the deadline, the managers, and where the next attempt goes. */
@@ -175,7 +232,8 @@ class Call {
     const answer = await this.exchange({ method: 'POST', url: `${target}/operations`, body: request });
     const result = answer.body as OperationResult;
     if (result?.outcome === 'refused') throw refusedError(result);
-    if (result?.outcome !== 'done') {
+    // `started`: a rebalance now runs in the background; its final result is recorded under the op id
+    if (result?.outcome !== 'done' && result?.outcome !== 'started') {
       throw new ClusterCallError('maybe-applied', `${target} answered 200 without a result`);
     }
     return result;
@@ -197,9 +255,10 @@ class Call {
           `/operations/${encodeURIComponent(request.opId)}`,
         )) as OperationLookupBody;
         if (lookup?.result?.outcome === 'refused') throw new AbortError(refusedError(lookup.result));
-        if (lookup?.result?.outcome === 'done') return lookup.result;
+        if (lookup?.result?.outcome === 'done' || lookup?.result?.outcome === 'started') return lookup.result;
         const status = (await this.get(target, '/status')) as ManagerStatusBody;
-        return inTargetState(request, status) ? { opId: request.opId, outcome: 'done' } : undefined;
+        if (!inTargetState(request, status)) return undefined;
+        return { opId: request.opId, outcome: request.kind === 'rebalance' ? 'started' : 'done' };
       } catch (error) {
         if (error instanceof AbortError) throw error;
         // this manager cannot tell: ask the next

@@ -3,6 +3,7 @@ import {
   ClusterCallError,
   type ClusterStatus,
   type OperationResult,
+  type SettingsChange,
   type TopologyOperationKind,
   type TopologyOperationRequest,
 } from './types.js';
@@ -92,7 +93,16 @@ export interface HttpCredentials {
   readonly password: string;
 }
 
-const KINDS: readonly TopologyOperationKind[] = ['add-node', 'remove-node'];
+const KINDS: readonly TopologyOperationKind[] = [
+  'add-node',
+  'remove-node',
+  'init',
+  'rebalance',
+  'stop-rebalance',
+  'failover',
+  'recover',
+  'settings',
+];
 const OP_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const ADDRESS = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
 
@@ -104,35 +114,133 @@ export function isNodeAddress(value: string): boolean {
   return port >= 1 && port <= 65535;
 }
 
+/** The fields each kind takes besides opId and kind (`true`: required). */
+const FIELDS: Readonly<Record<TopologyOperationKind, Readonly<Record<string, boolean>>>> = {
+  'add-node': { node: true, group: false },
+  'remove-node': { node: true },
+  init: { nodes: true, vbuckets: true, replicas: true },
+  rebalance: { eject: false },
+  'stop-rebalance': {},
+  failover: { node: true, hard: false },
+  recover: { node: true },
+  settings: { settings: true },
+};
+
+const SETTINGS_FIELDS = ['autoFailoverS', 'autoFailoverMax', 'movesPerNode', 'resetAutoFailoverCount'];
+
+/** Integer bounds of the numeric fields (the operations check them again). */
+const LIMITS = {
+  vbuckets: [1, 1024],
+  replicas: [0, 3],
+  autoFailoverS: [5, 3600],
+  autoFailoverMax: [0, 100],
+  movesPerNode: [1, 64],
+} as const;
+
 /** Checks a POST /operations body; a malformed one is `permanent` (no retry changes it). */
 export function parseOperationRequest(value: unknown): TopologyOperationRequest {
   const refuse = (message: string) => new ClusterCallError('permanent', message);
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw refuse('the body must be a JSON object {opId, kind, node, group?}');
+    throw refuse("the body must be a JSON object {opId, kind, ...the kind's arguments}");
   }
-  const { opId, kind, node, group } = value as Record<string, unknown>;
+  const body = value as Record<string, unknown>;
+  const { opId, kind } = body;
   if (typeof opId !== 'string' || !OP_ID.test(opId)) {
     throw refuse('opId must be 1-128 characters of A-Z a-z 0-9 . _ : -');
   }
   if (typeof kind !== 'string' || !(KINDS as readonly string[]).includes(kind)) {
     throw refuse(`kind must be one of ${KINDS.join(', ')}`);
   }
-  if (typeof node !== 'string' || !isNodeAddress(node)) throw refuse('node must be host:port');
-  if (group !== undefined && (typeof group !== 'string' || group.length === 0 || group.length > 128)) {
-    throw refuse('group must be a non-empty string of at most 128 characters');
+  const k = kind as TopologyOperationKind;
+  const fields = FIELDS[k];
+  for (const key of Object.keys(body)) {
+    if (key === 'opId' || key === 'kind' || body[key] === undefined) continue;
+    if (!(key in fields)) throw refuse(`${key} does not apply to ${k}`);
   }
-  if (group !== undefined && kind !== 'add-node') throw refuse('group applies to add-node only');
-  return {
-    opId,
-    kind: kind as TopologyOperationKind,
-    node,
-    ...(group !== undefined ? { group: group as string } : {}),
+  for (const [key, required] of Object.entries(fields)) {
+    if (required && body[key] === undefined) throw refuse(`${k} needs ${key}`);
+  }
+  const integer = (name: keyof typeof LIMITS, v: unknown): number => {
+    const [min, max] = LIMITS[name];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+      throw refuse(`${name} must be an integer in ${min}..${max}`);
+    }
+    return v;
   };
+  const addresses = (name: string, v: unknown, atLeast: number): string[] => {
+    if (!Array.isArray(v) || v.length < atLeast || v.length > 256) {
+      throw refuse(`${name} must be a list of ${atLeast}..256 host:port`);
+    }
+    for (const a of v)
+      if (typeof a !== 'string' || !isNodeAddress(a)) throw refuse(`${name} must hold host:port only`);
+    if (new Set(v).size !== v.length) throw refuse(`${name} names a node twice`);
+    return v as string[];
+  };
+  const out: { -readonly [K in keyof TopologyOperationRequest]: TopologyOperationRequest[K] } = {
+    opId,
+    kind: k,
+  };
+  if (body.node !== undefined) {
+    if (typeof body.node !== 'string' || !isNodeAddress(body.node)) throw refuse('node must be host:port');
+    out.node = body.node;
+  }
+  if (body.group !== undefined) {
+    const g = body.group;
+    if (typeof g !== 'string' || g.length === 0 || g.length > 128) {
+      throw refuse('group must be a non-empty string of at most 128 characters');
+    }
+    out.group = g;
+  }
+  if (body.nodes !== undefined) out.nodes = addresses('nodes', body.nodes, 1);
+  if (body.vbuckets !== undefined) out.vbuckets = integer('vbuckets', body.vbuckets);
+  if (body.replicas !== undefined) out.replicas = integer('replicas', body.replicas);
+  if (body.eject !== undefined) out.eject = addresses('eject', body.eject, 0);
+  if (body.hard !== undefined) {
+    if (typeof body.hard !== 'boolean') throw refuse('hard must be true or false');
+    out.hard = body.hard;
+  }
+  if (body.settings !== undefined) {
+    const s = body.settings;
+    if (typeof s !== 'object' || s === null || Array.isArray(s)) throw refuse('settings must be an object');
+    const given = s as Record<string, unknown>;
+    const change: { -readonly [K in keyof SettingsChange]: SettingsChange[K] } = {};
+    for (const key of Object.keys(given)) {
+      if (given[key] !== undefined && !SETTINGS_FIELDS.includes(key)) {
+        throw refuse(`settings.${key} is not a setting; one of ${SETTINGS_FIELDS.join(', ')}`);
+      }
+    }
+    if (given.autoFailoverS !== undefined)
+      change.autoFailoverS = integer('autoFailoverS', given.autoFailoverS);
+    if (given.autoFailoverMax !== undefined) {
+      change.autoFailoverMax = integer('autoFailoverMax', given.autoFailoverMax);
+    }
+    if (given.movesPerNode !== undefined) change.movesPerNode = integer('movesPerNode', given.movesPerNode);
+    if (given.resetAutoFailoverCount !== undefined) {
+      if (typeof given.resetAutoFailoverCount !== 'boolean') {
+        throw refuse('resetAutoFailoverCount must be true or false');
+      }
+      change.resetAutoFailoverCount = given.resetAutoFailoverCount;
+    }
+    out.settings = change;
+  }
+  return out;
+}
+
+/** The request's fields in one canonical JSON (key order fixed), for comparing two requests. */
+function canonical(request: TopologyOperationRequest): string {
+  const { settings, ...rest } = request;
+  const sorted = (o: object) =>
+    Object.fromEntries(
+      Object.entries(o)
+        .filter(([, v]) => v !== undefined)
+        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+    );
+  return JSON.stringify({ ...sorted(rest), ...(settings ? { settings: sorted(settings) } : {}) });
 }
 
 /** Two requests are the same operation (a resend of one op id must carry the same one). */
 export function sameRequest(a: TopologyOperationRequest, b: TopologyOperationRequest): boolean {
-  return a.opId === b.opId && a.kind === b.kind && a.node === b.node && a.group === b.group;
+  return canonical(a) === canonical(b);
 }
 
 /** `host:port` or a URL → the base URL (`http://host:port`, no trailing slash). */

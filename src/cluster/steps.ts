@@ -45,6 +45,12 @@ export const TOPOLOGY_STEPS = [
   'recover:after-states',
   // marker cleared + result recorded
   'recover:after-clear',
+  // init: marker + node records `active` + settings + the planned map, one txn
+  'init:after-marker',
+  // init: every node's vBucket states set to the map (actives, then replicas)
+  'init:after-states',
+  // init: marker cleared + result recorded
+  'init:after-clear',
   // the janitor repaired an unfinished operation
   'janitor:after-repair',
   // the janitor stored a fixed map
