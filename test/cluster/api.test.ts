@@ -246,7 +246,8 @@ describe('the manager HTTP API', () => {
   it.each([
     ['not JSON', '{oops', 400],
     ['an array', [], 422],
-    ['an unknown kind', { ...add, kind: 'rebalance' }, 422],
+    ['an unknown kind', { ...add, kind: 'explode' }, 422],
+    ['a node on rebalance', { ...add, kind: 'rebalance' }, 422],
     ['a node without a port', { ...add, node: 'localhost' }, 422],
     ['an op id with a slash', { ...add, opId: 'a/b' }, 422],
     ['a group on remove-node', { ...add, kind: 'remove-node', group: 'g1' }, 422],

@@ -103,6 +103,86 @@ describe('the target state of an operation', () => {
   });
 });
 
+describe('the target state of a part-2 operation', () => {
+  const N = '127.0.0.1:11210';
+  const M = '127.0.0.1:11211';
+  const settings = { replicas: 1, autoFailoverS: 120, autoFailoverMax: 1, movesPerNode: 4 };
+  const progress = (opId: string) => ({
+    opId,
+    done: 1,
+    total: 4,
+    stuck: false,
+    stuckMoves: [],
+    nodes: {},
+    etaS: null,
+  });
+
+  it('is reached by init when settings, a fully owned map of the asked size and every named node active are stored', () => {
+    const init = {
+      opId: 'i',
+      kind: 'init',
+      nodes: [N, M],
+      vbuckets: 2,
+      replicas: 1,
+    } satisfies TopologyOperationRequest;
+    const formed = status({
+      settings,
+      map: [
+        [N, M],
+        [M, N],
+      ],
+      nodes: [
+        { address: N, state: 'active' },
+        { address: M, state: 'active' },
+      ],
+    });
+    expect(inTargetState(init, formed)).toBe(true);
+    expect(inTargetState(init, { ...formed, settings: null })).toBe(false);
+    expect(inTargetState(init, { ...formed, settings: { ...settings, replicas: 2 } })).toBe(false);
+    expect(inTargetState(init, { ...formed, map: [[N, M], [null]] })).toBe(false);
+    expect(inTargetState(init, { ...formed, map: [[N, M]] })).toBe(false);
+    expect(inTargetState(init, { ...formed, nodes: [{ address: N, state: 'active' }] })).toBe(false);
+    const marker = { opId: 'i', kind: 'init' as const, args: { nodes: [N, M] }, epoch: 3 };
+    expect(inTargetState(init, { ...formed, unfinishedOperation: marker })).toBe(false);
+  });
+
+  it('is reached by a rebalance while its own run shows (its marker stays while it runs), and by stop-rebalance when none runs', () => {
+    const rebalance = { opId: 'r', kind: 'rebalance' } satisfies TopologyOperationRequest;
+    const marker = { opId: 'r', kind: 'rebalance' as const, args: {}, epoch: 3 };
+    expect(inTargetState(rebalance, status({ rebalance: progress('r'), unfinishedOperation: marker }))).toBe(
+      true,
+    );
+    expect(inTargetState(rebalance, status({ rebalance: progress('other') }))).toBe(false);
+    expect(inTargetState(rebalance, status({}))).toBe(false);
+    const stop = { opId: 's', kind: 'stop-rebalance' } satisfies TopologyOperationRequest;
+    expect(inTargetState(stop, status({}))).toBe(true);
+    expect(inTargetState(stop, status({ rebalance: progress('r') }))).toBe(false);
+  });
+
+  it('is reached by failover when the node is failed, and by recover when it is active again', () => {
+    const failover = { opId: 'f', kind: 'failover', node: N, hard: true } satisfies TopologyOperationRequest;
+    const recover = { opId: 'v', kind: 'recover', node: N } satisfies TopologyOperationRequest;
+    const failed = status({ nodes: [{ address: N, state: 'failed' }] });
+    const active = status({ nodes: [{ address: N, state: 'active' }] });
+    expect([inTargetState(failover, failed), inTargetState(failover, active)]).toEqual([true, false]);
+    expect([inTargetState(recover, active), inTargetState(recover, failed)]).toEqual([true, false]);
+  });
+
+  it('is reached by settings when every setting asked is stored, and the count is 0 after a reset', () => {
+    const change = {
+      opId: 's',
+      kind: 'settings',
+      settings: { autoFailoverS: 5, resetAutoFailoverCount: true },
+    } satisfies TopologyOperationRequest;
+    expect(inTargetState(change, status({ settings: { ...settings, autoFailoverS: 5 } }))).toBe(true);
+    expect(
+      inTargetState(change, status({ settings: { ...settings, autoFailoverS: 5 }, autoFailoverCount: 1 })),
+    ).toBe(false);
+    expect(inTargetState(change, status({ settings }))).toBe(false);
+    expect(inTargetState(change, status({}))).toBe(false);
+  });
+});
+
 describe('a call through the caller', () => {
   it('resends a not-applied operation with the same op id until the leader takes it', async () => {
     let refusals = 2;
@@ -114,6 +194,31 @@ describe('a call through the caller', () => {
     const result = await callOperation(addNode, fast({ managers: [manager.url] }));
     expect(result).toEqual({ opId: 'op-1', outcome: 'done' });
     expect(manager.posts().map((p) => p.body)).toEqual([addNode, addNode, addNode]);
+  });
+
+  it('counts a started rebalance as success, and a maybe-applied one whose run shows as started', async () => {
+    const rebalance = { opId: 'r-1', kind: 'rebalance' } satisfies TopologyOperationRequest;
+    const answering = await fake((_req, res) => json(res, 200, { opId: 'r-1', outcome: 'started' }));
+    expect(await callOperation(rebalance, fast({ managers: [answering.url] }))).toEqual({
+      opId: 'r-1',
+      outcome: 'started',
+    });
+    const cut = await fake((req, res) => {
+      if (req.method === 'POST') return res.socket!.destroy();
+      if (req.path.startsWith('/operations/')) return json(res, 200, { opId: 'r-1', result: null });
+      json(
+        res,
+        200,
+        status({
+          rebalance: { opId: 'r-1', done: 0, total: 3, stuck: false, stuckMoves: [], nodes: {}, etaS: null },
+        }),
+      );
+    });
+    expect(await callOperation(rebalance, fast({ managers: [cut.url] }))).toEqual({
+      opId: 'r-1',
+      outcome: 'started',
+    });
+    expect(cut.posts()).toHaveLength(1);
   });
 
   it('resends a not-applied operation to the leader its answer names', async () => {
