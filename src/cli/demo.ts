@@ -1,32 +1,36 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
-import { NodeClient } from '../node/client.js';
-import { formatRanges, vbucketOfKey } from '../node/ranges.js';
-import { Status, VBucketState } from '../protocol/index.js';
-import { Replicator } from '../proxy/replicator.js';
-import type { NodeAddress } from '../proxy/sessions.js';
+import { fetchStatus } from '../cluster/caller.js';
+import type { ManagerStatusBody } from '../cluster/http-wire.js';
+import type { NodeClient } from '../node/client.js';
+import { vbucketOfKey } from '../node/ranges.js';
+import { VBucketState } from '../protocol/index.js';
+import { type Ack, Router, sleep, Writer } from './demo-kv.js';
 
-// `dcpx demo` (what `npm start` runs): three real node processes on loopback, a KV load, replica
-// streams both ways through `dcpx proxy` processes, then a rebalance of a third of the vBuckets onto
-// node 3 by takeover (one of them with a retry ask) under a live writer, and checks printed as a table
-// (or, with --json, one JSON object on stdout for programs and tests; progress then goes to stderr).
+// `dcpx demo` (what `npm start` runs): the cluster manager at work. Three `dcpx node` processes and a
+// `dcpx manager` on its embedded store; `dcpx cluster init` forms a cluster of two nodes with one
+// replica; 100,000 items are loaded through KV following the map; the third node is added and a
+// rebalance runs under a live writer; one node is killed with kill -9 and auto-failover promotes its
+// replicas; it is restarted and recovered. Checks are printed as a table (or, with --json, one JSON
+// object on stdout; progress then goes to stderr); the exit status is non-zero when a must-hold check fails.
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../bin/dcpx.js');
 const VBUCKETS = 64;
+const AUTO_FAILOVER_S = 5;
 
 interface DemoFlags {
   items: string;
-  concurrency: string;
   keep?: boolean;
   json?: boolean;
 }
 
-/** One check of the demo's result: what, the figure, and whether it holds. */
+/** One check of the demo's result: what, the figure, and whether it holds (informational rows always hold). */
 export interface DemoCheck {
   check: string;
   value: string;
@@ -40,19 +44,29 @@ export interface DemoReport {
   checks: DemoCheck[];
   figures: {
     itemsLoaded: number;
+    vbuckets: number;
+    /** Active items per node at the end (node1..node3). */
     activeItems: Record<string, number>;
-    writtenDuringMoves: number;
+    /** Writes acknowledged during the rebalance and the failover. */
     acknowledgedWrites: number;
-    acknowledgedWritesLost: number;
-    vbucketsToMove: number[];
-    moves: { vb: number; ms: number; attempts: number; error?: string }[];
-    movedWithEqualContent: number;
+    moves: number;
+    /** Takeover retry asks answered by the nodes (node3 asks once per vBucket it takes over). */
+    retries: number;
+    rebalanceMs: number;
+    /** kill -9 → the node shown `failed` (the auto-failover timeout is part of it). */
+    failoverMs: number;
+    autoFailoverS: number;
+    killedNode: string;
+    recoverMs: number;
     activeCopiesPerVBucket: { min: number; max: number };
     replicasEqualToOwner: number;
-    vbuckets: number;
-    retryVb: number;
-    retries: number;
-    takeoverMs: { p50: number; max: number } | null;
+    replicaCopies: number;
+    /** Lost writes that were replicated before the kill or acknowledged by a surviving node: must be 0. */
+    lostReplicatedOrSurvivor: number;
+    /** Lost writes acknowledged only by the killed node's memory: what asynchronous replication risks. */
+    lostOnlyOnKilledNode: number;
+    /** Writes acknowledged by the killed node after the last replication check before the kill. */
+    ackedOnlyOnKilledNode: number;
   };
   admin: Record<string, string>;
 }
@@ -64,11 +78,14 @@ interface Child {
   err: string;
 }
 
-interface NodeInfo {
+interface DemoNode {
   name: string;
-  address: NodeAddress;
+  address: string;
+  port: number;
+  dataDir: string;
   admin: string;
-  client: NodeClient;
+  extra: string[];
+  child?: Child;
 }
 
 /** Progress: bars on a TTY, plain lines otherwise. */
@@ -90,18 +107,20 @@ class Progress {
   }
 
   start(task: string, total: number): void {
-    if (this.multi) this.bars.set(task, this.multi.create(total, 0, { task: task.padEnd(18) }));
+    if (this.multi) this.bars.set(task, this.multi.create(total, 0, { task: task.padEnd(22) }));
     else this.out.write(`${task}: 0/${total}\n`);
   }
 
   update(task: string, value: number, total: number): void {
     if (this.multi) {
-      this.bars.get(task)?.update(value);
+      const bar = this.bars.get(task);
+      bar?.setTotal(total);
+      bar?.update(value);
       return;
     }
     // plain lines: at most one per quarter of the way, and the last one once
     const step = Math.max(1, Math.floor(total / 4));
-    const bucket = value === total ? Number.MAX_SAFE_INTEGER : Math.floor(value / step);
+    const bucket = value >= total ? Number.MAX_SAFE_INTEGER : Math.floor(value / step);
     if (bucket !== this.lastLine.get(task)) {
       this.lastLine.set(task, bucket);
       this.out.write(`${task}: ${value}/${total}\n`);
@@ -116,361 +135,305 @@ class Progress {
 export function registerDemo(program: Command): void {
   program
     .command('demo')
-    .description('three nodes, replica streams both ways, and a rebalance by takeover under a live writer')
+    .description(
+      'the cluster manager at work: init, a KV load, a rebalance onto a third node under a live writer, ' +
+        'auto-failover after kill -9, recovery; a table of checks',
+    )
     .option('--items <n>', 'items to load', '100000')
-    .option('--concurrency <n>', 'takeovers at once', '4')
     .option('--keep', 'leave the cluster running')
     .option('--json', 'print one JSON object with every check and figure instead of the table')
     .action(async (flags: DemoFlags) => {
-      const code = await runDemo(
-        Number(flags.items),
-        Number(flags.concurrency),
-        flags.keep ?? false,
-        flags.json ?? false,
-      );
+      const items = Number(flags.items);
+      if (!Number.isInteger(items) || items < 1) throw new Error('--items must be a positive integer');
+      const code = await runDemo(items, flags.keep ?? false, flags.json ?? false);
       process.exit(code);
     });
 }
 
-async function runDemo(
-  itemCount: number,
-  concurrency: number,
-  keep: boolean,
-  json: boolean,
-): Promise<number> {
+/** A free loopback port (a node keeps its port across the restart: the port is part of its identity). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function runDemo(itemCount: number, keep: boolean, json: boolean): Promise<number> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dcpx-demo-'));
   const children: Child[] = [];
-  const clients: NodeClient[] = [];
-  const replicators: Replicator[] = [];
+  let router: Router | undefined;
+  let writer: Writer | undefined;
   let cleaned = false;
   const cleanup = async () => {
     if (cleaned) return;
     cleaned = true;
-    for (const r of replicators) await r.close().catch(() => {});
-    for (const c of clients) await c.close().catch(() => {});
-    for (const child of children) child.proc.kill('SIGTERM');
-    await Promise.all(
-      children.map((c) => new Promise((r) => (c.proc.exitCode !== null ? r(null) : c.proc.once('exit', r)))),
-    );
+    await writer?.stop().catch(() => undefined);
+    await router?.close();
+    const running = children.filter((c) => c.proc.exitCode === null && c.proc.signalCode === null);
+    for (const child of running) child.proc.kill('SIGTERM');
+    await Promise.all(running.map((c) => new Promise((r) => c.proc.once('exit', r))));
     fs.rmSync(dir, { recursive: true, force: true });
   };
   // with --json stdout carries the one JSON object and nothing else: what people read goes to stderr
-  const say = (text: string) => (json ? process.stderr : process.stdout).write(text);
+  const out = json ? process.stderr : process.stdout;
+  const say = (text: string) => out.write(`${text}\n`);
   const onSignal = () => {
-    say('\ninterrupted: stopping the demo cluster\n');
+    say('\ninterrupted: stopping the demo cluster');
     void cleanup().then(() => process.exit(130));
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   // a reader that goes away (| head) must not leave the cluster running: stop writing, keep cleaning up
   process.stdout.on('error', () => {});
-  const progress = json
-    ? new Progress(process.stderr.isTTY === true, process.stderr)
-    : new Progress(process.stdout.isTTY === true, process.stdout);
-  try {
-    const spawnDcpx = (
-      name: string,
-      args: string[],
-      ready: RegExp,
-    ): Promise<{ child: Child; match: RegExpExecArray }> =>
-      new Promise((resolve, reject) => {
-        const proc = spawn(process.execPath, [BIN, ...args], {
-          stdio: ['ignore', 'pipe', 'pipe'],
-          env: { ...process.env, DCPX_LOG_LEVEL: process.env.DCPX_LOG_LEVEL ?? 'warn' },
-        });
-        const child: Child = { name, proc, out: '', err: '' };
-        children.push(child);
-        proc.stdout!.on('data', (d) => {
-          child.out += d;
-          const match = ready.exec(child.out);
-          if (match) resolve({ child, match });
-        });
-        proc.stderr!.on('data', (d) => {
-          child.err += d;
-        });
-        proc.once('exit', (code) =>
-          reject(new Error(`${name} exited (${code}) before it was ready: ${child.err.trim()}`)),
-        );
+  const progress = new Progress(out.isTTY === true, out);
+
+  const spawnDcpx = (
+    name: string,
+    args: string[],
+    ready: RegExp,
+  ): Promise<{ child: Child; match: RegExpExecArray }> =>
+    new Promise((resolve, reject) => {
+      const proc = spawn(process.execPath, [BIN, ...args], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, DCPX_LOG_LEVEL: process.env.DCPX_LOG_LEVEL ?? 'warn' },
       });
+      const child: Child = { name, proc, out: '', err: '' };
+      children.push(child);
+      proc.stdout!.on('data', (d) => {
+        child.out += d;
+        const match = ready.exec(child.out);
+        if (match) resolve({ child, match });
+      });
+      proc.stderr!.on('data', (d) => {
+        child.err = (child.err + d).slice(-20_000);
+      });
+      proc.once('exit', (code, signal) =>
+        reject(new Error(`${name} exited (${code ?? signal}) before it was ready: ${child.err.trim()}`)),
+      );
+    });
 
-    // 1. three nodes: node1 active 0-31 + replica 32-63, node2 the other way round, node3 replicas only
-    say(`dcpx demo: data in ${dir}\n`);
-    const layout = [
-      { name: 'node1', active: '0-31', replica: '32-63' },
-      { name: 'node2', active: '32-63', replica: '0-31' },
-      { name: 'node3', active: '', replica: '0-63' },
-    ];
-    const toMove = [...Array(VBUCKETS).keys()].filter((vb) => vb % 3 === 0); // a third of the vBuckets
-    const retryVb = toMove[1]!;
-    const nodes: NodeInfo[] = [];
-    for (const spec of layout) {
-      const args = ['node', '--port', '0', '--no-auth', '--vbuckets', String(VBUCKETS), '--admin-port', '0'];
-      args.push('--data-dir', path.join(dir, spec.name));
-      if (spec.active) args.push('--active', spec.active);
-      args.push('--replica', spec.replica);
-      if (spec.name === 'node3')
-        args.push('--refuse-takeover-states', '1', '--refuse-takeover-vbuckets', String(retryVb));
-      const { match } = await spawnDcpx(spec.name, args, /listening on ([^:\s]+):(\d+) admin (\S+)/);
-      const address = { host: match[1]!, port: Number(match[2]) };
-      const client = await NodeClient.connect(address);
-      clients.push(client);
-      nodes.push({ name: spec.name, address, admin: match[3]!, client });
-    }
-    const [n1, n2, n3] = nodes as [NodeInfo, NodeInfo, NodeInfo];
-    const ownerOf = (vb: number) => (vb < 32 ? n1 : n2);
-
-    // 2. load
-    progress.start('load', itemCount);
-    const byOwner = new Map<NodeInfo, { vbucket: number; key: string; value: Buffer }[]>([
-      [n1, []],
-      [n2, []],
-    ]);
-    for (let i = 0; i < itemCount; i++) {
-      const key = `demo-key-${i}`;
-      const vbucket = vbucketOfKey(key, VBUCKETS);
-      byOwner
-        .get(ownerOf(vbucket))!
-        .push({ vbucket, key, value: Buffer.from(`{"n":${i},"pad":"${'x'.repeat(i % 64)}"}`) });
-    }
-    const loadedBy = new Map<NodeInfo, number>();
-    await Promise.all(
-      [...byOwner].map(([owner, items]) =>
-        owner.client.load(items, (done) => {
-          loadedBy.set(owner, done);
-          progress.update(
-            'load',
-            [...loadedBy.values()].reduce((a, b) => a + b, 0),
-            itemCount,
-          );
-        }),
-      ),
-    );
-    progress.update('load', itemCount, itemCount);
-
-    // 3. replica streams both ways through dcpx proxy processes
-    const addr = (n: NodeInfo) => `${n.address.host}:${n.address.port}`;
-    const proxyReady = /replicating (\d+) vBuckets.* admin (\S+)/;
-    const p12 = await spawnDcpx(
-      'proxy 1→2',
-      ['proxy', '--producer', addr(n1), '--consumer', addr(n2), '--vbuckets', '0-31', '--admin-port', '0'],
-      proxyReady,
-    );
-    const p21 = await spawnDcpx(
-      'proxy 2→1',
-      ['proxy', '--producer', addr(n2), '--consumer', addr(n1), '--vbuckets', '32-63', '--admin-port', '0'],
-      proxyReady,
-    );
-    const highSeqnos = async (n: NodeInfo) => {
-      const s = await n.client.stats('vbucket-seqno');
-      return [...Array(VBUCKETS).keys()].map((vb) => Number(s.get(`vb_${vb}:high_seqno`)));
-    };
-    progress.start('replica catch-up', itemCount);
-    for (;;) {
-      const [h1, h2] = await Promise.all([highSeqnos(n1), highSeqnos(n2)]);
-      let behind = 0;
-      for (let vb = 0; vb < VBUCKETS; vb++) behind += vb < 32 ? h1[vb]! - h2[vb]! : h2[vb]! - h1[vb]!;
-      progress.update('replica catch-up', itemCount - Math.min(itemCount, behind), itemCount);
-      if (behind === 0) break;
-      await sleep(100);
-    }
-
-    // 4. rebalance onto node3 under a live writer that follows NOT_MY_VBUCKET
-    const writer = new Writer(nodes);
-    const writing = writer.run(toMove);
-    const moves: { vb: number; ms: number; attempts: number; error?: string }[] = [];
-    const fromN1 = new Replicator({ producer: n1.address, consumer: n3.address, connection: 7 });
-    const fromN2 = new Replicator({ producer: n2.address, consumer: n3.address, connection: 7 });
-    replicators.push(fromN1, fromN2);
-    progress.start('moves', toMove.length);
-    const queue = [...toMove];
-    await Promise.all(
-      Array.from({ length: Math.max(1, concurrency) }, async () => {
-        for (let vb = queue.shift(); vb !== undefined; vb = queue.shift()) {
-          const replicator = vb < 32 ? fromN1 : fromN2;
-          try {
-            const { ms, attempts } = await replicator.takeover(vb, { attempts: 5, deadlineMs: 60_000 });
-            moves.push({ vb, ms, attempts });
-          } catch (error) {
-            moves.push({
-              vb,
-              ms: 0,
-              attempts: 0,
-              error: error instanceof Error ? error.message : String(error),
-            });
-          }
-          progress.update('moves', moves.length, toMove.length);
-        }
-      }),
-    );
-    await sleep(200);
-    writer.stop();
-    await writing;
-
-    // 4b. the moved vBuckets get their replica back: node3 now feeds the node that held their replica
-    const movedFrom1 = moves.filter((m) => !m.error && m.vb < 32).map((m) => m.vb);
-    const movedFrom2 = moves.filter((m) => !m.error && m.vb >= 32).map((m) => m.vb);
-    const replicaOf = (vb: number) => (vb < 32 ? n2 : n1);
-    const repoint = [
-      { from: movedFrom1, to: n2, name: 'proxy 3→2' },
-      { from: movedFrom2, to: n1, name: 'proxy 3→1' },
-    ];
-    for (const r of repoint.filter((x) => x.from.length > 0)) {
-      const args = [
-        'proxy',
-        '--producer',
-        addr(n3),
-        '--consumer',
-        addr(r.to),
-        '--vbuckets',
-        formatRanges(r.from),
-      ];
-      await spawnDcpx(r.name, [...args, '--admin-port', '0'], proxyReady);
-    }
-    const ownerIndex = (vb: number) => (moves.some((m) => m.vb === vb && !m.error) ? 2 : vb < 32 ? 0 : 1);
-    progress.start('replicas re-pointed', VBUCKETS);
-    for (let round = 0; round < 600; round++) {
-      const highs = await Promise.all(nodes.map(highSeqnos));
-      let caughtUp = 0;
-      for (let vb = 0; vb < VBUCKETS; vb++) {
-        if (highs[nodes.indexOf(replicaOf(vb))]![vb] === highs[ownerIndex(vb)]![vb]) caughtUp++;
+  /** Runs one `dcpx cluster ...` command to its end, showing it and its output lines. */
+  const cluster = async (args: string[], onLine?: (line: string) => void) => {
+    say(`$ dcpx cluster ${args.join(' ')}`);
+    const started = performance.now();
+    const proc = spawn(process.execPath, [BIN, 'cluster', ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, DCPX_LOG_LEVEL: process.env.DCPX_LOG_LEVEL ?? 'warn' },
+    });
+    let stdout = '';
+    let stderr = '';
+    let partial = '';
+    proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk;
+      partial += chunk;
+      for (let nl = partial.indexOf('\n'); nl >= 0; nl = partial.indexOf('\n')) {
+        const line = partial.slice(0, nl);
+        partial = partial.slice(nl + 1);
+        say(`  ${line}`);
+        onLine?.(line);
       }
-      progress.update('replicas re-pointed', caughtUp, VBUCKETS);
-      if (caughtUp === VBUCKETS) break;
-      await sleep(100);
+    });
+    proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk;
+    });
+    const code = await new Promise<number | null>((resolve) => proc.once('exit', resolve));
+    const ms = performance.now() - started;
+    if (code !== 0)
+      throw new Error(`dcpx cluster ${args[0]} exited ${code}: ${stderr.trim() || stdout.trim()}`);
+    return { stdout, ms };
+  };
+
+  try {
+    say(`dcpx demo: data in ${dir}`);
+    // 1. three empty nodes (fixed ports: a node keeps its address across the restart) and a manager
+    const nodes: DemoNode[] = [];
+    for (const name of ['node1', 'node2', 'node3']) {
+      const port = await freePort();
+      nodes.push({
+        name,
+        port,
+        address: `127.0.0.1:${port}`,
+        dataDir: path.join(dir, name),
+        admin: '',
+        // node3 asks for one takeover retry per vBucket it takes over (the retry protocol, on display)
+        extra: name === 'node3' ? ['--refuse-takeover-states', '1'] : [],
+      });
     }
+    const startNode = async (node: DemoNode) => {
+      const args = ['node', '--port', String(node.port), '--no-auth', '--vbuckets', String(VBUCKETS)];
+      args.push('--admin-port', '0', '--data-dir', node.dataDir, ...node.extra);
+      const { child, match } = await spawnDcpx(node.name, args, /listening on \S+ admin (\S+)/);
+      node.child = child;
+      node.admin = match[1]!;
+    };
+    const managerStart = spawnDcpx(
+      'manager',
+      [
+        'manager',
+        ...['--data-dir', path.join(dir, 'manager'), '--port', '0', '--no-auth', '--name', 'demo-manager'],
+        ...['--janitor-interval-ms', '500', '--lease-ms', '5000'],
+      ],
+      /listening on (\S+)\n[\s\S]*leader epoch (\d+)/,
+    );
+    await Promise.all(nodes.map(startNode));
+    const { match: managerMatch } = await managerStart;
+    const manager = managerMatch[1]!;
+    const [n1, n2, n3] = nodes as [DemoNode, DemoNode, DemoNode];
+    const m = ['--manager', manager];
+    const status = () => fetchStatus({ managers: [manager], timeoutMs: 10_000 });
+
+    // 2. init: two nodes, one replica; a short auto-failover timeout for the demo
+    await cluster([
+      'init',
+      ...m,
+      ...['--vbuckets', String(VBUCKETS), '--replicas', '1', '--node', n1.address, '--node', n2.address],
+    ]);
+    await cluster(['settings', ...m, '--auto-failover-s', String(AUTO_FAILOVER_S)]);
+
+    // 3. load through KV following the map
+    router = new Router(manager, VBUCKETS);
+    await router.refresh();
+    await load(router, itemCount, progress);
+    await caughtUp(router, progress, 'replicas after load');
+
+    // 4. add node3 and rebalance under a live writer
+    writer = new Writer(router);
+    writer.start();
+    await cluster(['add-node', ...m, '--node', n3.address]);
+    await router.refresh();
+    const before = router.chains;
+    const rebalance = await cluster(['rebalance', ...m, '--wait']);
+    await router.refresh();
+    // the vBuckets whose chain the rebalance changed
+    const moves = router.chains.filter(
+      (chain, vb) => JSON.stringify(chain) !== JSON.stringify(before[vb]),
+    ).length;
+    await caughtUp(router, progress, 'replicas after rebalance');
+
+    // 5. kill -9 node2 under the writer; auto-failover promotes its replicas
+    const victim = n2;
+    const cut = await replicatedCut(router, writer);
+    say(`kill -9 ${victim.name} (${victim.address}); auto-failover after ${AUTO_FAILOVER_S} s`);
+    const killedAt = performance.now();
+    victim.child!.proc.kill('SIGKILL');
+    await untilStatus(
+      status,
+      (s) => s.nodes.some((n) => n.address === victim.address && n.state === 'failed'),
+      60_000,
+      `${victim.name} failed over`,
+    );
+    const failoverMs = performance.now() - killedAt;
+    say(`${victim.name} failed over ${(failoverMs / 1000).toFixed(1)} s after the kill`);
+    // the writer goes on a moment against the promoted replicas, then stops
+    const afterFailover = writer.count;
+    await untilTrue(() => writer!.count > afterFailover + 100, 10_000);
+    await writer.stop();
+
+    // 6. restart node2 on its data and recover it
+    await startNode(victim);
+    const recover = await cluster(['recover', ...m, '--node', victim.address]);
+    await caughtUp(router, progress, 'replicas after recovery');
     progress.stop();
 
-    // 5. checks
-    const owner = new Map<number, NodeInfo>();
-    const states = await Promise.all(
-      nodes.map(async (n) => Promise.all([...Array(VBUCKETS).keys()].map((vb) => n.client.getVBucket(vb)))),
-    );
-    const activeCopies: number[] = [];
-    for (let vb = 0; vb < VBUCKETS; vb++) {
-      const active = nodes.filter((_, i) => states[i]![vb]!.state === VBucketState.Active);
-      activeCopies.push(active.length);
-      if (active.length === 1) owner.set(vb, active[0]!);
-    }
-    const digests = await Promise.all(nodes.map((n) => n.client.stats('vbucket-digest')));
-    const seqnos = await Promise.all(nodes.map((n) => n.client.stats('vbucket-seqno')));
-    // the new owner as it stood at the old owner's last seqno must equal the old owner exactly
-    const movedOk: number[] = [];
-    for (const m of moves.filter((x) => !x.error)) {
-      const old = ownerOf(m.vb);
-      const oldHigh = seqnos[nodes.indexOf(old)]!.get(`vb_${m.vb}:high_seqno`);
-      const atHandover = await n3.client.stats(`vbucket-digest ${m.vb} ${oldHigh}`);
-      if (atHandover.get(`vb_${m.vb}:digest`) === digests[nodes.indexOf(old)]!.get(`vb_${m.vb}:digest`))
-        movedOk.push(m.vb);
-    }
-    const lost = await writer.verify(owner);
-    let replicasEqual = 0;
-    for (let vb = 0; vb < VBUCKETS; vb++) {
-      const own = owner.get(vb);
-      const replicaDigest = digests[nodes.indexOf(replicaOf(vb))]!.get(`vb_${vb}:digest`);
-      if (own && replicaDigest === digests[nodes.indexOf(own)]!.get(`vb_${vb}:digest`)) replicasEqual++;
-    }
-    const items = nodes.map((_n, i) => {
-      let count = 0;
-      for (let vb = 0; vb < VBUCKETS; vb++)
-        if (states[i]![vb]!.state === VBucketState.Active) count += Number(digests[i]!.get(`vb_${vb}:items`));
-      return count;
-    });
-    const times = moves
-      .filter((m) => !m.error)
-      .map((m) => m.ms)
-      .sort((a, b) => a - b);
-    const retries = moves.reduce((n, m) => n + Math.max(0, m.attempts - 1), 0);
-    const checks: DemoCheck[] = [
-      { check: 'items loaded', value: `${itemCount}`, ok: true },
-      ...nodes.map((n, i) => ({ check: `active items on ${n.name}`, value: String(items[i]), ok: true })),
+    // 7. checks
+    const final = await status();
+    const checks = await collectChecks(final, nodes, router);
+    const lost = await writer.lost();
+    const onlyOnVictim = (ack: Ack) => ack.node === victim.address && ack.index >= cut;
+    const lostB = lost.filter((l) => onlyOnVictim(l.ack)).length;
+    const lostA = lost.length - lostB;
+    const ackedOnlyOnVictim = [...writer.acked.values()].filter(onlyOnVictim).length;
+    const retries = await retryAsks(nodes);
+    const figures: DemoReport['figures'] = {
+      itemsLoaded: itemCount,
+      vbuckets: VBUCKETS,
+      activeItems: checks.activeItems,
+      acknowledgedWrites: writer.count,
+      moves,
+      retries,
+      rebalanceMs: Math.round(rebalance.ms),
+      failoverMs: Math.round(failoverMs),
+      autoFailoverS: AUTO_FAILOVER_S,
+      killedNode: victim.name,
+      recoverMs: Math.round(recover.ms),
+      activeCopiesPerVBucket: checks.activeCopies,
+      replicasEqualToOwner: checks.replicasEqual,
+      replicaCopies: checks.replicaCopies,
+      lostReplicatedOrSurvivor: lostA,
+      lostOnlyOnKilledNode: lostB,
+      ackedOnlyOnKilledNode: ackedOnlyOnVictim,
+    };
+    const rows: DemoCheck[] = [
+      { check: 'items loaded through KV (following the map)', value: String(itemCount), ok: true },
+      ...nodes.map((n) => ({
+        check: `active items on ${n.name}`,
+        value: String(checks.activeItems[n.name]),
+        ok: true,
+      })),
       {
-        check: 'items across owners = loaded + written',
-        value: `${items.reduce((a, b) => a + b, 0)} = ${itemCount} + ${writer.newKeys}`,
-        ok: items.reduce((a, b) => a + b, 0) === itemCount + writer.newKeys,
+        check: 'nodes active in the cluster',
+        value: final.nodes.map((n) => `${nodeName(nodes, n.address)} ${n.state}`).join(', '),
+        ok: final.nodes.length === 3 && final.nodes.every((n) => n.state === 'active'),
       },
+      { check: 'rebalance moves (node3 added)', value: String(moves), ok: moves > 0 },
+      { check: 'takeover retries (node3 asks once per takeover)', value: String(retries), ok: retries > 0 },
+      { check: 'rebalance time under the writer', value: `${(rebalance.ms / 1000).toFixed(1)} s`, ok: true },
       {
-        check: 'vBuckets moved to node3',
-        value: `${moves.filter((m) => !m.error).length}/${toMove.length} (${formatRanges(toMove)})`,
-        ok: moves.every((m) => !m.error),
-      },
-      {
-        check: 'content hash old owner = new owner',
-        value: `${movedOk.length}/${toMove.length}`,
-        ok: movedOk.length === toMove.length,
+        check: `failover time (kill -9 -> failed; timeout ${AUTO_FAILOVER_S} s)`,
+        value: `${(failoverMs / 1000).toFixed(1)} s`,
+        ok: true,
       },
       {
         check: 'active copies per vBucket',
-        value: `min ${Math.min(...activeCopies)} max ${Math.max(...activeCopies)}`,
-        ok: activeCopies.every((c) => c === 1),
+        value: `min ${checks.activeCopies.min} max ${checks.activeCopies.max}`,
+        ok: checks.activeCopies.min === 1 && checks.activeCopies.max === 1,
       },
       {
-        check: 'replica = owner (content hash), every vBucket',
-        value: `${replicasEqual}/${VBUCKETS}`,
-        ok: replicasEqual === VBUCKETS,
+        check: 'replica = owner (content hash), every replica copy',
+        value: `${checks.replicasEqual}/${checks.replicaCopies} (${VBUCKETS} vBuckets)`,
+        ok: checks.replicasEqual === checks.replicaCopies && checks.replicaCopies >= VBUCKETS,
       },
       {
-        check: 'acknowledged writes during the moves',
-        value: String(writer.acked.size),
-        ok: writer.acked.size > 0,
-      },
-      { check: 'acknowledged writes lost', value: String(lost), ok: lost === 0 },
-      {
-        check: `takeover retries (vb ${retryVb} asked once)`,
-        value: String(retries),
-        ok: (moves.find((m) => m.vb === retryVb)?.attempts ?? 0) === 2,
+        check: 'acknowledged writes during rebalance and failover',
+        value: String(writer.count),
+        ok: writer.count > 0,
       },
       {
-        check: 'takeover time p50 / max',
-        value: times.length
-          ? `${times[Math.floor(times.length / 2)]} ms / ${times[times.length - 1]} ms`
-          : '-',
-        ok: times.length > 0,
+        check: 'acknowledged writes lost: replicated before the kill, or acknowledged by a surviving node',
+        value: String(lostA),
+        ok: lostA === 0,
+      },
+      {
+        check: `acknowledged writes lost: acknowledged only by ${victim.name}'s memory (async replication risk)`,
+        value: `${lostB} of ${ackedOnlyOnVictim}`,
+        ok: true,
       },
     ];
-    const ok = checks.every((c) => c.ok);
+    const ok = rows.every((c) => c.ok);
     const admin: Record<string, string> = Object.fromEntries(nodes.map((n) => [n.name, n.admin]));
-    admin['proxy 1→2'] = p12.match[2]!;
-    admin['proxy 2→1'] = p21.match[2]!;
+    admin.manager = `http://${manager}`;
     if (json) {
-      const min = Math.min(...activeCopies);
-      const max = Math.max(...activeCopies);
-      const report: DemoReport = {
-        ok,
-        dataDir: dir,
-        checks,
-        figures: {
-          itemsLoaded: itemCount,
-          activeItems: Object.fromEntries(nodes.map((n, i) => [n.name, items[i]!])),
-          writtenDuringMoves: writer.newKeys,
-          acknowledgedWrites: writer.acked.size,
-          acknowledgedWritesLost: lost,
-          vbucketsToMove: toMove,
-          moves: [...moves].sort((x, y) => x.vb - y.vb),
-          movedWithEqualContent: movedOk.length,
-          activeCopiesPerVBucket: { min, max },
-          replicasEqualToOwner: replicasEqual,
-          vbuckets: VBUCKETS,
-          retryVb,
-          retries,
-          takeoverMs: times.length
-            ? { p50: times[Math.floor(times.length / 2)]!, max: times[times.length - 1]! }
-            : null,
-        },
-        admin,
-      };
+      const report: DemoReport = { ok, dataDir: dir, checks: rows, figures, admin };
       process.stdout.write(`${JSON.stringify(report)}\n`);
     } else {
       process.stdout.write('\n');
-      console.table(checks.map((c) => ({ check: c.check, value: c.value, result: c.ok ? 'ok' : 'FAILED' })));
+      console.table(rows.map((c) => ({ check: c.check, value: c.value, result: c.ok ? 'ok' : 'FAILED' })));
+      process.stdout.write(
+        `\n${lostB} of the ${ackedOnlyOnVictim} writes ${victim.name} acknowledged after the last replication check were lost ` +
+          'with it: replication is asynchronous, so a write acknowledged by the active alone dies with it ' +
+          '(synchronous replication closes this).\n',
+      );
       process.stdout.write('\nadmin endpoints (/metrics, /status):\n');
       for (const [name, url] of Object.entries(admin))
         process.stdout.write(`  ${name.padEnd(10)} ${url}/metrics\n`);
-      for (const m of moves.filter((x) => x.error))
-        process.stdout.write(`  move of vb ${m.vb} failed: ${m.error}\n`);
       process.stdout.write(`\n${ok ? 'demo: every check holds' : 'demo: CHECKS FAILED'}\n`);
     }
     if (keep) {
-      say(`--keep: cluster left running (data in ${dir}); Ctrl-C stops it\n`);
+      say(`--keep: cluster left running (data in ${dir}, manager ${manager}); Ctrl-C stops it`);
       await new Promise(() => {});
     }
     await cleanup();
@@ -487,49 +450,217 @@ async function runDemo(
   }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
+function nodeName(nodes: readonly DemoNode[], address: string): string {
+  return nodes.find((n) => n.address === address)?.name ?? address;
 }
 
-/** Writes new keys into the moving vBuckets, following NOT_MY_VBUCKET, and remembers every ack. */
-class Writer {
-  readonly acked = new Map<string, { vb: number; value: string }>();
-  newKeys = 0;
-  private running = true;
-
-  constructor(private readonly nodes: NodeInfo[]) {}
-
-  stop(): void {
-    this.running = false;
+/** Loads the items through KV: each owner gets its vBuckets' items; a NOT_MY_VBUCKET re-reads the map and loads again. */
+async function load(router: Router, itemCount: number, progress: Progress): Promise<void> {
+  progress.start('load', itemCount);
+  const byVb = new Map<number, { vbucket: number; key: string; value: Buffer }[]>();
+  for (let i = 0; i < itemCount; i++) {
+    const key = `demo-key-${i}`;
+    const vbucket = vbucketOfKey(key, VBUCKETS);
+    const list = byVb.get(vbucket) ?? [];
+    list.push({ vbucket, key, value: Buffer.from(`{"n":${i},"pad":"${'x'.repeat(i % 64)}"}`) });
+    byVb.set(vbucket, list);
   }
-
-  async run(vbuckets: readonly number[]): Promise<void> {
-    for (let i = 0; this.running; i++) {
-      const vb = vbuckets[i % vbuckets.length]!;
-      const key = `live-${i}`;
-      const value = `written-${i}`;
-      for (let hop = 0, at = vb < 32 ? 0 : 1; hop < 100 && this.running; hop++) {
-        const r = await this.nodes[at]!.client.set(vb, key, value);
-        if (r.status === Status.Success) {
-          this.acked.set(key, { vb, value });
-          this.newKeys++;
-          break;
+  let pending = [...byVb.keys()];
+  const loaded = new Map<string, number>();
+  for (let round = 0; pending.length > 0; round++) {
+    if (round > 0) await router.refresh();
+    if (round > 20) throw new Error(`load: vBuckets ${pending.join(',')} found no owner`);
+    const byOwner = new Map<string, number[]>();
+    for (const vb of pending) {
+      const owner = router.owner(vb);
+      if (owner === null) continue;
+      byOwner.set(owner, [...(byOwner.get(owner) ?? []), vb]);
+    }
+    const failed: number[] = pending.filter((vb) => router.owner(vb) === null);
+    await Promise.all(
+      [...byOwner].map(async ([owner, vbs]) => {
+        try {
+          const client = await router.client(owner);
+          await client.load(
+            vbs.flatMap((vb) => byVb.get(vb) ?? []),
+            (done) => {
+              loaded.set(`${round}:${owner}`, done);
+              progress.update(
+                'load',
+                Math.min(
+                  itemCount,
+                  [...loaded.values()].reduce((a, b) => a + b, 0),
+                ),
+                itemCount,
+              );
+            },
+          );
+        } catch {
+          router.drop(owner);
+          failed.push(...vbs);
         }
-        if (r.status !== Status.NotMyVbucket) throw new Error(`writer: ${key} got status ${r.status}`);
-        at = (at + 1) % this.nodes.length;
-        if (hop % this.nodes.length === this.nodes.length - 1) await sleep(2);
+      }),
+    );
+    pending = failed;
+  }
+  progress.update('load', itemCount, itemCount);
+}
+
+/** High seqno of every vBucket on one node. */
+async function highSeqnos(client: NodeClient): Promise<bigint[]> {
+  const rows = await client.vbucketStates();
+  const out: bigint[] = [];
+  for (const row of rows) out[row.vb] = row.highSeqno;
+  return out;
+}
+
+/** Waits (bounded) until every replica in the map has its active's high seqno. */
+async function caughtUp(router: Router, progress: Progress, task: string, timeoutMs = 60_000): Promise<void> {
+  progress.start(task, VBUCKETS);
+  const until = performance.now() + timeoutMs;
+  for (;;) {
+    await router.refresh();
+    const chains = router.chains;
+    const members = [...new Set(chains.flat().filter((n): n is string => n !== null))];
+    const highs = new Map<string, bigint[]>();
+    await Promise.all(
+      members.map(async (node) => {
+        try {
+          highs.set(node, await highSeqnos(await router.client(node)));
+        } catch {
+          router.drop(node);
+        }
+      }),
+    );
+    let done = 0;
+    chains.forEach((chain, vb) => {
+      const head = chain[0] ?? null;
+      const want = head === null ? undefined : highs.get(head)?.[vb];
+      if (want === undefined) return;
+      if (chain.slice(1).every((r) => r === null || (highs.get(r)?.[vb] ?? -1n) >= want)) done++;
+    });
+    progress.update(task, done, VBUCKETS);
+    if (done === VBUCKETS) return;
+    if (performance.now() > until)
+      throw new Error(`${task}: ${VBUCKETS - done} vBuckets' replicas not caught up in ${timeoutMs} ms`);
+    await sleep(100);
+  }
+}
+
+/**
+ * The writer's ack count at a moment every write acknowledged before it is known to be on a replica: the
+ * actives' high seqnos are sampled, then the replicas are waited for until they reach them.
+ */
+async function replicatedCut(router: Router, writer: Writer): Promise<number> {
+  await router.refresh();
+  const cut = writer.count;
+  const chains = router.chains;
+  const heads = [...new Set(chains.map((c) => c[0] ?? null).filter((n): n is string => n !== null))];
+  const sampled = new Map<string, bigint[]>();
+  await Promise.all(heads.map(async (h) => sampled.set(h, await highSeqnos(await router.client(h)))));
+  const until = performance.now() + 30_000;
+  for (;;) {
+    const replicas = [...new Set(chains.flatMap((c) => c.slice(1)).filter((n): n is string => n !== null))];
+    const now = new Map<string, bigint[]>();
+    await Promise.all(replicas.map(async (r) => now.set(r, await highSeqnos(await router.client(r)))));
+    const behind = chains.filter((chain, vb) => {
+      const want = sampled.get(chain[0] ?? '')?.[vb];
+      return want !== undefined && chain.slice(1).some((r) => r !== null && (now.get(r)?.[vb] ?? -1n) < want);
+    }).length;
+    if (behind === 0) return cut;
+    if (performance.now() > until)
+      throw new Error(`replicas did not reach the actives' seqnos (${behind} vBuckets behind)`);
+    await sleep(20);
+  }
+}
+
+async function untilStatus(
+  read: () => Promise<ManagerStatusBody>,
+  done: (s: ManagerStatusBody) => boolean,
+  timeoutMs: number,
+  what: string,
+): Promise<ManagerStatusBody> {
+  const until = performance.now() + timeoutMs;
+  for (;;) {
+    const s = await read().catch(() => undefined);
+    if (s && done(s)) return s;
+    if (performance.now() > until) throw new Error(`not within ${timeoutMs} ms: ${what}`);
+    await sleep(50);
+  }
+}
+
+async function untilTrue(done: () => boolean, timeoutMs: number): Promise<void> {
+  const until = performance.now() + timeoutMs;
+  while (!done() && performance.now() < until) await sleep(20);
+}
+
+/** Per node: active items; per vBucket: active copies; per replica copy: equal to its active. */
+async function collectChecks(
+  status: ManagerStatusBody,
+  nodes: readonly DemoNode[],
+  router: Router,
+): Promise<{
+  activeItems: Record<string, number>;
+  activeCopies: { min: number; max: number };
+  replicasEqual: number;
+  replicaCopies: number;
+}> {
+  const states = new Map<string, VBucketState[]>();
+  const digests = new Map<string, Map<string, string>>();
+  for (const node of nodes) {
+    const client = await router.client(node.address);
+    const rows = await client.vbucketStates();
+    const s: VBucketState[] = [];
+    for (const row of rows) s[row.vb] = row.state;
+    states.set(node.address, s);
+    digests.set(node.address, await client.stats('vbucket-digest'));
+  }
+  const activeItems: Record<string, number> = {};
+  for (const node of nodes) {
+    let count = 0;
+    for (let vb = 0; vb < VBUCKETS; vb++) {
+      if (states.get(node.address)?.[vb] === VBucketState.Active) {
+        count += Number(digests.get(node.address)?.get(`vb_${vb}:items`) ?? 0);
       }
     }
+    activeItems[node.name] = count;
   }
-
-  /** Acknowledged writes missing from their vBucket's owner now. */
-  async verify(owner: Map<number, NodeInfo>): Promise<number> {
-    let lost = 0;
-    for (const [key, { vb, value }] of this.acked) {
-      const node = owner.get(vb);
-      const r = node ? await node.client.get(vb, key) : undefined;
-      if (!r || r.status !== Status.Success || r.value.toString() !== value) lost++;
+  const copies: number[] = [];
+  for (let vb = 0; vb < VBUCKETS; vb++) {
+    copies.push(nodes.filter((n) => states.get(n.address)?.[vb] === VBucketState.Active).length);
+  }
+  let replicasEqual = 0;
+  let replicaCopies = 0;
+  status.map.forEach((chain, vb) => {
+    const head = chain[0] ?? null;
+    for (const replica of chain.slice(1)) {
+      if (replica === null) continue;
+      replicaCopies++;
+      const digest = (n: string) => digests.get(n)?.get(`vb_${vb}:digest`);
+      if (head !== null && digest(replica) !== undefined && digest(replica) === digest(head)) replicasEqual++;
     }
-    return lost;
+  });
+  return {
+    activeItems,
+    activeCopies: { min: Math.min(...copies), max: Math.max(...copies) },
+    replicasEqual,
+    replicaCopies,
+  };
+}
+
+/** Takeover retry asks the nodes answered (dcpx_node_dcp_takeover_retry_asks_total on their /metrics). */
+async function retryAsks(nodes: readonly DemoNode[]): Promise<number> {
+  let total = 0;
+  for (const node of nodes) {
+    try {
+      const text = await (await fetch(`${node.admin}/metrics`)).text();
+      for (const line of text.split('\n')) {
+        const m = /^dcpx_node_dcp_takeover_retry_asks_total(?:\{[^}]*\})? (\d+(?:\.\d+)?)/.exec(line);
+        if (m) total += Number(m[1]);
+      }
+    } catch {
+      // a node without its admin endpoint counts nothing
+    }
   }
+  return total;
 }
