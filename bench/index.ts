@@ -4,6 +4,7 @@ import { benchDecode } from './decode.js';
 import { benchKv } from './kv.js';
 import { type BenchRow, printRows } from './lib.js';
 import { benchMemory } from './memory.js';
+import { benchRebalance } from './rebalance.js';
 import { benchScale } from './scale.js';
 import { benchSdk } from './sdk.js';
 import { benchSoak } from './soak.js';
@@ -24,6 +25,7 @@ export const SCENARIOS: Record<string, () => Promise<BenchRow[]>> = {
   soak: benchSoak,
   cluster: benchCluster,
   sdk: benchSdk,
+  rebalance: benchRebalance,
 };
 
 export async function runBench(names: readonly string[], json: boolean): Promise<BenchRow[]> {

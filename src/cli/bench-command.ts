@@ -4,7 +4,9 @@ import type { Command } from 'commander';
 export function registerBench(program: Command): void {
   program
     .command('bench [scenarios...]')
-    .description('run load benchmarks: decode, stream, proxy, kv, takeover, scale (all by default)')
+    .description(
+      'run load benchmarks: decode, stream, proxy, kv, takeover, scale, memory, soak, cluster, rebalance (all by default)',
+    )
     .option('--json', 'print JSON instead of a table')
     .action(async (scenarios: string[], flags: { json?: boolean }) => {
       const bench = (await import(new URL('../../bench/index.js', import.meta.url).href)) as {

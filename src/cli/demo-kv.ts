@@ -155,6 +155,38 @@ export class Writer {
   }
 }
 
+/** High seqno of every vBucket on one node. */
+export async function highSeqnos(client: NodeClient): Promise<bigint[]> {
+  const out: bigint[] = [];
+  for (const row of await client.vbucketStates()) out[row.vb] = row.highSeqno;
+  return out;
+}
+
+/** Reads the map again and counts the vBuckets whose replicas are not all at their active's high seqno. */
+export async function replicasBehind(router: Router): Promise<number> {
+  await router.refresh();
+  const chains = router.chains;
+  const members = [...new Set(chains.flat().filter((n): n is string => n !== null))];
+  const highs = new Map<string, bigint[]>();
+  await Promise.all(
+    members.map(async (node) => {
+      try {
+        highs.set(node, await highSeqnos(await router.client(node)));
+      } catch {
+        router.drop(node);
+      }
+    }),
+  );
+  let behind = 0;
+  chains.forEach((chain, vb) => {
+    const head = chain[0] ?? null;
+    const want = head === null ? undefined : highs.get(head)?.[vb];
+    if (want === undefined || chain.slice(1).some((r) => r !== null && (highs.get(r)?.[vb] ?? -1n) < want))
+      behind++;
+  });
+  return behind;
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }

@@ -8,10 +8,9 @@ import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { fetchStatus } from '../cluster/caller.js';
 import type { ManagerStatusBody } from '../cluster/http-wire.js';
-import type { NodeClient } from '../node/client.js';
 import { vbucketOfKey } from '../node/ranges.js';
 import { VBucketState } from '../protocol/index.js';
-import { type Ack, Router, sleep, Writer } from './demo-kv.js';
+import { type Ack, highSeqnos, Router, replicasBehind, sleep, Writer } from './demo-kv.js';
 
 // `dcpx demo` (what `npm start` runs): the cluster manager at work. Three `dcpx node` processes and a
 // `dcpx manager` on its embedded store; `dcpx cluster init` forms a cluster of two nodes with one
@@ -506,43 +505,17 @@ async function load(router: Router, itemCount: number, progress: Progress): Prom
   progress.update('load', itemCount, itemCount);
 }
 
-/** High seqno of every vBucket on one node. */
-async function highSeqnos(client: NodeClient): Promise<bigint[]> {
-  const rows = await client.vbucketStates();
-  const out: bigint[] = [];
-  for (const row of rows) out[row.vb] = row.highSeqno;
-  return out;
-}
-
 /** Waits (bounded) until every replica in the map has its active's high seqno. */
 async function caughtUp(router: Router, progress: Progress, task: string, timeoutMs = 60_000): Promise<void> {
   progress.start(task, VBUCKETS);
   const until = performance.now() + timeoutMs;
   for (;;) {
-    await router.refresh();
-    const chains = router.chains;
-    const members = [...new Set(chains.flat().filter((n): n is string => n !== null))];
-    const highs = new Map<string, bigint[]>();
-    await Promise.all(
-      members.map(async (node) => {
-        try {
-          highs.set(node, await highSeqnos(await router.client(node)));
-        } catch {
-          router.drop(node);
-        }
-      }),
-    );
-    let done = 0;
-    chains.forEach((chain, vb) => {
-      const head = chain[0] ?? null;
-      const want = head === null ? undefined : highs.get(head)?.[vb];
-      if (want === undefined) return;
-      if (chain.slice(1).every((r) => r === null || (highs.get(r)?.[vb] ?? -1n) >= want)) done++;
-    });
-    progress.update(task, done, VBUCKETS);
-    if (done === VBUCKETS) return;
-    if (performance.now() > until)
-      throw new Error(`${task}: ${VBUCKETS - done} vBuckets' replicas not caught up in ${timeoutMs} ms`);
+    const behind = await replicasBehind(router);
+    progress.update(task, VBUCKETS - behind, VBUCKETS);
+    if (behind === 0) return;
+    if (performance.now() > until) {
+      throw new Error(`${task}: ${behind} vBuckets' replicas not caught up in ${timeoutMs} ms`);
+    }
     await sleep(100);
   }
 }
