@@ -4,33 +4,33 @@ import type { DemoReport } from '../../src/cli/demo.js';
 import { runDcpx } from '../helpers/processes.js';
 
 describe('dcpx demo (the main job)', () => {
-  it('runs three nodes, replicates, rebalances under a writer and exits 0 with every check ok', async () => {
+  it('inits a cluster, rebalances onto a third node under a writer, fails a killed node over, recovers it, and exits 0 with every check ok', async () => {
     const demo = runDcpx(['demo', '--items', '20000', '--json']);
     const code = await demo.exited;
     expect(code, demo.stderr()).toBe(0);
     // --json: stdout is one JSON object, nothing else
     const report = JSON.parse(demo.stdout()) as DemoReport;
     expect(report.checks.filter((c) => !c.ok)).toEqual([]);
-    expect(report.checks.length).toBeGreaterThanOrEqual(10);
+    expect(report.checks.length).toBeGreaterThanOrEqual(12);
     expect(report.ok).toBe(true);
     const f = report.figures;
     expect(f.itemsLoaded).toBe(20_000);
     expect(Object.keys(f.activeItems)).toEqual(['node1', 'node2', 'node3']);
-    expect(Object.values(f.activeItems).reduce((a, b) => a + b, 0)).toBe(20_000 + f.writtenDuringMoves);
+    // every loaded item is on exactly one active; the writer's keys add to them
+    const actives = Object.values(f.activeItems).reduce((a, b) => a + b, 0);
+    expect(actives).toBeGreaterThanOrEqual(20_000 + f.acknowledgedWrites - f.lostOnlyOnKilledNode);
     expect(f.activeItems.node3).toBeGreaterThan(0);
-    expect(f.vbucketsToMove).toHaveLength(22);
-    expect(f.moves.map((m) => m.vb)).toEqual(f.vbucketsToMove);
-    expect(f.moves.filter((m) => m.error !== undefined)).toEqual([]);
-    expect(f.movedWithEqualContent).toBe(22);
+    expect(f.moves).toBeGreaterThan(0);
+    expect(f.retries).toBeGreaterThan(0);
     expect(f.activeCopiesPerVBucket).toEqual({ min: 1, max: 1 });
-    expect(f.replicasEqualToOwner).toBe(f.vbuckets);
+    expect(f.replicaCopies).toBe(f.vbuckets);
+    expect(f.replicasEqualToOwner).toBe(f.replicaCopies);
     expect(f.acknowledgedWrites).toBeGreaterThan(0);
-    expect(f.acknowledgedWritesLost).toBe(0);
-    // the one retry is node3's refusal of the retry vBucket, asked once
-    expect(f.moves.find((m) => m.vb === f.retryVb)?.attempts).toBe(2);
-    expect(f.retries).toBe(1);
-    expect(f.takeoverMs?.max).toBeGreaterThanOrEqual(f.takeoverMs?.p50 ?? Number.POSITIVE_INFINITY);
-    for (const name of ['node1', 'node2', 'node3', 'proxy 1→2', 'proxy 2→1'])
+    expect(f.lostReplicatedOrSurvivor).toBe(0);
+    expect(f.lostOnlyOnKilledNode).toBeLessThanOrEqual(f.ackedOnlyOnKilledNode);
+    // auto-failover acts after its timeout, not before
+    expect(f.failoverMs).toBeGreaterThanOrEqual(f.autoFailoverS * 1000);
+    for (const name of ['node1', 'node2', 'node3', 'manager'])
       expect(report.admin[name], name).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     // the data directory is gone once the demo has stopped its cluster
     expect(existsSync(report.dataDir)).toBe(false);
