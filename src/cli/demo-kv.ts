@@ -162,8 +162,11 @@ export async function highSeqnos(client: NodeClient): Promise<bigint[]> {
   return out;
 }
 
-/** Reads the map again and counts the vBuckets whose replicas are not all at their active's high seqno. */
-export async function replicasBehind(router: Router): Promise<number> {
+/**
+ * Reads the map again and counts the vBuckets whose replicas are not all at their active's high seqno
+ * (`exact`: at exactly it, so that a copy still to roll back from a higher seqno counts as behind).
+ */
+export async function replicasBehind(router: Router, exact = false): Promise<number> {
   await router.refresh();
   const chains = router.chains;
   const members = [...new Set(chains.flat().filter((n): n is string => n !== null))];
