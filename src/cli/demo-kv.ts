@@ -167,6 +167,11 @@ export async function highSeqnos(client: NodeClient): Promise<bigint[]> {
  * (`exact`: at exactly it, so that a copy still to roll back from a higher seqno counts as behind).
  */
 export async function replicasBehind(router: Router, exact = false): Promise<number> {
+  return (await behindVbuckets(router, exact)).length;
+}
+
+/** The vBuckets of `replicasBehind`. */
+export async function behindVbuckets(router: Router, exact = false): Promise<number[]> {
   await router.refresh();
   const chains = router.chains;
   const members = [...new Set(chains.flat().filter((n): n is string => n !== null))];
@@ -180,14 +185,43 @@ export async function replicasBehind(router: Router, exact = false): Promise<num
       }
     }),
   );
-  let behind = 0;
+  const behind: number[] = [];
   chains.forEach((chain, vb) => {
     const head = chain[0] ?? null;
     const want = head === null ? undefined : highs.get(head)?.[vb];
-    if (want === undefined || chain.slice(1).some((r) => r !== null && (highs.get(r)?.[vb] ?? -1n) < want))
-      behind++;
+    const at = (r: string) => highs.get(r)?.[vb] ?? -1n;
+    if (
+      want === undefined ||
+      chain.slice(1).some((r) => r !== null && (exact ? at(r) !== want : at(r) < want))
+    ) {
+      behind.push(vb);
+    }
   });
   return behind;
+}
+
+/**
+ * For an error message: per replica of the first few `vbs`, the source its agent streams the vBucket
+ * from and whether that stream is open (so a stuck replica says what its node is doing).
+ */
+export async function describeReplicas(router: Router, vbs: readonly number[]): Promise<string> {
+  const parts: string[] = [];
+  for (const vb of vbs.slice(0, 4)) {
+    const chain = router.chains[vb] ?? [];
+    for (const replica of chain.slice(1)) {
+      if (replica === null) continue;
+      try {
+        const status = await (await router.client(replica)).replicationStatus();
+        const from = Object.entries(status.sources).find(([, s]) => s.wanted.includes(vb));
+        parts.push(
+          `vb ${vb} on ${replica}: ${from ? `from ${from[0]} ${from[1].open.includes(vb) ? 'open' : 'not open'}` : 'not wanted'} (head ${chain[0]})`,
+        );
+      } catch (error) {
+        parts.push(`vb ${vb} on ${replica}: ${(error as Error).message}`);
+      }
+    }
+  }
+  return parts.join('; ');
 }
 
 export function sleep(ms: number): Promise<void> {

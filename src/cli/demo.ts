@@ -10,7 +10,7 @@ import { fetchStatus } from '../cluster/caller.js';
 import type { ManagerStatusBody } from '../cluster/http-wire.js';
 import { vbucketOfKey } from '../node/ranges.js';
 import { VBucketState } from '../protocol/index.js';
-import { type Ack, highSeqnos, Router, replicasBehind, sleep, Writer } from './demo-kv.js';
+import { type Ack, behindVbuckets, describeReplicas, highSeqnos, Router, sleep, Writer } from './demo-kv.js';
 
 // `dcpx demo` (what `npm start` runs): the cluster manager at work. Three `dcpx node` processes and a
 // `dcpx manager` on its embedded store; `dcpx cluster init` forms a cluster of two nodes with one
@@ -516,11 +516,13 @@ async function caughtUp(
   progress.start(task, VBUCKETS);
   const until = performance.now() + timeoutMs;
   for (;;) {
-    const behind = await replicasBehind(router, exact);
-    progress.update(task, VBUCKETS - behind, VBUCKETS);
-    if (behind === 0) return;
+    const behind = await behindVbuckets(router, exact);
+    progress.update(task, VBUCKETS - behind.length, VBUCKETS);
+    if (behind.length === 0) return;
     if (performance.now() > until) {
-      throw new Error(`${task}: ${behind} vBuckets' replicas not caught up in ${timeoutMs} ms`);
+      throw new Error(
+        `${task}: ${behind.length} vBuckets' replicas not caught up in ${timeoutMs} ms (${await describeReplicas(router, behind)})`,
+      );
     }
     await sleep(100);
   }
