@@ -316,6 +316,8 @@ async function runDemo(itemCount: number, keep: boolean, json: boolean): Promise
     // 5. kill -9 node2 under the writer; auto-failover promotes its replicas
     const victim = n2;
     const cut = await replicatedCut(router, writer);
+    // the writer goes on a moment: what node2 acknowledges from here on may not reach its replica in time
+    await sleep(300);
     say(`kill -9 ${victim.name} (${victim.address}); auto-failover after ${AUTO_FAILOVER_S} s`);
     const killedAt = performance.now();
     victim.child!.proc.kill('SIGKILL');
