@@ -27,6 +27,10 @@ const VALUE_BYTES = 256;
 const AUTO_FAILOVER_S = 5;
 const PROBE_IN_FLIGHT = 4;
 
+function step(text: string): void {
+  process.stderr.write(`bench rebalance: ${text}\n`);
+}
+
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
@@ -147,6 +151,7 @@ export async function benchRebalance(): Promise<BenchRow[]> {
       call,
     );
 
+    step('cluster formed; loading');
     // load through the map, and wait for the replicas
     router = new Router(managers[0]!, VBUCKETS);
     await router.refresh();
@@ -168,6 +173,7 @@ export async function benchRebalance(): Promise<BenchRow[]> {
       async () => (await replicasBehind(router!)) === 0,
     );
 
+    step('loaded; measuring the single-connection stream rate');
     // the single-connection stream rate, from node1's actives (median of 3)
     const actives = router.chains.map((c, vb) => (c[0] === n1.address ? vb : -1)).filter((vb) => vb >= 0);
     const activeItems = actives.reduce((sum, vb) => sum + itemsPerVb[vb]!, 0);
@@ -176,6 +182,7 @@ export async function benchRebalance(): Promise<BenchRow[]> {
     rates.sort((a, b) => a - b);
     const streamItemsPerS = rates[1]!;
 
+    step(`stream ${Math.round(rates[1]!)} items/s; KV latency before the rebalance`);
     // KV latency before, then during the rebalance (same probe, same load)
     let probe = new Probe(router);
     await sleep(3_000);
@@ -183,6 +190,7 @@ export async function benchRebalance(): Promise<BenchRow[]> {
     const mapBefore: readonly Chain[] = router.chains;
     await callOperation({ opId: 'bench-add', kind: 'add-node', node: n3.address }, call);
     probe = new Probe(router);
+    step('rebalancing');
     const started = performance.now();
     const start = await callOperation({ opId: 'bench-rebalance', kind: 'rebalance' }, call);
     if (start.outcome === 'started') {
@@ -205,6 +213,7 @@ export async function benchRebalance(): Promise<BenchRow[]> {
     });
     const rebalanceItemsPerS = copied / rebalanceS;
 
+    step(`rebalanced in ${rebalanceS.toFixed(1)} s; hard failover`);
     // hard failover after the auto-failover timeout
     await untilTrue(
       'replicas caught up after the rebalance',
