@@ -282,7 +282,14 @@ export async function benchRebalance(): Promise<BenchRow[]> {
   } finally {
     await router?.close();
     await manager?.kill();
-    await Promise.all(nodes.map((n) => n.proc?.stop()));
+    // a killed node is not stopped again (Running.stop waits for an exit that already happened)
+    await Promise.all(
+      nodes.map((n) =>
+        n.proc && n.proc.proc.exitCode === null && n.proc.proc.signalCode === null
+          ? n.proc.stop()
+          : undefined,
+      ),
+    );
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
