@@ -141,7 +141,7 @@ describe('dcpx cluster init', () => {
       autoFailoverMax: 1,
       movesPerNode: 2,
     });
-  });
+  }, 120_000);
 
   it('exits 2 with one line for a node that holds vBuckets, settings before init, and flags out of range', async () => {
     const [m, a, b] = await Promise.all([manager(), node(), node(['--active', '0-3'])]);
@@ -172,5 +172,5 @@ describe('dcpx cluster init', () => {
       expect(r.code, r.stderr).toBe(2);
       expect(r.stderr).toMatch(message);
     }
-  });
+  }, 120_000);
 });

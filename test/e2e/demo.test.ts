@@ -34,5 +34,6 @@ describe('dcpx demo (the main job)', () => {
       expect(report.admin[name], name).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     // the data directory is gone once the demo has stopped its cluster
     expect(existsSync(report.dataDir)).toBe(false);
-  });
+    // five processes, a rebalance and a 5 s auto-failover timeout: about 40 s on a loaded 2-core machine
+  }, 180_000);
 });
