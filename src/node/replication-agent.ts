@@ -4,6 +4,9 @@ import { parseAddress } from '../protocol/transport/index.js';
 import { ProxyMetrics } from '../proxy/metrics.js';
 import { Replicator, type TakeoverResult } from '../proxy/replicator.js';
 
+/** How long a topology change waits for the streams it stops before it adds new ones. */
+const REMOVAL_WAIT_MS = 3_000;
+
 /** A topology names a vBucket this node does not have. */
 export class TopologyError extends Error {
   constructor(message: string) {
@@ -44,6 +47,7 @@ export class ReplicationAgent {
   private readonly metrics: ProxyMetrics;
   private readonly changes: Counter<'kind'>;
   private closed = false;
+  private applying: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly options: ReplicationAgentOptions) {
     this.log = options.logger ?? silentLogger;
@@ -63,7 +67,15 @@ export class ReplicationAgent {
    * it does not wait for connections (a source that is down is retried by its replicator, and again on
    * the next push).
    */
-  async apply(epoch: number, sources: ReadonlyMap<string, readonly number[]>): Promise<void> {
+  apply(epoch: number, sources: ReadonlyMap<string, readonly number[]>): Promise<void> {
+    // one change at a time (two connections may push at once): each is applied on the state the
+    // previous one left
+    const run = this.applying.then(() => this.applyNow(epoch, sources));
+    this.applying = run.catch(() => undefined);
+    return run;
+  }
+
+  private async applyNow(epoch: number, sources: ReadonlyMap<string, readonly number[]>): Promise<void> {
     if (this.closed) return;
     for (const vbs of sources.values()) {
       for (const vb of vbs) {
@@ -81,12 +93,35 @@ export class ReplicationAgent {
     } else if (epoch < this.epoch) {
       return; // the fence admitted it (equal or higher is all it admits); an older push lost a race
     }
+    // removals first, settled before anything is added: a vBucket whose source changes must have its
+    // old stream closed on this node before the new source's ADD_STREAM (else EEXISTS, and the new
+    // stream waits out its retry backoff); bounded, as a source that is down cannot answer its close
+    const removals: Promise<unknown>[] = [];
     for (const [address, source] of [...this.sources]) {
-      if (sources.get(address)?.length) continue;
-      this.sources.delete(address);
-      this.changes.inc({ kind: 'source-removed' });
-      this.log.info({ source: address }, 'replication from source stopped');
-      await source.replicator.close().catch(() => undefined);
+      const next = new Set(sources.get(address) ?? []);
+      if (next.size === 0) {
+        this.sources.delete(address);
+        this.changes.inc({ kind: 'source-removed' });
+        this.log.info({ source: address }, 'replication from source stopped');
+        removals.push(source.replicator.close().catch(() => undefined));
+        continue;
+      }
+      const kept = source.wanted.filter((vb) => next.has(vb));
+      if (kept.length === source.wanted.length) continue;
+      source.wanted = kept;
+      const closing = source.replicator.setStreams(kept).catch(() => undefined);
+      source.applying = closing;
+      removals.push(closing);
+    }
+    if (removals.length > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all(removals),
+        new Promise((resolve) => {
+          timer = setTimeout(resolve, REMOVAL_WAIT_MS);
+        }),
+      ]);
+      clearTimeout(timer);
     }
     for (const [address, vbs] of sources) {
       if (vbs.length === 0) continue;
@@ -124,6 +159,7 @@ export class ReplicationAgent {
     if (vb >= this.options.vbuckets)
       throw new TopologyError(`vb ${vb} is not one of this node's ${this.options.vbuckets}`);
     if (epoch > this.epoch) await this.apply(epoch, new Map());
+    await this.applying;
     let entry = this.sources.get(source);
     if (!entry) {
       entry = { replicator: this.replicator(source), wanted: [], applying: Promise.resolve() };

@@ -180,3 +180,64 @@ describe('a failed-over copy that comes back as a replica', () => {
     expect(received).toBeLessThan(30); // 20 mutations + markers, not the 300 items again
   });
 });
+
+describe('a vBucket whose source changes', () => {
+  it('is streamed from the new source even while the old one still streams it', async () => {
+    const a = await node([0, 1, 2, 3]);
+    const c = await node([4, 5, 6, 7]);
+    const b = await node();
+    for (const vb of [0, 1, 2, 3, 4, 5, 6, 7])
+      await b.client.setVBucket(vb, VBucketState.Replica, { epoch: 4 });
+    for (let i = 0; i < 80; i++) await a.client.set(i % 4, `k${i}`, `v${i}`);
+    await b.client.setReplication(4, { [a.address]: [0, 1, 2, 3] });
+    await until(
+      async () => (await b.client.replicationStatus()).sources[a.address]?.open.length === 4,
+      'open',
+    );
+    // in one change: vBuckets 0-1 stay on a, and b also streams c's 4-7 (c's first vBuckets were a's)
+    for (let round = 0; round < 5; round++) {
+      await b.client.setReplication(4, { [c.address]: [4, 5, 6, 7], [a.address]: [0, 1, 2, 3] });
+      await b.client.setReplication(4, { [a.address]: [0, 1, 2, 3, 4, 5, 6, 7].filter((vb) => vb < 4) });
+    }
+    await b.client.setReplication(4, { [c.address]: [4, 5, 6, 7], [a.address]: [0, 1, 2, 3] });
+    for (let i = 0; i < 40; i++) await c.client.set(4 + (i % 4), `c${i}`, 'on-c');
+    await until(async () => {
+      const [mine, fromA, fromC] = [
+        await highSeqnos(b.client),
+        await highSeqnos(a.client),
+        await highSeqnos(c.client),
+      ];
+      return (
+        [0, 1, 2, 3].every((vb) => mine[vb] === fromA[vb]) &&
+        [4, 5, 6, 7].every((vb) => mine[vb] === fromC[vb])
+      );
+    }, 'every replica to catch up');
+  });
+
+  it('is streamed from the new source: the old stream is closed before the new one is added', async () => {
+    const a = await node([0, 1, 2, 3]);
+    const c = await node();
+    const b = await node();
+    // c holds copies of a's vBuckets and becomes their active (a takeover by c, as a rebalance does)
+    for (const vb of [0, 1, 2, 3]) {
+      await c.client.setVBucket(vb, VBucketState.Replica, { epoch: 4 });
+      await b.client.setVBucket(vb, VBucketState.Replica, { epoch: 4 });
+    }
+    for (let i = 0; i < 100; i++) await a.client.set(i % 4, `k${i}`, `v${i}`);
+    await c.client.setReplication(4, { [a.address]: [0, 1, 2, 3] });
+    await b.client.setReplication(4, { [a.address]: [0, 1, 2, 3] });
+    await until(
+      async () => (await b.client.replicationStatus()).sources[a.address]?.open.length === 4,
+      'open',
+    );
+    for (const vb of [0, 1, 2, 3]) await c.client.takeoverFrom(4, vb, a.address, 20_000);
+    // b's copies are re-pointed from a to c in one topology change
+    await b.client.setReplication(4, { [c.address]: [0, 1, 2, 3] });
+    for (let i = 0; i < 40; i++) await c.client.set(i % 4, `after${i}`, 'on-c');
+    await until(async () => {
+      const [mine, theirs] = [await highSeqnos(b.client), await highSeqnos(c.client)];
+      return [0, 1, 2, 3].every((vb) => mine[vb] === theirs[vb]);
+    }, 'the re-pointed replicas to catch up with the new active');
+    expect((await b.client.replicationStatus()).sources[c.address]?.open).toEqual([0, 1, 2, 3]);
+  });
+});
