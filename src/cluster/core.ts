@@ -1,8 +1,7 @@
 import type { Registry } from 'prom-client';
 import { type Clock, type Logger, systemClock } from '../protocol/index.js';
-import type { LeaderContext } from './context.js';
+import { type LeaderContext, REBALANCE_TIMINGS, RebalanceSlot, type RebalanceTimings } from './context.js';
 import { startAutoFailoverMonitor } from './failover/monitor.js';
-import { stopRunningRebalance } from './failover/rebalance-link.js';
 import { JanitorMemory, type JanitorReport, runJanitor } from './janitor.js';
 import {
   type ClusterSnapshot,
@@ -17,6 +16,7 @@ import type { Leadership, Lease, MetadataStore } from './metadata/types.js';
 import { ManagerMetrics, type OperationOutcome } from './metrics.js';
 import { type NodeGateway, nodeClientGateway } from './node-gateway.js';
 import { runOperation } from './operations.js';
+import { stopRunningRebalance } from './rebalance/operation.js';
 import { CrashPoints, SimulatedCrash, type TopologyStep } from './steps.js';
 import { LeaderTerm } from './term.js';
 import {
@@ -57,6 +57,8 @@ export interface ManagerCoreOptions {
   readonly gateway?: NodeGateway;
   /** Node request timeout (default 5 s). */
   readonly nodeTimeoutMs?: number;
+  /** Rebalance timings (tests shorten the poll); REBALANCE_TIMINGS otherwise. */
+  readonly rebalance?: Partial<RebalanceTimings>;
 }
 
 export interface ManagerCoreHandle {
@@ -127,6 +129,9 @@ class Manager implements ClusterManagerCore {
   /** The janitor's memory of this tenure (the config revision each node was given). */
   private memory = new JanitorMemory();
   private janitorQueued = false;
+  /** This tenure's background rebalance. */
+  private rebalance = new RebalanceSlot();
+  private readonly rebalanceTimings: RebalanceTimings;
   private resolveCrashed!: (step: TopologyStep) => void;
   readonly crashed = new Promise<TopologyStep>((resolve) => {
     this.resolveCrashed = resolve;
@@ -140,6 +145,9 @@ class Manager implements ClusterManagerCore {
     this.gateway =
       options.gateway ?? nodeClientGateway({ auth: options.nodeAuth, timeoutMs: options.nodeTimeoutMs });
     this.crash = CrashPoints.create(options.crashAt, options.processMode ?? false, (step) => this.die(step));
+    this.rebalanceTimings = { ...REBALANCE_TIMINGS, ...options.rebalance };
+    this.metrics.rebalanceProgress = () =>
+      this.term?.active ? (this.rebalance.current?.progress() ?? null) : null;
   }
 
   handle(): ManagerCoreHandle {
@@ -189,10 +197,16 @@ class Manager implements ClusterManagerCore {
       nodes: clusterNodes(snapshot),
       map: snapshot.map?.chains ?? [],
       unfinishedOperation: snapshot.marker ?? null,
-      rebalance: storedProgress(snapshot),
+      rebalance: this.liveProgress(snapshot.target?.opId) ?? storedProgress(snapshot),
       settings: snapshot.settings ?? null,
       autoFailoverCount: snapshot.autoFailoverCount,
     };
+  }
+
+  /** The progress of the rebalance this process runs (only it knows stuck moves and the ETA). */
+  private liveProgress(opId: string | undefined): RebalanceProgress | null {
+    const running = this.term?.active ? this.rebalance.current : undefined;
+    return running && running.opId === opId ? running.progress() : null;
   }
 
   async submit(request: TopologyOperationRequest): Promise<OperationResult> {
@@ -262,6 +276,8 @@ class Manager implements ClusterManagerCore {
       crash: this.crash,
       log: this.log,
       metrics: this.metrics,
+      clock: this.clock,
+      rebalance: this.rebalance,
     };
   }
 
@@ -269,13 +285,15 @@ class Manager implements ClusterManagerCore {
     try {
       const report = await runJanitor(this.context(term), this.memory);
       const result =
-        report.refused.length > 0
-          ? 'refused'
-          : report.waiting.length > 0 || report.unreachable.length > 0
-            ? 'waiting'
-            : report.repaired || report.fixes.length > 0 || report.statesSet > 0
-              ? 'repaired'
-              : 'clean';
+        report.skipped !== undefined
+          ? 'skipped'
+          : report.refused.length > 0
+            ? 'refused'
+            : report.waiting.length > 0 || report.unreachable.length > 0
+              ? 'waiting'
+              : report.repaired || report.fixes.length > 0 || report.statesSet > 0
+                ? 'repaired'
+                : 'clean';
       this.metrics.janitorRuns.inc({ result });
       if (result !== 'clean') this.log.info({ ...report, result }, 'janitor round');
       return report;
@@ -377,6 +395,9 @@ class Manager implements ClusterManagerCore {
     this.term = term;
     this.memory = new JanitorMemory();
     this.janitorQueued = false;
+    // after a rebalance ends, a janitor round makes the nodes match the final map at once
+    const slot = new RebalanceSlot(this.rebalanceTimings, () => this.janitorTick(term));
+    this.rebalance = slot;
     this.log.info({ epoch: term.epoch }, 'leader');
     this.setRole({ leader: true, epoch: term.epoch });
     lease.onLost((reason) => term.stepDown(`lease lost: ${reason.message}`));
@@ -393,6 +414,7 @@ class Manager implements ClusterManagerCore {
       stopRebalance: stopRunningRebalance,
     });
     const reason = await term.whenEnded();
+    slot.current?.halt(`term ended: ${reason}`);
     stopDeadline();
     stopJanitor();
     await monitor.stop();

@@ -1,7 +1,8 @@
 import { bumpConfig, type LeaderContext, put, unchangedSince } from './context.js';
-import { keys, nodeConfig, readSnapshot } from './layout.js';
+import { keys, nodeConfig, readSnapshot, type VBucketMap } from './layout.js';
 import { type NodeSession, NodeUnreachableError } from './node-gateway.js';
 import { repairMarker } from './operations.js';
+import { replicationTopology } from './plan/replication-topology.js';
 import { fixupMap, type ObservedState, statePlan, type VBucketFix } from './sanify.js';
 import type { NodeAddress } from './types.js';
 
@@ -14,6 +15,13 @@ export interface JanitorReport {
   readonly unreachable: readonly NodeAddress[];
   /** Node vBucket states changed to match the map. */
   readonly statesSet: number;
+  /** Set when the round did nothing because this term's rebalance runs (it owns the topology). */
+  readonly skipped?: 'rebalance-running';
+}
+
+export interface JanitorOptions {
+  /** Repair an unfinished operation first (default); a rebalance's repair runs a round without it. */
+  readonly repairMarker?: boolean;
 }
 
 /** What the janitor remembers between rounds of one tenure: the config revision each node was given. */
@@ -23,26 +31,41 @@ export class JanitorMemory {
 
 /**
  * One janitor round (DESIGN.md "Cluster operations", cluster-notes §1.4): repair the marked operation;
- * query every member; fix the map with the sanify table and store it in one guarded txn; give each node
- * the config; set node states to match the map, demotions first. A node that does not answer is skipped,
- * and no chain changes while one is missing (they could rest on a copy it holds).
+ * query every member; fix the map with the sanify table (with the rebalance target for its adopt-target
+ * rule) and store it in one guarded txn; give each node the config; set node states to match the map,
+ * demotions first; push every member its replication topology (nodes forget it when they restart). A
+ * member that does not answer is skipped, and no chain changes while one is missing (they could rest on
+ * a copy it holds). Failed nodes are not members: a reachable one only gets its actives demoted and an
+ * empty topology, an unreachable one holds nothing back. While this term's rebalance runs, the round does
+ * nothing (the rebalancer owns states and topologies).
  */
-export async function runJanitor(ctx: LeaderContext, memory: JanitorMemory): Promise<JanitorReport> {
+export async function runJanitor(
+  ctx: LeaderContext,
+  memory: JanitorMemory,
+  options: JanitorOptions = {},
+): Promise<JanitorReport> {
   const { term, crash, log, metrics } = ctx;
+  const empty = { repaired: null, fixes: [], refused: [], waiting: [], unreachable: [], statesSet: 0 };
+  if (ctx.rebalance.current) return { ...empty, skipped: 'rebalance-running' };
   let snapshot = await readSnapshot(ctx.store);
   let repaired: string | null = null;
-  if (snapshot.marker) {
+  if (snapshot.marker && options.repairMarker !== false) {
     repaired = snapshot.marker.opId;
     await repairMarker(ctx, snapshot);
     crash.hit('janitor:after-repair');
+    // a rebalance's repair resumed it: it owns the nodes now
+    if (ctx.rebalance.current) return { ...empty, repaired, skipped: 'rebalance-running' };
     snapshot = await readSnapshot(ctx.store);
   }
-  const report = { repaired, fixes: [], refused: [], waiting: [], unreachable: [], statesSet: 0 };
+  const report = { ...empty, repaired };
   const map = snapshot.map;
   if (!map) return report;
+  const target = snapshot.target?.map;
+  const failed = new Set([...snapshot.nodes].filter(([, r]) => r.state === 'failed').map(([a]) => a));
 
   const sessions = new Map<NodeAddress, NodeSession>();
   const observed = new Map<NodeAddress, ObservedState[]>();
+  const failedObserved = new Map<NodeAddress, ObservedState[]>();
   const unreachable = new Set<NodeAddress>();
   try {
     await Promise.all(
@@ -56,18 +79,19 @@ export async function runJanitor(ctx: LeaderContext, memory: JanitorMemory): Pro
               { node: address, vbuckets: states.length, cluster: map.vbuckets },
               'janitor: vBucket count differs; node skipped',
             );
-            unreachable.add(address);
+            if (!failed.has(address)) unreachable.add(address);
             return;
           }
-          observed.set(address, states);
+          (failed.has(address) ? failedObserved : observed).set(address, states);
         } catch (error) {
           if (!(error instanceof NodeUnreachableError)) throw error;
           log.warn({ node: address, err: error.message }, 'janitor: node unreachable; skipped this round');
-          unreachable.add(address);
+          if (!failed.has(address)) unreachable.add(address);
         }
       }),
     );
-    const fixup = fixupMap({ map, observed, unreachable });
+    await demoteFailed(ctx, sessions, failedObserved);
+    const fixup = fixupMap({ map, target, observed, unreachable });
     if (fixup.refused.length > 0) {
       log.error(
         { refused: fixup.refused },
@@ -108,7 +132,10 @@ export async function runJanitor(ctx: LeaderContext, memory: JanitorMemory): Pro
     const fixedMap = snapshot.map ?? fixup.map;
     for (let vb = 0; vb < fixedMap.vbuckets; vb++) {
       if (skip.has(vb)) continue;
+      const targetChain = target?.chains[vb];
       for (const change of statePlan(vb, fixedMap.chains[vb] ?? [null], observed)) {
+        // a copy an interrupted rebalance was building stays for the resumed rebalance
+        if (change.from === 'replica' && change.to === 'dead' && targetChain?.includes(change.node)) continue;
         const session = sessions.get(change.node);
         if (!session || !observed.has(change.node)) continue;
         try {
@@ -133,6 +160,7 @@ export async function runJanitor(ctx: LeaderContext, memory: JanitorMemory): Pro
       }
     }
     if (statesSet > 0) crash.hit('janitor:after-states');
+    await pushTopologies(ctx, fixedMap, sessions, observed);
     return {
       ...report,
       fixes: fixup.fixes,
@@ -142,5 +170,55 @@ export async function runJanitor(ctx: LeaderContext, memory: JanitorMemory): Pro
     };
   } finally {
     await Promise.all([...sessions.values()].map((s) => s.close()));
+  }
+}
+
+/** A reachable failed node keeps no active copy (set dead, with the epoch) and replicates nothing. */
+async function demoteFailed(
+  ctx: LeaderContext,
+  sessions: ReadonlyMap<NodeAddress, NodeSession>,
+  failedObserved: ReadonlyMap<NodeAddress, readonly ObservedState[]>,
+): Promise<void> {
+  const { term, log } = ctx;
+  for (const [address, states] of failedObserved) {
+    const session = sessions.get(address);
+    if (!session) continue;
+    try {
+      for (let vb = 0; vb < states.length; vb++) {
+        if (states[vb] !== 'active') continue;
+        await term.onNode(() => session.setVBucketState(vb, 'dead', term.epoch));
+        log.info({ vb, node: address }, 'janitor: active copy on a failed node set dead');
+      }
+      await term.onNode(() => session.setReplication({}, term.epoch));
+    } catch (error) {
+      if (!(error instanceof NodeUnreachableError)) throw error;
+      log.warn({ node: address, err: error.message }, 'janitor: failed node stopped answering');
+    }
+  }
+}
+
+/**
+ * Every reachable member gets its whole replication topology for the map, every round (a restarted node
+ * replicates nothing until told). A push that fails is logged; it does not hold the round back.
+ */
+async function pushTopologies(
+  ctx: LeaderContext,
+  map: VBucketMap,
+  sessions: ReadonlyMap<NodeAddress, NodeSession>,
+  observed: ReadonlyMap<NodeAddress, readonly ObservedState[]>,
+): Promise<void> {
+  const { term, log } = ctx;
+  const members = [...observed.keys()];
+  const topologies = replicationTopology(map, [], members);
+  for (const node of members) {
+    const session = sessions.get(node);
+    const topology = topologies.get(node);
+    if (!session || !topology) continue;
+    try {
+      await term.onNode(() => session.setReplication(topology, term.epoch));
+    } catch (error) {
+      if (!(error instanceof NodeUnreachableError)) throw error;
+      log.warn({ node, err: error.message }, 'janitor: topology push failed');
+    }
   }
 }

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Registry } from 'prom-client';
-import type { TopologyOperationKind } from './types.js';
+import type { RebalanceProgress, TopologyOperationKind } from './types.js';
 
 /** How a submitted operation ended (`dcpx_manager_operations_total{kind,result}`). */
 export type OperationOutcome =
@@ -22,6 +22,10 @@ export class ManagerMetrics {
   readonly janitorRuns: Counter<'result'>;
   readonly repairs: Counter<'kind'>;
   readonly operations: Counter<'kind' | 'result'>;
+  /** Rebalance moves by how they ended (done, failed, abandoned). */
+  readonly rebalanceMoves: Counter<'result'>;
+  /** Where the progress gauges read from: the rebalance this process runs (set by the core). */
+  rebalanceProgress: () => RebalanceProgress | null = () => null;
 
   constructor(registry: Registry = new Registry()) {
     this.registry = registry;
@@ -49,6 +53,61 @@ export class ManagerMetrics {
       help: 'Topology operations submitted to this manager, by kind and result',
       labelNames: ['kind', 'result'],
       registers,
+    });
+    this.rebalanceMoves = new Counter({
+      name: 'dcpx_manager_rebalance_moves_total',
+      help: 'Rebalance vBucket moves run by this manager, by result (done, failed: retried or refused, abandoned: stopped)',
+      labelNames: ['result'],
+      registers,
+    });
+    const progress = () => this.rebalanceProgress();
+    new Gauge({
+      name: 'dcpx_manager_rebalance_running',
+      help: '1 while this manager runs a rebalance',
+      registers,
+      collect() {
+        this.set(progress() ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'dcpx_manager_rebalance_moves',
+      help: 'Moves of the running rebalance: done and planned (state label)',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const p = progress();
+        this.set({ state: 'done' }, p?.done ?? 0);
+        this.set({ state: 'planned' }, p?.total ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'dcpx_manager_rebalance_node_moves',
+      help: 'Moves of the running rebalance involving each node: done and planned (state label)',
+      labelNames: ['node', 'state'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [node, n] of Object.entries(progress()?.nodes ?? {})) {
+          this.set({ node, state: 'done' }, n.done);
+          this.set({ node, state: 'planned' }, n.total);
+        }
+      },
+    });
+    new Gauge({
+      name: 'dcpx_manager_rebalance_stuck_moves',
+      help: 'Moves of the running rebalance with no seqno progress for 60 s',
+      registers,
+      collect() {
+        this.set(progress()?.stuckMoves.length ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'dcpx_manager_rebalance_eta_seconds',
+      help: 'Estimated seconds left of the running rebalance (-1: unknown or none)',
+      registers,
+      collect() {
+        this.set(progress()?.etaS ?? -1);
+      },
     });
   }
 

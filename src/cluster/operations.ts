@@ -28,7 +28,13 @@ import {
   requireNode,
   stopsActing,
 } from './operation-kit.js';
-import { repairRebalance, runRebalance, runStopRebalance } from './rebalance/operation.js';
+import {
+  rebalanceGate,
+  repairRebalance,
+  runRebalance,
+  runRemoveByRebalance,
+  runStopRebalance,
+} from './rebalance/operation.js';
 import { repairDirection } from './repair.js';
 import type { ObservedState } from './sanify.js';
 import { repairSettings, runSettings } from './settings.js';
@@ -83,6 +89,9 @@ export async function runOperation(
 ): Promise<OperationResult> {
   const prior = await readResult(ctx.store, request.opId);
   if (prior) return prior;
+  // this term's background rebalance decides what may run beside it
+  const gated = await rebalanceGate(ctx, request);
+  if (gated) return gated;
   let snapshot = await readSnapshot(ctx.store);
   if (snapshot.marker) {
     // the same op id too: its earlier run was interrupted, so repair it and run it afresh (a rolled-forward
@@ -205,6 +214,8 @@ async function removeNode(
   const node = requireNode(request);
   const member = snapshot.nodes.get(node);
   if (!member) return record(ctx, { opId: request.opId, outcome: 'done' });
+  // an initialised cluster moves the node's copies elsewhere first: a rebalance without it
+  if (snapshot.settings) return runRemoveByRebalance(ctx, snapshot, request, progress);
   const sole = soleCopies(snapshot.map, node);
   if (sole.length > 0) {
     const shown = sole.slice(0, 8).join(',') + (sole.length > 8 ? `,... (${sole.length})` : '');

@@ -59,10 +59,31 @@ export const TOPOLOGY_STEPS = [
   'janitor:after-states',
 ] as const;
 
-export type TopologyStep = (typeof TOPOLOGY_STEPS)[number];
+/** The crash points of a rebalance (part 2), apart from part 1's list so its loops stay as they are. */
+export const REBALANCE_STEPS = [
+  // marker + target map, one txn, before any move
+  'rebalance:after-marker',
+  // a move's new copies set replica and the topology with them in flight pushed
+  'rebalance:after-copies',
+  // a move's takeover done by the new head (the map not yet updated)
+  'rebalance:after-takeover',
+  // a move's chain stored in the map (topologies not yet re-pointed, old copies not yet deleted)
+  'rebalance:after-move-map',
+  // every move done; the ejected nodes' streams stopped and copies set dead
+  'rebalance:after-eject',
+  // marker and target cleared, nodes placed/ejected, result recorded
+  'rebalance:after-clear',
+  // a stopped rebalance's marker and target cleared, result `refused: stopped` recorded
+  'stop-rebalance:after-clear',
+] as const;
+
+/** Every crash point (`--crash-at` accepts any). */
+export const CRASH_STEPS = [...TOPOLOGY_STEPS, ...REBALANCE_STEPS] as const;
+
+export type TopologyStep = (typeof CRASH_STEPS)[number];
 
 export function isTopologyStep(step: string): step is TopologyStep {
-  return (TOPOLOGY_STEPS as readonly string[]).includes(step);
+  return (CRASH_STEPS as readonly string[]).includes(step);
 }
 
 /** Thrown at the crash point in in-process mode: the manager stops acting as if its process had died. */
@@ -86,7 +107,7 @@ export class CrashPoints {
 
   static create(at: string | undefined, processMode: boolean, onCrash: (step: TopologyStep) => void) {
     if (at !== undefined && !isTopologyStep(at)) {
-      throw new Error(`unknown crash step "${at}"; one of: ${TOPOLOGY_STEPS.join(', ')}`);
+      throw new Error(`unknown crash step "${at}"; one of: ${CRASH_STEPS.join(', ')}`);
     }
     return new CrashPoints(at, processMode, onCrash);
   }
