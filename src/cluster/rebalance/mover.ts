@@ -101,6 +101,18 @@ export async function runMove(host: MoveHost, move: Move): Promise<void> {
   }
   await host.writeChain(vb, from, to);
   ctx.crash.hit('rebalance:after-move-map');
+  // the old head (dead after the takeover) stays on as a replica of the new one
+  if (newHead !== oldHead && to.includes(oldHead)) {
+    try {
+      await calls.call(oldHead, (s) => s.setVBucketState(vb, 'replica', epoch));
+    } catch (error) {
+      if (!(error instanceof NodeUnreachableError)) throw error;
+      ctx.log.warn(
+        { vb, node: oldHead, err: error.message },
+        'rebalance: old head not set replica (unreachable)',
+      );
+    }
+  }
   host.copiesDropped(vb);
   await host.pushTopology();
   for (const old of from) {
