@@ -169,7 +169,8 @@ async function takeover(host: MoveHost, vb: number, oldHead: NodeAddress, newHea
     ctx.log.debug({ vb, from: oldHead, to: newHead, ...outcome }, 'rebalance: takeover done');
   } catch (error) {
     if (stopsActing(error)) throw error;
-    if (error instanceof NodeTakeoverError) {
+    // settled: the source is active again, so the move can simply be retried
+    if (error instanceof NodeTakeoverError && error.settled) {
       throw new MoveFailedError(vb, error.message, { cause: error });
     }
     const owner = await settledOwner(host, vb, oldHead, newHead).catch(() => 'unknown' as const);
