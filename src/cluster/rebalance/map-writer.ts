@@ -1,5 +1,14 @@
 import { bumpConfig, holds, type LeaderContext, put, unchangedSince } from '../context.js';
-import { type Chain, keys, readSnapshot, sameChain, type VBucketMap } from '../layout.js';
+import {
+  type Chain,
+  type ClusterSnapshot,
+  keys,
+  type NodeClusterConfig,
+  nodeConfig,
+  readSnapshot,
+  sameChain,
+  type VBucketMap,
+} from '../layout.js';
 import { ClusterCallError } from '../types.js';
 
 /** The stored chain of a vBucket is neither the move's old nor its new chain: someone else changed it. */
@@ -48,7 +57,8 @@ export class MapWriter {
   constructor(
     private readonly ctx: LeaderContext,
     private readonly markerValue: Uint8Array,
-    private readonly onWritten: (map: VBucketMap) => void,
+    /** After each stored batch: the map and the config the nodes should now be given. */
+    private readonly onWritten: (map: VBucketMap, config: NodeClusterConfig) => void,
   ) {}
 
   update(vb: number, from: Chain, to: Chain): Promise<void> {
@@ -109,7 +119,8 @@ export class MapWriter {
         }
         throw error;
       }
-      this.onWritten(map);
+      const stored: ClusterSnapshot = { ...snapshot, map, configRevision: snapshot.configRevision + 1 };
+      this.onWritten(map, nodeConfig(stored, this.ctx.term.epoch));
       for (const p of accepted) p.resolve();
       return;
     }

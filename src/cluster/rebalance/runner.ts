@@ -12,6 +12,7 @@ import {
   type Chain,
   type ClusterSnapshot,
   keys,
+  type NodeClusterConfig,
   type NodeRecord,
   readSnapshot,
   sameMap,
@@ -99,6 +100,8 @@ export class RebalanceRunner implements RunningRebalance, MoveHost {
   private readonly pushed = new Map<NodeAddress, string>();
   private pushTail: Promise<void> = Promise.resolve();
   private pushQueued: Promise<void> | undefined;
+  private nextConfig: NodeClusterConfig | undefined;
+  private configBusy = false;
   private scheduler: MoveScheduler | undefined;
   private final: Promise<void> | undefined;
   private stopReason: string | undefined;
@@ -129,8 +132,9 @@ export class RebalanceRunner implements RunningRebalance, MoveHost {
       ctx.clock as Clock,
       this.timings.stuckMs,
     );
-    this.writer = new MapWriter(ctx, run.markerValue, (map) => {
+    this.writer = new MapWriter(ctx, run.markerValue, (map, config) => {
       this.map = map;
+      this.pushConfig(config);
     });
     this.ended = this.main();
   }
@@ -212,6 +216,38 @@ export class RebalanceRunner implements RunningRebalance, MoveHost {
     this.pushQueued = next;
     this.pushTail = next.catch(() => undefined);
     return next;
+  }
+
+  /**
+   * Gives the members the config of the map just stored (clients read it in NOT_MY_VBUCKET answers), in
+   * the background: at most one push at a time, the newest config next.
+   */
+  private pushConfig(config: NodeClusterConfig): void {
+    const idle = this.nextConfig === undefined && !this.configBusy;
+    this.nextConfig = config;
+    if (!idle) return;
+    this.configBusy = true;
+    void (async () => {
+      try {
+        while (this.nextConfig && !this.signal.aborted) {
+          const next = this.nextConfig;
+          this.nextConfig = undefined;
+          await Promise.all(
+            this.members.map((node) =>
+              this.calls
+                .call(node, (s) => s.setClusterConfig(next))
+                .catch((error: unknown) => {
+                  if (!(error instanceof NodeUnreachableError) && !stopsActing(error)) {
+                    this.ctx.log.warn({ node, err: String(error) }, 'rebalance: config push failed');
+                  }
+                }),
+            ),
+          );
+        }
+      } finally {
+        this.configBusy = false;
+      }
+    })();
   }
 
   private async pushNow(): Promise<void> {
