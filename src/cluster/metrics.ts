@@ -70,7 +70,7 @@ export class ManagerMetrics {
       },
     });
     new Gauge({
-      name: 'dcpx_manager_rebalance_moves',
+      name: 'dcpx_manager_rebalance_progress_moves',
       help: 'Moves of the running rebalance: done and planned (state label)',
       labelNames: ['state'],
       registers,
@@ -81,7 +81,7 @@ export class ManagerMetrics {
       },
     });
     new Gauge({
-      name: 'dcpx_manager_rebalance_node_moves',
+      name: 'dcpx_manager_rebalance_node_progress_moves',
       help: 'Moves of the running rebalance involving each node: done and planned (state label)',
       labelNames: ['node', 'state'],
       registers,

@@ -1,3 +1,4 @@
+import type { Clock } from '../../protocol/index.js';
 import type { LeaderContext, RebalanceTimings } from '../context.js';
 import { NodeTakeoverError, NodeUnreachableError } from '../node-gateway.js';
 import { stopsActing } from '../operation-kit.js';
@@ -163,8 +164,15 @@ async function catchUp(host: MoveHost, vb: number, source: NodeAddress, copies: 
 async function takeover(host: MoveHost, vb: number, oldHead: NodeAddress, newHead: NodeAddress) {
   const { calls, ctx, timings } = host;
   try {
-    const outcome = await calls.call(newHead, (s) =>
-      s.takeover(vb, oldHead, ctx.term.epoch, { deadlineMs: timings.takeoverDeadlineMs }),
+    // the node answers by the deadline (plus its settle grace); one that never answers must not hold
+    // the move forever
+    const outcome = await bounded(
+      calls.call(newHead, (s) =>
+        s.takeover(vb, oldHead, ctx.term.epoch, { deadlineMs: timings.takeoverDeadlineMs }),
+      ),
+      ctx.clock,
+      timings.takeoverDeadlineMs + TAKEOVER_ANSWER_GRACE_MS,
+      () => new NodeUnreachableError(newHead, `no answer to the takeover of vb ${vb}`),
     );
     ctx.log.debug({ vb, from: oldHead, to: newHead, ...outcome }, 'rebalance: takeover done');
   } catch (error) {
@@ -195,6 +203,27 @@ async function settledOwner(
   if (newActive && !oldActive) return 'new';
   if (oldActive && !newActive) return 'old';
   return 'unknown';
+}
+
+/** How long past its deadline a takeover's answer may take before the node counts as not answering. */
+export const TAKEOVER_ANSWER_GRACE_MS = 5_000;
+
+/** `work`, or `timeout()` thrown once `ms` passed on `clock`. */
+export async function bounded<T>(
+  work: Promise<T>,
+  clock: Clock,
+  ms: number,
+  timeout: () => Error,
+): Promise<T> {
+  let cancel = () => {};
+  const expired = new Promise<never>((_, reject) => {
+    cancel = clock.every(ms, () => reject(timeout()));
+  });
+  try {
+    return await Promise.race([work, expired]);
+  } finally {
+    cancel();
+  }
 }
 
 /** Resolves after `ms` (real time: a poll interval), or at once when `signal` aborts. */

@@ -57,7 +57,7 @@ export async function stopRunningRebalance(ctx: LeaderContext, reason: string): 
 
 /**
  * What an operation meets while this term's rebalance runs (called by runOperation before it repairs a
- * marker): the same rebalance again answers `started`; stop-rebalance goes ahead; a failover stops the
+ * marker): a resend of the op that started it answers `started`; stop-rebalance goes ahead; a failover stops the
  * rebalance first (a dead node beats a rebalance, as ns_server's auto-failover does); anything else is
  * refused until the rebalance ends or is stopped.
  */
@@ -67,9 +67,8 @@ export async function rebalanceGate(
 ): Promise<OperationResult | undefined> {
   const running = ctx.rebalance.current;
   if (!running) return undefined;
-  if (request.kind === 'rebalance' && request.opId === running.opId) {
-    return { opId: request.opId, outcome: 'started' };
-  }
+  // a resend of the call that started it (rebalance, or remove-node run as one)
+  if (request.opId === running.opId) return { opId: request.opId, outcome: 'started' };
   if (request.kind === 'stop-rebalance') return undefined;
   if (request.kind === 'failover') {
     await stopRunningRebalance(ctx, `failover ${request.opId}`);
