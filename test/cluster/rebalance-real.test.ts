@@ -84,7 +84,7 @@ describe('rebalance on real nodes with their replication agents', () => {
         const key = `k${i}`;
         const vb = i % VBS;
         const value = `v${i}`;
-        for (let attempt = 0; writing; attempt++) {
+        while (writing) {
           const owner = byAddress.get(map[vb]?.[0] ?? '');
           const status = owner
             ? await owner.client.set(vb, key, value, 2_000).then(
