@@ -99,6 +99,9 @@ export async function runOperation(
     await repairMarker(ctx, snapshot);
     const repaired = await readResult(ctx.store, request.opId);
     if (repaired) return repaired;
+    // a rebalance the repair resumed runs beside this operation from now on
+    const regated = await rebalanceGate(ctx, request);
+    if (regated) return regated;
     snapshot = await readSnapshot(ctx.store);
   }
   const progress = { markerWritten: false };

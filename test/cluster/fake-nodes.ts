@@ -26,10 +26,27 @@ import { ManualClock } from '../helpers/manual-clock.js';
 
 /** What the fake nodes were asked, in order (the store's changes go in too when a test wires them). */
 export type FakeEvent =
-  | { readonly op: 'state'; readonly node: NodeAddress; readonly vb: number; readonly state: ObservedState }
-  | { readonly op: 'delete'; readonly node: NodeAddress; readonly vb: number }
-  | { readonly op: 'replication'; readonly node: NodeAddress; readonly topology: ReplicationTopology }
-  | { readonly op: 'takeover'; readonly node: NodeAddress; readonly vb: number; readonly source: NodeAddress }
+  | {
+      readonly op: 'state';
+      readonly node: NodeAddress;
+      readonly vb: number;
+      readonly state: ObservedState;
+      readonly epoch: number;
+    }
+  | { readonly op: 'delete'; readonly node: NodeAddress; readonly vb: number; readonly epoch: number }
+  | {
+      readonly op: 'replication';
+      readonly node: NodeAddress;
+      readonly topology: ReplicationTopology;
+      readonly epoch: number;
+    }
+  | {
+      readonly op: 'takeover';
+      readonly node: NodeAddress;
+      readonly vb: number;
+      readonly source: NodeAddress;
+      readonly epoch: number;
+    }
   | { readonly op: 'store'; readonly key: string; readonly value?: unknown };
 
 interface FakeVBucket {
@@ -204,21 +221,21 @@ class FakeSession implements NodeSession {
     const copy = this.node.vbs[vb];
     if (copy) copy.state = state;
     else this.node.vbs[vb] = { state, seqno: 0n };
-    this.cluster.events.push({ op: 'state', node: this.address, vb, state });
+    this.cluster.events.push({ op: 'state', node: this.address, vb, state, epoch });
     this.cluster.sync();
   }
 
   async deleteVBucket(vb: number, epoch: number): Promise<void> {
     this.check(epoch);
     this.node.vbs[vb] = undefined;
-    this.cluster.events.push({ op: 'delete', node: this.address, vb });
+    this.cluster.events.push({ op: 'delete', node: this.address, vb, epoch });
   }
 
   async setReplication(topology: ReplicationTopology, epoch: number): Promise<void> {
     this.check(epoch);
     this.cluster.sync();
     this.node.topology = topology;
-    this.cluster.events.push({ op: 'replication', node: this.address, topology });
+    this.cluster.events.push({ op: 'replication', node: this.address, topology, epoch });
   }
 
   async replicationStatus(): Promise<ReplicationStatus> {
@@ -231,7 +248,7 @@ class FakeSession implements NodeSession {
 
   async takeover(vb: number, source: NodeAddress, epoch: number): Promise<TakeoverOutcome> {
     this.check(epoch);
-    this.cluster.events.push({ op: 'takeover', node: this.address, vb, source });
+    this.cluster.events.push({ op: 'takeover', node: this.address, vb, source, epoch });
     if (this.node.hangTakeovers) await this.node.waitRelease();
     const failures = this.node.takeoverFailures.get(vb) ?? 0;
     if (failures > 0) {

@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { decode, encode, keys, readResult, type VBucketMap } from '../../src/cluster/layout.js';
 import { replicationTopology } from '../../src/cluster/plan/replication-topology.js';
 import { planMap } from '../../src/cluster/plan/vbucket-map.js';
+import { ProgressTracker } from '../../src/cluster/rebalance/progress.js';
 import { REBALANCE_STEPS } from '../../src/cluster/steps.js';
 import {
   ClusterCallError,
@@ -9,6 +10,7 @@ import {
   type OperationResult,
   type TopologyOperationRequest,
 } from '../../src/cluster/types.js';
+import { ManualClock } from '../helpers/manual-clock.js';
 import { MemoryMetadata } from '../helpers/memory-metadata.js';
 import {
   FakeCluster,
@@ -493,3 +495,86 @@ async function initialChain(shared: MemoryMetadata, vb: number): Promise<(string
   if (op?.type !== 'put') throw new Error('no seeded map');
   return [...(decode<VBucketMap>(op.value).chains[vb] ?? [null])];
 }
+
+describe('rebalance progress', () => {
+  it('counts moves per node and overall, estimates the time left from the rate so far, and flags stuck moves', () => {
+    const clock = new ManualClock();
+    const tracker = new ProgressTracker('rb', 4, 0, clock, 60_000);
+    const moves = [
+      { vb: 0, from: [A, B], to: [C, B] },
+      { vb: 1, from: [A, B], to: [A, C] },
+      { vb: 2, from: [B, A], to: [B, C] },
+      { vb: 3, from: [B, A], to: [C, A] },
+    ];
+    tracker.plan(moves);
+    expect(tracker.snapshot()).toMatchObject({ done: 0, total: 4, etaS: null, stuck: false });
+    for (const m of moves) tracker.started(m.vb);
+    clock.advance(10_000);
+    tracker.finished(moves[0]!);
+    expect(tracker.snapshot()).toMatchObject({
+      done: 1,
+      etaS: 30,
+      nodes: { [A]: { done: 1, total: 4 }, [B]: { done: 1, total: 4 }, [C]: { done: 1, total: 4 } },
+    });
+    tracker.progressed(1);
+    clock.advance(50_000);
+    // vb 1 grew 50 s ago, vbs 2 and 3 never since they started 60 s ago
+    expect(tracker.snapshot()).toMatchObject({ stuck: true, stuckMoves: [2, 3] });
+    tracker.ended(2);
+    tracker.finished(moves[3]!);
+    expect(tracker.snapshot().stuckMoves).toEqual([]);
+  });
+});
+
+describe('leadership ending under a rebalance', () => {
+  it('halts the rebalance at once: its epoch writes nothing more, and the next leadership resumes it', async () => {
+    const { shared, cluster, manager } = await setup();
+    const oldEpoch = await manager.leading;
+    const c = cluster.node(C);
+    for (const vb of range(VBS)) c.stalled.add(vb);
+    await manager.handle.core.submit(rebalance('rb'));
+    await vi.waitFor(() => expect(cluster.events.some((e) => e.op === 'state' && e.node === C)).toBe(true));
+    // the store ends the leadership (its lease expired while the process was paused)
+    const writes = shared.committed.length;
+    const commands = cluster.events.length;
+    for (const id of [...shared.leases.keys()]) shared.expire(id);
+    c.stalled.clear();
+    // the process campaigns again and leads with a new epoch, whose janitor resumes the rebalance
+    expect(await waitForResult(shared, 'rb')).toMatchObject({ outcome: 'done' });
+    const byOldEpoch = shared.committed
+      .slice(writes)
+      .filter((t) => t.compares.some((cmp) => cmp.target === 'createRevision' && cmp.revision === oldEpoch));
+    expect(byOldEpoch).toEqual([]);
+    // nor does any node get a command of the old epoch
+    const oldCommands = cluster.events
+      .slice(commands)
+      .filter((e) => e.op !== 'store' && e.epoch === oldEpoch);
+    expect(oldCommands).toEqual([]);
+    expect(manager.handle.core.role().epoch).toBeGreaterThan(oldEpoch);
+    await manager.handle.settled();
+    expect(fakeConvergence(await manager.handle.core.status(), cluster)).toEqual([]);
+  });
+});
+
+describe('a rebalance resumed by a new leader', () => {
+  it('answers a resend of its op id started and refuses other operations while it runs', async () => {
+    const { shared, cluster, manager } = await setup({ crashAt: 'rebalance:after-copies' });
+    const c = cluster.node(C);
+    for (const vb of range(VBS)) c.stalled.add(vb);
+    await manager.handle.core.submit(rebalance('rb'));
+    await manager.handle.crashed;
+    await manager.handle.close();
+    await manager.client.close();
+
+    const next = await startManager(shared, cluster, 'm2');
+    // its first janitor round resumed the rebalance toward the stored target
+    expect(next.handle.metrics.rebalanceProgress()).toMatchObject({ opId: 'rb' });
+    expect(await next.handle.core.submit(rebalance('rb'))).toEqual({ opId: 'rb', outcome: 'started' });
+    const refusal = (await next.handle.core
+      .submit({ opId: 'add', kind: 'add-node', node: '10.0.0.9:11210' })
+      .catch((e: unknown) => e)) as ClusterCallError;
+    expect(refusal.errorClass).toBe('permanent');
+    c.stalled.clear();
+    expect(await waitForResult(shared, 'rb')).toMatchObject({ outcome: 'done' });
+  });
+});
