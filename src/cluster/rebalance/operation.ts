@@ -9,7 +9,15 @@ import {
   unchangedSince,
 } from '../context.js';
 import { JanitorMemory, type JanitorReport, runJanitor } from '../janitor.js';
-import { type ClusterSnapshot, encode, keys, readSnapshot, type TargetMapRecord } from '../layout.js';
+import {
+  type ClusterSnapshot,
+  decode,
+  encode,
+  keys,
+  readSnapshot,
+  type TargetMapRecord,
+  type VBucketMap,
+} from '../layout.js';
 import { type OperationRun, type Progress, permanent, record } from '../operation-kit.js';
 import { movesBetween } from '../plan/moves.js';
 import { planMap } from '../plan/vbucket-map.js';
@@ -20,7 +28,7 @@ import {
   type OperationResult,
   type TopologyOperationRequest,
 } from '../types.js';
-import { ejectNodes, keepNodes, RebalanceRunner } from './runner.js';
+import { ejectNodes, keepNodes, LAST_TARGET_KEY, type LastTarget, RebalanceRunner } from './runner.js';
 
 /**
  * The rebalance operations (DESIGN.md "Rebalance"): `rebalance` (and `remove-node` once the cluster has
@@ -79,6 +87,35 @@ export async function rebalanceGate(
   });
 }
 
+/** The nodes a target was planned over, as one comparable string (addresses with their groups). */
+export function planSignature(
+  nodes: readonly { address: NodeAddress; group?: string }[],
+  replicas: number,
+): string {
+  return JSON.stringify({ replicas, nodes: nodes.map((n) => [n.address, n.group ?? null]) });
+}
+
+function previousTarget(
+  snapshot: ClusterSnapshot,
+  nodes: readonly { address: NodeAddress; group?: string }[],
+  replicas: number,
+): VBucketMap | undefined {
+  const kv = snapshot.entries.get(LAST_TARGET_KEY);
+  if (!kv || !snapshot.map) return undefined;
+  const last = decode<LastTarget>(kv.value);
+  if (last.signature !== planSignature(nodes, replicas) || last.map.vbuckets !== snapshot.map.vbuckets) {
+    return undefined;
+  }
+  const members = new Set(nodes.map((n) => n.address));
+  const valid = last.map.chains.every(
+    (chain) =>
+      chain[0] !== null &&
+      chain.every((n) => n !== null && members.has(n)) &&
+      new Set(chain).size === chain.length,
+  );
+  return valid ? last.map : undefined;
+}
+
 function janitorProblem(report: JanitorReport): string | undefined {
   if (report.refused.length > 0) {
     return `vBuckets ${report.refused.map((r) => r.vb).join(',')} have several actives`;
@@ -120,15 +157,23 @@ async function startRebalance(
   const keep = keepNodes(nodes);
   const eject = ejectNodes(nodes);
   if (keep.length === 0) throw permanent('no node would be left to hold the vBuckets');
-  const target = planMap({
-    nodes: keep.map((address) => {
-      const group = nodes.get(address)?.group;
-      return group !== undefined ? { address, group } : { address };
-    }),
+  const planNodes = keep.map((address) => {
+    const group = nodes.get(address)?.group;
+    return group !== undefined ? { address, group } : { address };
+  });
+  const planned = planMap({
+    nodes: planNodes,
     vbuckets: map.vbuckets,
     replicas: settings.replicas,
     current: map,
   });
+  // the target of a stopped rebalance over the same nodes, if it is still nearer: only its unfinished
+  // moves are left, where a new plan from a half-moved map may undo finished ones
+  const resumable = previousTarget(snapshot, planNodes, settings.replicas);
+  const target =
+    resumable && movesBetween(map, resumable).length <= movesBetween(map, planned).length
+      ? resumable
+      : planned;
   const moves = movesBetween(map, target);
   const placing = keep.some((a) => nodes.get(a)?.state === 'added');
   if (moves.length === 0 && eject.length === 0 && !placing) {
@@ -142,6 +187,7 @@ async function startRebalance(
   };
   const markerValue = encode(marker);
   const targetRecord: TargetMapRecord = { opId: request.opId, map: target, total: moves.length };
+  const signature = planSignature(planNodes, settings.replicas);
   const ops = [putBytes(keys.marker, markerValue), put(keys.targetMap, targetRecord), bumpConfig(snapshot)];
   if (leaving !== undefined && leavingRecord) {
     ops.push(put(keys.node(leaving), { ...leavingRecord, state: 'leaving' }));
@@ -158,7 +204,7 @@ async function startRebalance(
   ctx.crash.hit('rebalance:after-marker');
   RebalanceRunner.start(
     ctx,
-    { opId: request.opId, markerValue, target: targetRecord, movesPerNode: settings.movesPerNode },
+    { opId: request.opId, markerValue, target: targetRecord, movesPerNode: settings.movesPerNode, signature },
     snapshot,
   );
   return { opId: request.opId, outcome: 'started', detail: { moves: moves.length } };
@@ -205,9 +251,24 @@ export async function repairRebalance(
   );
   RebalanceRunner.start(
     ctx,
-    { opId: marker.opId, markerValue: markerKv.value, target, movesPerNode: snapshot.settings.movesPerNode },
+    {
+      opId: marker.opId,
+      markerValue: markerKv.value,
+      target,
+      movesPerNode: snapshot.settings.movesPerNode,
+      signature: lastSignature(fresh),
+    },
     fresh,
   );
+}
+
+/** The resumed rebalance's plan signature: the nodes it would be planned over now. */
+function lastSignature(snapshot: ClusterSnapshot): string {
+  const keep = keepNodes(snapshot.nodes).map((address) => {
+    const group = snapshot.nodes.get(address)?.group;
+    return group !== undefined ? { address, group } : { address };
+  });
+  return planSignature(keep, snapshot.settings?.replicas ?? 0);
 }
 
 function sameValue(a: Uint8Array, b: Uint8Array): boolean {

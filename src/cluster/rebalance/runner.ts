@@ -14,6 +14,7 @@ import {
   keys,
   type NodeClusterConfig,
   type NodeRecord,
+  PREFIX,
   readSnapshot,
   sameMap,
   type TargetMapRecord,
@@ -40,6 +41,20 @@ export interface RebalanceRun {
   readonly target: TargetMapRecord;
   /** Backfills per node (settings.movesPerNode). */
   readonly movesPerNode: number;
+  /** The nodes and replica count the target was planned for (planSignature). */
+  readonly signature: string;
+}
+
+/**
+ * The target of the last rebalance that did not finish (stopped or refused), with what it was planned
+ * for: the next rebalance over the same nodes resumes it rather than plan again from a half-moved map.
+ * Deleted by a rebalance that finishes.
+ */
+export const LAST_TARGET_KEY = `${PREFIX}rebalance/last-target`;
+
+export interface LastTarget {
+  readonly signature: string;
+  readonly map: VBucketMap;
 }
 
 /** keep = nodes a map is planned over; eject = nodes the rebalance takes out (DESIGN.md "Node states"). */
@@ -451,6 +466,14 @@ export class RebalanceRunner implements RunningRebalance, MoveHost {
       result = { opId: this.opId, outcome: 'refused', reason: reason ?? 'refused', detail };
       step = 'rebalance:after-clear';
     }
+    ops.push(
+      outcome === 'done'
+        ? del(LAST_TARGET_KEY)
+        : put(LAST_TARGET_KEY, {
+            signature: this.run.signature,
+            map: this.run.target.map,
+          } satisfies LastTarget),
+    );
     ops.push(put(keys.result(this.opId), result));
     await ctx.term.txn([holds(keys.marker, this.run.markerValue)], ops);
     ctx.log.info({ ...result }, 'rebalance ended');
