@@ -39,7 +39,7 @@ export interface RebalanceTimings {
 }
 
 export const REBALANCE_TIMINGS: RebalanceTimings = {
-  pollMs: 100,
+  pollMs: 50,
   stuckMs: 60_000,
   moveTimeoutMs: 600_000,
   takeoverDeadlineMs: 4_000,
