@@ -10,6 +10,8 @@ import type { NodeAddress } from '../types.js';
 export class NodeCalls {
   private readonly sessions = new Map<NodeAddress, Promise<NodeSession>>();
   private readonly infos = new Map<NodeAddress, Promise<VBucketInfo[]>>();
+  /** Nodes whose last call failed as unreachable (cleared by their next success). */
+  readonly down = new Set<NodeAddress>();
 
   constructor(private readonly ctx: LeaderContext) {}
 
@@ -28,11 +30,16 @@ export class NodeCalls {
   async call<T>(node: NodeAddress, work: (session: NodeSession) => Promise<T>): Promise<T> {
     const pending = this.session(node);
     try {
-      return await this.ctx.term.onNode(async () => work(await pending));
+      const result = await this.ctx.term.onNode(async () => work(await pending));
+      this.down.delete(node);
+      return result;
     } catch (error) {
-      if (error instanceof NodeUnreachableError && this.sessions.get(node) === pending) {
-        this.sessions.delete(node);
-        void pending.then((s) => s.close()).catch(() => undefined);
+      if (error instanceof NodeUnreachableError) {
+        this.down.add(node);
+        if (this.sessions.get(node) === pending) {
+          this.sessions.delete(node);
+          void pending.then((s) => s.close()).catch(() => undefined);
+        }
       }
       throw error;
     }

@@ -117,6 +117,8 @@ export class RebalanceRunner implements RunningRebalance, MoveHost {
   private pushQueued: Promise<void> | undefined;
   private nextConfig: NodeClusterConfig | undefined;
   private configBusy = false;
+  /** Set once the run ends: pushes skip nodes known down. */
+  private ending = false;
   private scheduler: MoveScheduler | undefined;
   private final: Promise<void> | undefined;
   private stopReason: string | undefined;
@@ -272,6 +274,8 @@ export class RebalanceRunner implements RunningRebalance, MoveHost {
       [...topologies].map(async ([node, topology]) => {
         const text = JSON.stringify(topology);
         if (this.pushed.get(node) === text) return;
+        // ending: a node known down is left to the janitor (the stop bound must not wait on it)
+        if (this.ending && this.calls.down.has(node)) return;
         try {
           await this.calls.call(node, (s) => s.setReplication(topology, this.ctx.term.epoch));
           this.pushed.set(node, text);
@@ -423,6 +427,7 @@ export class RebalanceRunner implements RunningRebalance, MoveHost {
 
   private async end(outcome: 'done' | 'refused' | 'stopped', reason?: string): Promise<void> {
     const { ctx } = this;
+    this.ending = true;
     let snapshot = await readSnapshot(ctx.store);
     if (!this.ours(snapshot)) return;
     this.members = topologyMembers(snapshot.nodes);
@@ -482,19 +487,26 @@ export class RebalanceRunner implements RunningRebalance, MoveHost {
 
   /** Deletes the copies this run made that the stored map does not name (a janitor-clean end). */
   private async deleteUnplacedCopies(): Promise<void> {
+    const byNode = new Map<NodeAddress, number[]>();
     for (const [vb, nodes] of this.madeCopies) {
       if (this.running.has(vb)) continue;
       const chain = this.map.chains[vb] ?? [null];
       for (const node of nodes) {
-        if (chain.includes(node)) continue;
-        try {
-          await this.calls.call(node, (s) => s.deleteVBucket(vb, this.ctx.term.epoch));
-        } catch (error) {
-          if (!(error instanceof NodeUnreachableError)) throw error;
-        }
+        if (chain.includes(node) || this.calls.down.has(node)) continue;
+        byNode.set(node, [...(byNode.get(node) ?? []), vb]);
       }
     }
     this.madeCopies.clear();
+    // per node in parallel; a node that stops answering is given up on at its first failure
+    await Promise.all(
+      [...byNode].map(async ([node, vbs]) => {
+        try {
+          for (const vb of vbs) await this.calls.call(node, (s) => s.deleteVBucket(vb, this.ctx.term.epoch));
+        } catch (error) {
+          if (!(error instanceof NodeUnreachableError)) throw error;
+        }
+      }),
+    );
   }
 
   /** The ejected nodes stop replicating and keep no live copy (an unreachable one is skipped). */
