@@ -356,10 +356,12 @@ export class RebalanceRunner implements RunningRebalance, MoveHost {
       if (!this.signal.aborted) {
         for (const move of scheduler.next()) {
           this.running.add(move.vb);
-          const outcome = this.oneMove(move).finally(() => {
-            scheduler.moveDone(move.vb);
+          const outcome = this.oneMove(move).then((o) => {
+            if (o.kind === 'done') scheduler.moveDone(move.vb);
+            else scheduler.moveFailed(move.vb);
             this.running.delete(move.vb);
             active.delete(move.vb);
+            return o;
           });
           active.set(move.vb, outcome);
           void outcome.then((o) => {
