@@ -350,8 +350,7 @@ async function sdkCluster(port: number): Promise<couchbase.Cluster> {
 }
 
 describe('the Couchbase SDK against a cluster run by dcpx manager (real processes)', () => {
-  // skipped: issue 12's `cluster init`/`rebalance` CLI is not on main yet; on the part-2 branches merged it fails only on graceful failover (no config push: 54–83 SDK timeouts)
-  it.skip('keeps a mixed workload of 10,000 keys running through a rebalance, a graceful and a hard failover: only timeouts during the hard one, no acknowledged write lost, getAnyReplica finds every key', async () => {
+  it('keeps a mixed workload of 10,000 keys running through a rebalance, a graceful and a hard failover: only timeouts during the hard one, no acknowledged write lost, getAnyReplica finds every key', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'dcpx-sdk-cluster-'));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     const nodeArgs = ['--vbuckets', String(VBUCKETS), '--user', USER, '--password', PASSWORD];

@@ -5,7 +5,7 @@ import { clearMarker, permanent, requireNode } from '../operation-kit.js';
 import { ClusterCallError, type NodeAddress, type OperationMarker, type OperationResult } from '../types.js';
 import { finishHardFailover, survivorsOf } from './hard.js';
 import { gracefulChain, shownVbuckets } from './promote.js';
-import { Reach, readInfo } from './reach.js';
+import { ConfigPushes, Reach, readInfo } from './reach.js';
 
 /** Takeovers in flight at once (each is a DCP takeover stream between two nodes). */
 export const GRACEFUL_PARALLELISM = 4;
@@ -99,6 +99,7 @@ async function takeOverActives(
   let failure: Error | undefined;
   let mapUpdates: Promise<unknown> = Promise.resolve();
   let taken = 0;
+  const configs = new ConfigPushes(ctx, reach, [node, ...survivors]);
 
   const takeOne = async (vb: number) => {
     const chain = map.chains[vb] ?? [null];
@@ -142,6 +143,7 @@ async function takeOverActives(
     const update = mapUpdates.then(() => updateChain(ctx, marker, markerValue, vb, newHead));
     mapUpdates = update.catch(() => undefined);
     await update;
+    configs.changed();
     taken++;
     ctx.crash.hit('failover:after-takeover');
   };
@@ -152,6 +154,7 @@ async function takeOverActives(
       for (let vb = queue.shift(); vb !== undefined && !failure; vb = queue.shift()) await takeOne(vb);
     }),
   );
+  await configs.settled();
   if (failure) {
     await clearMarker(ctx, markerValue, undefined);
     throw permanent(

@@ -1,5 +1,5 @@
 import type { LeaderContext } from '../context.js';
-import type { VBucketMap } from '../layout.js';
+import { nodeConfig, readSnapshot, type VBucketMap } from '../layout.js';
 import { type NodeSession, NodeUnreachableError, type VBucketInfo } from '../node-gateway.js';
 import { replicationTopology } from '../plan/replication-topology.js';
 import { type ObservedState, statePlan } from '../sanify.js';
@@ -121,4 +121,49 @@ export async function applyStates(
     }
   }
   return changes;
+}
+
+/**
+ * Gives `nodes` the cluster config of the stored map after each change, in the background and coalesced
+ * (at most one push at a time, the newest map next): clients read the config in NOT_MY_VBUCKET answers and
+ * pushes, so they follow each vBucket as a graceful failover moves it instead of retrying on a node that
+ * still answers with the config from before.
+ */
+export class ConfigPushes {
+  private busy: Promise<void> | undefined;
+  private again = false;
+
+  constructor(
+    private readonly ctx: LeaderContext,
+    private readonly reach: Reach,
+    private readonly nodes: readonly NodeAddress[],
+  ) {}
+
+  /** The stored map changed. */
+  changed(): void {
+    if (this.busy) {
+      this.again = true;
+      return;
+    }
+    this.busy = this.run().finally(() => {
+      this.busy = undefined;
+    });
+  }
+
+  /** Resolves once no push is under way. */
+  async settled(): Promise<void> {
+    while (this.busy) await this.busy;
+  }
+
+  private async run(): Promise<void> {
+    do {
+      this.again = false;
+      const config = nodeConfig(await readSnapshot(this.ctx.store), this.ctx.term.epoch);
+      await Promise.all(
+        this.nodes.map((node) =>
+          this.reach.on(node, 'config', (s) => s.setClusterConfig(config)).catch(() => undefined),
+        ),
+      );
+    } while (this.again && this.ctx.term.active);
+  }
 }
