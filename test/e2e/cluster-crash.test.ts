@@ -1,0 +1,149 @@
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { type EtcdServer, etcdAvailable, freePort, startEtcd } from '../../bench/etcd.js';
+import { ManagerProcess } from '../../bench/manager-process.js';
+import { CRASH_STEPS } from '../../src/cluster/index.js';
+import { clusterCli as cli, converged, managerStatus } from '../helpers/cluster.js';
+import { type NodeProc, runDcpx, startNode } from '../helpers/processes.js';
+
+// Issue 12's crash matrix, with real processes driven through the CLI: a manager is killed (exit 137,
+// --crash-at) at every step of init, rebalance, stop-rebalance and graceful failover;
+// the next leader (the restarted manager on the embedded store, the other manager on etcd) must leave a
+// converged cluster: marker cleared, no rebalance running, the stored map equal to what the nodes
+// report, exactly one active copy per vBucket.
+
+const VBUCKETS = 32;
+const JANITOR_MS = 400;
+const LEASE_MS = 1_000;
+
+type Scenario = 'init' | 'rebalance' | 'stop-rebalance' | 'graceful';
+
+function scenarioOf(step: string): Scenario | undefined {
+  if (step.startsWith('init:')) return 'init';
+  if (step.startsWith('rebalance:')) return 'rebalance';
+  if (step.startsWith('stop-rebalance:')) return 'stop-rebalance';
+  if (step === 'failover:after-takeover') return 'graceful';
+  // hard failover and recover: test/e2e/failover-crash.test.ts (and every step in-process on three stores)
+  return undefined;
+}
+
+async function ok(args: string[]): Promise<void> {
+  const result = await cli(args);
+  expect(result.code, `dcpx cluster ${args.join(' ')}: ${result.stderr}`).toBe(0);
+}
+
+for (const storeKind of ['embedded', 'etcd'] as const) {
+  const run =
+    storeKind === 'etcd' && !etcdAvailable() && process.env.DCPX_REQUIRE_TOOLS !== '1'
+      ? describe.skip
+      : describe;
+  run(`a manager killed at every step of init, rebalance, failover and recover (${storeKind} store)`, () => {
+    for (const step of CRASH_STEPS) {
+      const scenario = scenarioOf(step);
+      if (!scenario) continue;
+      it(`${step}: the next leader leaves a converged cluster`, async () => {
+        const nodeArgs = ['--no-auth', '--vbuckets', String(VBUCKETS)];
+        const nodes: NodeProc[] = [];
+        for (let i = 0; i < 2; i++) nodes.push(await startNode(nodeArgs));
+        // the node a stopped rebalance moves to refuses each takeover's first set-states (the retry ask),
+        // so the rebalance is still running when the stop arrives
+        const slow = scenario === 'stop-rebalance' ? ['--refuse-takeover-states', '3'] : [];
+        nodes.push(await startNode([...nodeArgs, ...slow]));
+        const [n1, n2, n3] = nodes.map((n) => `127.0.0.1:${n.port}`) as [string, string, string];
+        let etcd: EtcdServer | undefined;
+        let dir: string | undefined;
+        const managers: ManagerProcess[] = [];
+        try {
+          const common = [
+            '--no-auth',
+            '--janitor-interval-ms',
+            String(JANITOR_MS),
+            '--lease-ms',
+            String(LEASE_MS),
+          ];
+          let storeArgs: string[];
+          if (storeKind === 'etcd') {
+            etcd = await startEtcd();
+            storeArgs = ['--etcd', etcd.endpoint];
+          } else {
+            dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'dcpx-cluster-crash-'));
+            storeArgs = ['--data-dir', dir];
+          }
+          // the cluster before the operation, made by a manager that then stops (SIGTERM resigns)
+          const setup = await ManagerProcess.start('m0', [...storeArgs, ...common]);
+          managers.push(setup);
+          await setup.waitFor(/^leader epoch \d+/, 10_000);
+          const setupAt = `127.0.0.1:${setup.port}`;
+          const initArgs = ['--vbuckets', String(VBUCKETS), '--replicas', '1', '--node', n1, '--node', n2];
+          if (scenario !== 'init') await ok(['init', '--manager', setupAt, ...initArgs]);
+          if (scenario === 'rebalance' || scenario === 'stop-rebalance')
+            await ok(['add-node', '--manager', setupAt, '--node', n3]);
+          // one backfill per node: a rebalance that lasts long enough to be stopped
+          if (scenario === 'stop-rebalance')
+            await ok(['settings', '--manager', setupAt, '--moves-per-node', '1']);
+          await setup.kill('SIGTERM');
+
+          const port = await freePort();
+          const crashing = await ManagerProcess.start('m1', [
+            ...storeArgs,
+            ...common,
+            '--port',
+            String(port),
+            '--crash-at',
+            step,
+          ]);
+          managers.push(crashing);
+          await crashing.waitFor(/^leader epoch \d+/, LEASE_MS * 3 + 10_000);
+          if (storeKind === 'etcd') {
+            const other = await ManagerProcess.start('m2', [...storeArgs, ...common]);
+            managers.push(other);
+            await other.waitFor(/^follower$/, 10_000);
+          }
+          const at = `127.0.0.1:${crashing.port}`;
+          const opId = `crash-${step}`;
+          // the operation that crashes the leader: its caller keeps retrying against a dead manager
+          let caller: ReturnType<typeof runDcpx>;
+          switch (scenario) {
+            case 'init':
+              caller = runDcpx(['cluster', 'init', '--manager', at, ...initArgs, '--op-id', opId]);
+              break;
+            case 'rebalance':
+              caller = runDcpx(['cluster', 'rebalance', '--manager', at, '--wait', '--op-id', opId]);
+              break;
+            case 'stop-rebalance': {
+              await ok(['rebalance', '--manager', at, '--op-id', opId]);
+              caller = runDcpx(['cluster', 'stop-rebalance', '--manager', at]);
+              break;
+            }
+            case 'graceful':
+              caller = runDcpx(['cluster', 'failover', '--manager', at, '--node', n2, '--op-id', opId]);
+              break;
+          }
+          expect(await crashing.exited).toBe(137);
+          await caller.stop('SIGKILL');
+          let next: ManagerProcess;
+          if (storeKind === 'embedded') {
+            next = await ManagerProcess.start('m1', [...storeArgs, ...common, '--port', String(port)]);
+            managers.push(next);
+          } else {
+            next = managers[2]!;
+          }
+          const lead = await next.waitFor(/^leader epoch \d+/, LEASE_MS * 3 + 10_000);
+          // a rolled-forward rebalance runs its remaining moves first; then 2 janitor intervals
+          const budget = scenario === 'rebalance' ? 30_000 : 2 * JANITOR_MS + 5_000;
+          await converged(next, nodes, VBUCKETS, lead.at + budget);
+          const s = await managerStatus(next);
+          if (scenario === 'init')
+            expect(s.map.every((chain) => chain.filter(Boolean).length === 2)).toBe(true);
+        } finally {
+          await Promise.all(managers.map((m) => m.kill()));
+          await Promise.all(nodes.map((n) => n.stop('SIGKILL')));
+          await etcd?.stop();
+          if (dir) await fsp.rm(dir, { recursive: true, force: true });
+        }
+      }, 90_000);
+    }
+  });
+}
