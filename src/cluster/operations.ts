@@ -41,7 +41,6 @@ import { repairSettings, runSettings } from './settings.js';
 import {
   ClusterCallError,
   type NodeAddress,
-  type OperationArgs,
   type OperationMarker,
   type OperationResult,
   type TopologyOperationKind,
