@@ -158,7 +158,9 @@ export class ReplicationAgent {
   async takeover(epoch: number, vb: number, source: string, deadlineMs: number): Promise<TakeoverResult> {
     if (vb >= this.options.vbuckets)
       throw new TopologyError(`vb ${vb} is not one of this node's ${this.options.vbuckets}`);
-    if (epoch > this.epoch) await this.apply(epoch, new Map());
+    const started = Date.now();
+    // a newer manager: the same streams, on replicators that carry its epoch
+    if (epoch > this.epoch) await this.apply(epoch, this.wantedBySource());
     await this.applying;
     let entry = this.sources.get(source);
     if (!entry) {
@@ -166,9 +168,22 @@ export class ReplicationAgent {
       this.sources.set(source, entry);
     }
     entry.wanted = entry.wanted.filter((v) => v !== vb);
-    // a replica stream still being added would collide with the takeover stream (EEXISTS on the consumer)
-    await Promise.race([entry.applying, new Promise((r) => setTimeout(r, deadlineMs).unref())]);
-    return entry.replicator.takeover(vb, { deadlineMs, attempts: 10 });
+    // a replica stream still being added would collide with the takeover stream (EEXISTS on the consumer);
+    // the wait is part of the takeover's deadline (the manager's answer deadline is built on it)
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      entry.applying,
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, Math.min(5_000, deadlineMs / 2));
+      }),
+    ]);
+    clearTimeout(timer);
+    const left = Math.max(1, deadlineMs - (Date.now() - started));
+    return entry.replicator.takeover(vb, { deadlineMs: left, attempts: 10 });
+  }
+
+  private wantedBySource(): Map<string, number[]> {
+    return new Map([...this.sources].map(([address, source]) => [address, [...source.wanted]]));
   }
 
   async status(): Promise<ReplicationAgentStatus> {

@@ -241,3 +241,24 @@ describe('a vBucket whose source changes', () => {
     expect((await b.client.replicationStatus()).sources[c.address]?.open).toEqual([0, 1, 2, 3]);
   });
 });
+
+describe('a takeover asked by a newer manager', () => {
+  it('keeps the other incoming streams (on replicators that carry the new epoch)', async () => {
+    const a = await node([0, 1]);
+    const b = await node();
+    for (const vb of [0, 1]) await b.client.setVBucket(vb, VBucketState.Replica, { epoch: 5 });
+    await b.client.setReplication(5, { [a.address]: [0, 1] });
+    await until(
+      async () => (await b.client.replicationStatus()).sources[a.address]?.open.length === 2,
+      'open',
+    );
+    await b.client.takeoverFrom(6, 0, a.address, 20_000);
+    const status = await b.client.replicationStatus();
+    expect(status.epoch).toBe(6);
+    expect(status.sources[a.address]?.wanted).toEqual([1]);
+    await until(
+      async () => (await b.client.replicationStatus()).sources[a.address]?.open.includes(1) === true,
+      'vb 1 streaming again',
+    );
+  });
+});
