@@ -1,11 +1,7 @@
-import { promises as fsp } from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { type EtcdServer, etcdAvailable, freePort, startEtcd } from '../../bench/etcd.js';
-import { ManagerProcess } from '../../bench/manager-process.js';
+import { etcdAvailable } from '../../bench/etcd.js';
 import { CRASH_STEPS } from '../../src/cluster/index.js';
-import { clusterCli as cli, converged, managerStatus } from '../helpers/cluster.js';
+import { CrashRig, clusterCli as cli, converged, managerStatus } from '../helpers/cluster.js';
 import { type NodeProc, runDcpx, startNode } from '../helpers/processes.js';
 
 // Issue 12's crash matrix, with real processes driven through the CLI: a manager is killed (exit 137,
@@ -52,30 +48,10 @@ for (const storeKind of ['embedded', 'etcd'] as const) {
         const slow = scenario === 'stop-rebalance' ? ['--refuse-takeover-states', '3'] : [];
         nodes.push(await startNode([...nodeArgs, ...slow]));
         const [n1, n2, n3] = nodes.map((n) => `127.0.0.1:${n.port}`) as [string, string, string];
-        let etcd: EtcdServer | undefined;
-        let dir: string | undefined;
-        const managers: ManagerProcess[] = [];
+        const rig = await CrashRig.open(storeKind, { janitorMs: JANITOR_MS, leaseMs: LEASE_MS });
         try {
-          const common = [
-            '--no-auth',
-            '--janitor-interval-ms',
-            String(JANITOR_MS),
-            '--lease-ms',
-            String(LEASE_MS),
-          ];
-          let storeArgs: string[];
-          if (storeKind === 'etcd') {
-            etcd = await startEtcd();
-            storeArgs = ['--etcd', etcd.endpoint];
-          } else {
-            dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'dcpx-cluster-crash-'));
-            storeArgs = ['--data-dir', dir];
-          }
           // the cluster before the operation, made by a manager that then stops (SIGTERM resigns)
-          const setup = await ManagerProcess.start('m0', [...storeArgs, ...common]);
-          managers.push(setup);
-          await setup.waitFor(/^leader epoch \d+/, 10_000);
-          const setupAt = `127.0.0.1:${setup.port}`;
+          const { manager: setup, at: setupAt } = await rig.setup();
           const initArgs = ['--vbuckets', String(VBUCKETS), '--replicas', '1', '--node', n1, '--node', n2];
           if (scenario !== 'init') await ok(['init', '--manager', setupAt, ...initArgs]);
           if (scenario === 'rebalance' || scenario === 'stop-rebalance')
@@ -85,23 +61,7 @@ for (const storeKind of ['embedded', 'etcd'] as const) {
             await ok(['settings', '--manager', setupAt, '--moves-per-node', '1']);
           await setup.kill('SIGTERM');
 
-          const port = await freePort();
-          const crashing = await ManagerProcess.start('m1', [
-            ...storeArgs,
-            ...common,
-            '--port',
-            String(port),
-            '--crash-at',
-            step,
-          ]);
-          managers.push(crashing);
-          await crashing.waitFor(/^leader epoch \d+/, LEASE_MS * 3 + 10_000);
-          if (storeKind === 'etcd') {
-            const other = await ManagerProcess.start('m2', [...storeArgs, ...common]);
-            managers.push(other);
-            await other.waitFor(/^follower$/, 10_000);
-          }
-          const at = `127.0.0.1:${crashing.port}`;
+          const { manager: crashing, at } = await rig.crashing(step);
           const opId = `crash-${step}`;
           // the operation that crashes the leader: its caller keeps retrying against a dead manager
           let caller: ReturnType<typeof runDcpx>;
@@ -123,25 +83,16 @@ for (const storeKind of ['embedded', 'etcd'] as const) {
           }
           expect(await crashing.exited).toBe(137);
           await caller.stop('SIGKILL');
-          let next: ManagerProcess;
-          if (storeKind === 'embedded') {
-            next = await ManagerProcess.start('m1', [...storeArgs, ...common, '--port', String(port)]);
-            managers.push(next);
-          } else {
-            next = managers[2]!;
-          }
-          const lead = await next.waitFor(/^leader epoch \d+/, LEASE_MS * 3 + 10_000);
+          const { manager: next, at: leadAt } = await rig.nextLeader();
           // a rolled-forward rebalance runs its remaining moves first; then 2 janitor intervals
           const budget = scenario === 'rebalance' ? 30_000 : 2 * JANITOR_MS + 5_000;
-          await converged(next, nodes, VBUCKETS, lead.at + budget);
+          await converged(next, nodes, VBUCKETS, leadAt + budget);
           const s = await managerStatus(next);
           if (scenario === 'init')
             expect(s.map.every((chain) => chain.filter(Boolean).length === 2)).toBe(true);
         } finally {
-          await Promise.all(managers.map((m) => m.kill()));
+          await rig.close();
           await Promise.all(nodes.map((n) => n.stop('SIGKILL')));
-          await etcd?.stop();
-          if (dir) await fsp.rm(dir, { recursive: true, force: true });
         }
       }, 90_000);
     }

@@ -1,11 +1,7 @@
-import { promises as fsp } from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { type EtcdServer, etcdAvailable, freePort, startEtcd } from '../../bench/etcd.js';
-import { ManagerProcess } from '../../bench/manager-process.js';
+import { etcdAvailable } from '../../bench/etcd.js';
 import { TOPOLOGY_STEPS } from '../../src/cluster/index.js';
-import { clusterCli as cli, converged } from '../helpers/cluster.js';
+import { CrashRig, clusterCli as cli, converged } from '../helpers/cluster.js';
 import { runDcpx, startNode } from '../helpers/processes.js';
 
 // Issue 11's crash matrix, with real processes: a manager is killed (exit 137, --crash-at) at every step
@@ -36,51 +32,15 @@ for (const storeKind of ['embedded', 'etcd'] as const) {
           await startNode(['--no-auth', '--vbuckets', String(VBUCKETS), '--replica', `0-${VBUCKETS - 1}`]),
         ];
         const [n1, n2] = nodes.map((n) => `127.0.0.1:${n.port}`) as [string, string];
-        let etcd: EtcdServer | undefined;
-        let dir: string | undefined;
-        const managers: ManagerProcess[] = [];
+        const rig = await CrashRig.open(storeKind, { janitorMs: JANITOR_MS, leaseMs: LEASE_MS });
         try {
-          const common = [
-            '--no-auth',
-            '--janitor-interval-ms',
-            String(JANITOR_MS),
-            '--lease-ms',
-            String(LEASE_MS),
-          ];
-          let storeArgs: string[];
-          if (storeKind === 'etcd') {
-            etcd = await startEtcd();
-            storeArgs = ['--etcd', etcd.endpoint];
-          } else {
-            dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'dcpx-manager-crash-'));
-            storeArgs = ['--data-dir', dir];
-          }
           // the cluster before the operation, formed by a manager that then stops (SIGTERM resigns)
-          const setup = await ManagerProcess.start('m0', [...storeArgs, ...common]);
-          managers.push(setup);
-          await setup.waitFor(/^leader epoch \d+/, 10_000);
-          const setupAt = `127.0.0.1:${setup.port}`;
+          const { manager: setup, at: setupAt } = await rig.setup();
           expect((await cli(['add-node', '--manager', setupAt, '--node', n1])).code).toBe(0);
           if (kind === 'remove-node')
             expect((await cli(['add-node', '--manager', setupAt, '--node', n2])).code).toBe(0);
           await setup.kill('SIGTERM');
-          const port = await freePort();
-          const crashing = await ManagerProcess.start('m1', [
-            ...storeArgs,
-            ...common,
-            '--port',
-            String(port),
-            '--crash-at',
-            step,
-          ]);
-          managers.push(crashing);
-          await crashing.waitFor(/^leader epoch \d+/, LEASE_MS * 3 + 10_000);
-          if (storeKind === 'etcd') {
-            const other = await ManagerProcess.start('m2', [...storeArgs, ...common]);
-            managers.push(other);
-            await other.waitFor(/^follower$/, 10_000);
-          }
-          const at = `127.0.0.1:${crashing.port}`;
+          const { manager: crashing, at } = await rig.crashing(step);
           // the operation that crashes the leader: its caller keeps retrying against a dead manager
           const caller = runDcpx([
             'cluster',
@@ -94,21 +54,12 @@ for (const storeKind of ['embedded', 'etcd'] as const) {
           ]);
           expect(await crashing.exited).toBe(137);
           await caller.stop('SIGKILL');
-          let next: ManagerProcess;
-          if (storeKind === 'embedded') {
-            next = await ManagerProcess.start('m1', [...storeArgs, ...common, '--port', String(port)]);
-            managers.push(next);
-          } else {
-            next = managers[2]!;
-          }
-          const lead = await next.waitFor(/^leader epoch \d+/, LEASE_MS * 3 + 10_000);
+          const { manager: next, at: leadAt } = await rig.nextLeader();
           // 2 janitor intervals from taking leadership (issue 11), plus one poll's round trips
-          await converged(next, nodes, VBUCKETS, lead.at + 2 * JANITOR_MS + 300);
+          await converged(next, nodes, VBUCKETS, leadAt + 2 * JANITOR_MS + 300);
         } finally {
-          await Promise.all(managers.map((m) => m.kill()));
+          await rig.close();
           await Promise.all(nodes.map((n) => n.stop('SIGKILL')));
-          await etcd?.stop();
-          if (dir) await fsp.rm(dir, { recursive: true, force: true });
         }
       }, 60_000);
     }

@@ -1,4 +1,8 @@
-import type { ManagerProcess } from '../../bench/manager-process.js';
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { type EtcdServer, freePort, startEtcd } from '../../bench/etcd.js';
+import { ManagerProcess } from '../../bench/manager-process.js';
 import { NodeClient } from '../../src/node/client.js';
 import { VBucketState } from '../../src/protocol/index.js';
 import { type NodeProc, runDcpx } from './processes.js';
@@ -95,5 +99,86 @@ export async function converged(
     if (performance.now() > deadline)
       throw new Error(`not converged by the deadline: ${last.slice(0, 4000)}`);
     await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/**
+ * The managers of one case of a crash matrix (manager-, cluster- and failover-crash): a store (a data
+ * directory, or an etcd server), a setup manager that forms the cluster before the operation and then
+ * resigns, a manager that crashes at `step` (exit 137), and the next leader (the restarted manager on
+ * the embedded store, a second manager following all along on etcd).
+ */
+export class CrashRig {
+  private readonly managers: ManagerProcess[] = [];
+  private readonly common: string[];
+  private port = 0;
+
+  private constructor(
+    readonly storeKind: 'embedded' | 'etcd',
+    private readonly storeArgs: string[],
+    private readonly etcd: EtcdServer | undefined,
+    private readonly dir: string | undefined,
+    readonly lease: { janitorMs: number; leaseMs: number },
+  ) {
+    this.common = [
+      '--no-auth',
+      '--janitor-interval-ms',
+      String(lease.janitorMs),
+      '--lease-ms',
+      String(lease.leaseMs),
+    ];
+  }
+
+  static async open(
+    storeKind: 'embedded' | 'etcd',
+    lease: { janitorMs: number; leaseMs: number },
+  ): Promise<CrashRig> {
+    if (storeKind === 'etcd') {
+      const etcd = await startEtcd();
+      return new CrashRig(storeKind, ['--etcd', etcd.endpoint], etcd, undefined, lease);
+    }
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'dcpx-crash-matrix-'));
+    return new CrashRig(storeKind, ['--data-dir', dir], undefined, dir, lease);
+  }
+
+  /** The manager that forms the cluster before the operation; `stop` it (SIGTERM resigns) when done. */
+  async setup(): Promise<{ manager: ManagerProcess; at: string }> {
+    const manager = await this.start('m0', []);
+    await manager.waitFor(/^leader epoch \d+/, 10_000);
+    return { manager, at: `127.0.0.1:${manager.port}` };
+  }
+
+  /** The leader that exits 137 at `step` (with a follower beside it on etcd). */
+  async crashing(step: string): Promise<{ manager: ManagerProcess; at: string }> {
+    this.port = await freePort();
+    const manager = await this.start('m1', ['--port', String(this.port), '--crash-at', step]);
+    await manager.waitFor(/^leader epoch \d+/, this.lease.leaseMs * 3 + 10_000);
+    if (this.storeKind === 'etcd') {
+      const other = await this.start('m2', []);
+      await other.waitFor(/^follower$/, 10_000);
+    }
+    return { manager, at: `127.0.0.1:${manager.port}` };
+  }
+
+  /** After the crash: the next leader and when it printed `leader epoch N` (performance.now() time). */
+  async nextLeader(): Promise<{ manager: ManagerProcess; at: number }> {
+    const manager =
+      this.storeKind === 'embedded'
+        ? await this.start('m1', ['--port', String(this.port)])
+        : (this.managers.find((m) => m.name === 'm2') as ManagerProcess);
+    const lead = await manager.waitFor(/^leader epoch \d+/, this.lease.leaseMs * 3 + 10_000);
+    return { manager, at: lead.at };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.managers.map((m) => m.kill()));
+    await this.etcd?.stop();
+    if (this.dir) await fsp.rm(this.dir, { recursive: true, force: true });
+  }
+
+  private async start(name: string, args: string[]): Promise<ManagerProcess> {
+    const manager = await ManagerProcess.start(name, [...this.storeArgs, ...this.common, ...args]);
+    this.managers.push(manager);
+    return manager;
   }
 }
