@@ -45,6 +45,13 @@ export class AgentCommandError extends p.StatusError {
   }
 }
 
+export interface WriteOptions {
+  /** A sync write: the level, and the node-side timeout (ms; the node's default when absent). */
+  durability?: p.DurabilityRequirement;
+  /** Compare-and-swap (remove only here; 0 = unconditional). */
+  cas?: bigint;
+}
+
 /** A small memcached-binary client of a node: what the demo, the benchmarks and the tests write with. */
 export class NodeClient {
   private constructor(
@@ -58,11 +65,16 @@ export class NodeClient {
     return new NodeClient(conn, address);
   }
 
+  /**
+   * SET; with `options.durability`, a sync write (alt request with a durability frame info): the node
+   * answers once the level is met, or SYNC_WRITE_AMBIGUOUS / DURABILITY_IMPOSSIBLE / SYNC_WRITE_IN_PROGRESS.
+   */
   async set(
     vbucket: number,
     key: string | Buffer,
     value: string | Buffer,
     timeoutMs = 10_000,
+    options: WriteOptions = {},
   ): Promise<p.WriteResponse> {
     const opaque = this.conn.allocateOpaque();
     const frame = await this.conn.request(
@@ -76,8 +88,31 @@ export class NodeClient {
         expiration: 0,
         key: typeof key === 'string' ? Buffer.from(key) : key,
         value: typeof value === 'string' ? Buffer.from(value) : value,
+        framingExtras: options.durability ? p.encodeDurabilityFrameInfo(options.durability) : undefined,
       }),
       { opaque, opcode: p.Opcode.SET, timeoutMs },
+    );
+    return p.decodeWriteResponse(frame);
+  }
+
+  /** DELETE; `options.durability` as for set. */
+  async remove(
+    vbucket: number,
+    key: string | Buffer,
+    timeoutMs = 10_000,
+    options: WriteOptions = {},
+  ): Promise<p.WriteResponse> {
+    const opaque = this.conn.allocateOpaque();
+    const frame = await this.conn.request(
+      p.encodeDelete({
+        opcode: p.Opcode.DELETE,
+        opaque,
+        vbucket,
+        cas: options.cas ?? 0n,
+        key: typeof key === 'string' ? Buffer.from(key) : key,
+        framingExtras: options.durability ? p.encodeDurabilityFrameInfo(options.durability) : undefined,
+      }),
+      { opaque, opcode: p.Opcode.DELETE, timeoutMs },
     );
     return p.decodeWriteResponse(frame);
   }

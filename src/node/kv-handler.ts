@@ -71,6 +71,8 @@ const KV_STATUS: Record<KvStatus, number> = {
   too_big: Status.E2big,
   bad_delta: Status.DeltaBadval,
   not_my_vbucket: Status.NotMyVbucket,
+  sync_write_in_progress: Status.SyncWriteInProgress,
+  sync_write_recommit_in_progress: Status.SyncWriteReCommitInProgress,
 };
 
 /**

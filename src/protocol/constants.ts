@@ -135,6 +135,12 @@ export const Status = {
   Etmpfail: 0x86,
   UnknownCollection: 0x88,
   DcpStreamIdInvalid: 0x8d,
+  // sync writes (kv_engine include/memcached/protocol_binary.h)
+  DurabilityInvalidLevel: 0xa0,
+  DurabilityImpossible: 0xa1,
+  SyncWriteInProgress: 0xa2,
+  SyncWriteAmbiguous: 0xa3,
+  SyncWriteReCommitInProgress: 0xa4,
 } as const;
 export type Status = (typeof Status)[keyof typeof Status];
 
@@ -174,6 +180,31 @@ export const STATUS_INFO: ReadonlyMap<number, StatusInfo> = new Map<number, Stat
   [Status.Etmpfail, { name: 'Etmpfail', message: 'temporary failure', retriable: true }],
   [Status.UnknownCollection, { name: 'UnknownCollection', message: 'unknown collection', retriable: false }],
   [Status.DcpStreamIdInvalid, { name: 'DcpStreamIdInvalid', message: 'stream id invalid', retriable: false }],
+  [
+    Status.DurabilityInvalidLevel,
+    { name: 'DurabilityInvalidLevel', message: 'invalid durability level', retriable: false },
+  ],
+  [
+    Status.DurabilityImpossible,
+    { name: 'DurabilityImpossible', message: 'the topology cannot meet the durability level', retriable: false },
+  ],
+  [
+    Status.SyncWriteInProgress,
+    { name: 'SyncWriteInProgress', message: 'a sync write is in progress on the key', retriable: true },
+  ],
+  // neither stored nor not stored: the caller reads before it retries (never a blind retry)
+  [
+    Status.SyncWriteAmbiguous,
+    { name: 'SyncWriteAmbiguous', message: 'sync write outcome unknown', retriable: false },
+  ],
+  [
+    Status.SyncWriteReCommitInProgress,
+    {
+      name: 'SyncWriteReCommitInProgress',
+      message: 'a sync write on the key is being re-committed by the new active',
+      retriable: true,
+    },
+  ],
 ]);
 
 /** dcp-spec §4.1. */

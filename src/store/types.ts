@@ -1,4 +1,18 @@
-import type { FailoverEntry, VBucketState } from '../protocol/index.js';
+import type { DurabilityLevel, FailoverEntry, VBucketState } from '../protocol/index.js';
+
+/**
+ * A version's part in a sync write (issue 14; DESIGN.md "Part 3"). Absent on plain versions.
+ * - prepare: the pending write, in the log at its own seqno, never in the committed key index; at most
+ *   one in flight per key (DCP_PREPARE to sync-replication consumers, nothing to others);
+ * - commit: the committed version at the commit seqno, its value the prepare's (DCP_COMMIT to sync
+ *   consumers, a plain MUTATION/DELETION to others);
+ * - abort: a marker at the abort seqno, no value, not in the key index (DCP_ABORT to sync consumers,
+ *   nothing to others).
+ */
+export type SyncRole =
+  | { readonly kind: 'prepare'; readonly level: DurabilityLevel }
+  | { readonly kind: 'commit'; readonly preparedSeqno: bigint }
+  | { readonly kind: 'abort'; readonly preparedSeqno: bigint };
 
 /** One version of a document in a vBucket's seqno-ordered log. */
 export interface Item {
@@ -19,6 +33,8 @@ export interface Item {
   readonly expired?: boolean;
   /** Unix seconds of the deletion (tombstones only). */
   readonly deleteTime?: number;
+  /** Set on the versions of a sync write (prepare, commit, abort); absent on plain ones. */
+  readonly sync?: SyncRole;
 }
 
 /** A replicated item, applied with the producer's seqno, CAS and revseqno (dcp-spec §4.8–4.10). */
@@ -53,7 +69,11 @@ export type KvStatus =
   | 'not_stored'
   | 'too_big'
   | 'bad_delta'
-  | 'not_my_vbucket';
+  | 'not_my_vbucket'
+  /** a prepare of the key is in flight (SYNC_WRITE_IN_PROGRESS) */
+  | 'sync_write_in_progress'
+  /** a prepare the node took over at promotion is being committed (SYNC_WRITE_RE_COMMIT_IN_PROGRESS) */
+  | 'sync_write_recommit_in_progress';
 
 export interface KvResult {
   status: KvStatus;

@@ -22,6 +22,7 @@ export * from './kv-sasl.js';
 export * from './kv-select-bucket.js';
 export * from './kv-simple.js';
 export * from './kv-stat.js';
+export * from './frame-info.js';
 export * from './kv-store.js';
 export * from './kv-touch.js';
 export * from './kv-vbucket.js';

@@ -26,6 +26,8 @@ export interface DeleteRequest {
   /** Delete only if the stored CAS equals this (0 = unconditional). */
   cas: bigint;
   key: Buffer;
+  /** Flexible framing extras (frame-info.ts); non-empty ones make it an alt request (magic 0x08). */
+  framingExtras?: Buffer;
 }
 
 export function encodeDelete(request: DeleteRequest): Buffer {
@@ -36,6 +38,7 @@ export function encodeDelete(request: DeleteRequest): Buffer {
     opaque: request.opaque,
     cas: checkU64(opcode, 'cas', request.cas),
     key: checkKey(opcode, keyBytes(request.key)),
+    framingExtras: request.framingExtras,
   });
 }
 

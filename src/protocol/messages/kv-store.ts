@@ -54,6 +54,8 @@ export interface StoreRequest {
   expiration: number;
   key: Buffer;
   value: Buffer;
+  /** Flexible framing extras (frame-info.ts); non-empty ones make it an alt request (magic 0x08). */
+  framingExtras?: Buffer;
 }
 
 export const STORE_EXTRAS = 8;
@@ -72,6 +74,7 @@ export function encodeStore(request: StoreRequest): Buffer {
     extras,
     key: checkKey(opcode, keyBytes(request.key)),
     value: request.value ?? EMPTY,
+    framingExtras: request.framingExtras,
   });
 }
 
