@@ -40,6 +40,8 @@ export interface CompactionSource {
   historyStart: bigint;
   purgeSeqno: bigint;
   maxDeletedRevSeqno: bigint;
+  highPreparedSeqno: bigint;
+  highCompletedSeqno: bigint;
   /** The replica's last snapshot marker at the snapshot point. */
   marked: SnapshotRange | undefined;
   /** Length of the old file at the snapshot point: records after it are appended during compaction. */
@@ -98,7 +100,13 @@ export async function compactFile(
     return hooks.stopMirror();
   };
   try {
-    const head = encodeHistoryRecord(source.historyStart, source.purgeSeqno, source.maxDeletedRevSeqno);
+    const head = encodeHistoryRecord(
+      source.historyStart,
+      source.purgeSeqno,
+      source.maxDeletedRevSeqno,
+      source.highPreparedSeqno,
+      source.highCompletedSeqno,
+    );
     const { entries } = source;
     // each slice's records are encoded into one chunk, written without waiting (the chunk is held
     // until its write completes)

@@ -107,6 +107,8 @@ export class DurableStorage implements VBucketSink {
   private closing = false;
   /** Bytes in each vBucket's file (written to the OS). */
   private readonly fileBytes = new Map<number, number>();
+  /** Highest seqno of each vBucket written to its file (an fsync after the write makes it persisted). */
+  private readonly written = new Map<number, bigint>();
   /**
    * Automatic compactions run one at a time over the whole store (kv_engine compacts one vBucket file at
    * a time): the directory then holds at most one temp copy, of one vBucket's live data. A vBucket whose
@@ -203,9 +205,12 @@ export class DurableStorage implements VBucketSink {
       historyStart,
       purgeSeqno,
       maxDeletedRevSeqno,
+      highPreparedSeqno,
+      highCompletedSeqno,
       validLength,
     } = decodeRecords(data, file);
     vb.restoreHistoryStart(historyStart, purgeSeqno, maxDeletedRevSeqno);
+    vb.restoreSyncSeqnos(highPreparedSeqno, highCompletedSeqno);
     for (const item of items) vb.restore(item);
     this.fileBytes.set(vb.id, validLength);
     const snapshot = snapshotRecords ? fromLog : fromMeta;
@@ -263,7 +268,15 @@ export class DurableStorage implements VBucketSink {
     this.generations.set(vb.id, (this.generations.get(vb.id) ?? 0) + 1);
     const file = this.logPath(vb.id);
     const temp = `${file}.tmp-${process.pid}`;
-    const records: Buffer[] = [encodeHistoryRecord(vb.historyStart, vb.purgeSeqno, vb.maxDeletedRevSeqno)];
+    const records: Buffer[] = [
+      encodeHistoryRecord(
+        vb.historyStart,
+        vb.purgeSeqno,
+        vb.maxDeletedRevSeqno,
+        vb.highPreparedSeqno,
+        vb.highCompletedSeqno,
+      ),
+    ];
     for (const item of vb.range(0n, vb.highSeqno)) records.push(encodeRecord(item));
     const marked = vb.markedSnapshot;
     if (marked) records.push(encodeSnapshotRecord(marked));
@@ -284,6 +297,8 @@ export class DurableStorage implements VBucketSink {
     fs.renameSync(temp, file);
     this.fsyncDirSync();
     this.unsynced.set(vb.id, 0);
+    this.written.set(vb.id, vb.highSeqno);
+    vb.markPersisted(vb.highSeqno);
   }
 
   metaChanged(vb: VBucket): Promise<void> {
@@ -323,6 +338,7 @@ export class DurableStorage implements VBucketSink {
     for (const [vb, fd] of this.fds) {
       fs.fsyncSync(fd);
       this.unsynced.set(vb, 0);
+      this.persistedTo(vb, this.written.get(vb));
     }
     // a compaction's temp file holds the same records and may be renamed in place next; its rename
     // may not be durable yet (its directory fsync runs off the event loop)
@@ -428,6 +444,8 @@ export class DurableStorage implements VBucketSink {
     const before = this.fileBytes.get(vb.id) ?? 0;
     this.options.onCompaction?.({ vb: vb.id, phase: 'started', bytes: before });
     let outcome: 'done' | 'abandoned' = 'abandoned';
+    /** The seqno written when mirroring started: the temp file's fsync covers it. */
+    let swapSeqno: bigint | undefined;
     try {
       this.flush();
       const file = this.logPath(vb.id);
@@ -444,6 +462,8 @@ export class DurableStorage implements VBucketSink {
           historyStart: snapshotPoint > vb.historyStart ? snapshotPoint : vb.historyStart,
           purgeSeqno: vb.purgeSeqno,
           maxDeletedRevSeqno: vb.maxDeletedRevSeqno,
+          highPreparedSeqno: vb.highPreparedSeqno,
+          highCompletedSeqno: vb.highCompletedSeqno,
           marked: vb.markedSnapshot,
           cut: this.fileBytes.get(vb.id) ?? 0,
         },
@@ -456,6 +476,7 @@ export class DurableStorage implements VBucketSink {
           mirror: (fd, position) => {
             this.mirrors.set(vb.id, { fd, position, failed: false });
             this.swapping.set(vb.id, this.unsynced.get(vb.id) ?? 0);
+            swapSeqno = this.written.get(vb.id);
             this.syncEpochs.set(vb.id, (this.syncEpochs.get(vb.id) ?? 0) + 1);
             this.options.onCompaction?.({ vb: vb.id, phase: 'swapping', bytes: position });
           },
@@ -480,6 +501,7 @@ export class DurableStorage implements VBucketSink {
             const covered = this.swapping.get(vb.id) ?? 0;
             this.swapping.delete(vb.id);
             this.unsynced.set(vb.id, Math.max(0, (this.unsynced.get(vb.id) ?? 0) - covered));
+            this.persistedTo(vb.id, swapSeqno);
           },
         },
       );
@@ -541,6 +563,8 @@ export class DurableStorage implements VBucketSink {
       }
       this.unsynced.set(vb, (this.unsynced.get(vb) ?? 0) + data.length);
       this.fileBytes.set(vb, (this.fileBytes.get(vb) ?? 0) + data.length);
+      const high = this.byId.get(vb)?.highSeqno;
+      if (high !== undefined) this.written.set(vb, high);
     }
     const written = [...this.pending.keys()];
     this.pending.clear();
@@ -559,14 +583,23 @@ export class DurableStorage implements VBucketSink {
       this.fsyncing.add(vb);
       const bytes = this.unsynced.get(vb)!;
       const epoch = this.syncEpochs.get(vb) ?? 0;
+      const generation = this.generations.get(vb) ?? 0;
+      const seqno = this.written.get(vb);
       fs.fsync(fd, (error) => {
         this.fsyncing.delete(vb);
         if (error) this.options.onError?.(error, `fsync of vb ${vb}`);
         else if ((this.syncEpochs.get(vb) ?? 0) === epoch) {
           this.unsynced.set(vb, Math.max(0, (this.unsynced.get(vb) ?? 0) - bytes));
+          // a rewrite meanwhile (rollback) may have cut what this fsync covered
+          if ((this.generations.get(vb) ?? 0) === generation) this.persistedTo(vb, seqno);
         }
       });
     }
+  }
+
+  /** Everything of `vb` up to `seqno` is on disk (persist-level durability waits for it). */
+  private persistedTo(vb: number, seqno: bigint | undefined): void {
+    if (seqno !== undefined) this.byId.get(vb)?.markPersisted(seqno);
   }
 
   private fd(vb: number): number {

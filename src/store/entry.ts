@@ -1,6 +1,6 @@
 import type { ByteArena, Slab } from './arena.js';
 import { StoreError } from './errors.js';
-import type { Item } from './types.js';
+import type { Item, SyncRole } from './types.js';
 
 // One version as a vBucket keeps it: a small object with what the store reads on its hot paths
 // (seqnos, lengths, flag bits) and an 8-byte aligned offset into an arena slab holding the rest: cas
@@ -8,6 +8,10 @@ import type { Item } from './types.js';
 // then the key, then the value. An `Item` (with Buffer views into the slab and bigint fields) is made
 // only when one is read: an Item object, three bigints and two Buffer views cost several hundred bytes
 // per version kept (issue 10), the entry about 80 bytes besides its slab bytes.
+//
+// Sync writes (DESIGN.md "Part 3") use spare flag bits: PREPARE (with the durability level in two more
+// bits), COMMIT or ABORT; a commit or abort also keeps its prepared seqno as a float64 (exact below
+// 2^53) in 8 slab bytes after the value. Plain versions cost exactly what they did.
 
 /** Bytes before the key in an entry's slab bytes. */
 export const ENTRY_HEADER_BYTES = 28;
@@ -17,6 +21,12 @@ const DELETED = 0x100;
 const EXPIRED = 0x200;
 const HAS_DELETE_TIME = 0x400;
 const DROPPED = 0x800;
+const PREPARE = 0x1000;
+const COMMIT = 0x2000;
+const ABORT = 0x4000;
+const SYNC = PREPARE | COMMIT | ABORT;
+const LEVEL_SHIFT = 15;
+const LEVEL = 0x3 << LEVEL_SHIFT;
 const U32 = 0xffff_ffff;
 
 /** Seqnos are kept as numbers: a seqno above this cannot be held (kv_engine's never come near). */
@@ -32,6 +42,8 @@ export interface EntryFields {
   readonly deleted: boolean;
   readonly expired?: boolean;
   readonly deleteTime?: number;
+  /** A sync write's version (absent on plain ones). */
+  readonly sync?: SyncRole;
 }
 
 function u32(value: number, what: string): number {
@@ -69,7 +81,9 @@ export class Entry {
     const flags = u32(fields.flags, 'flags');
     const expiry = u32(fields.expiry, 'expiry');
     const deleteTime = fields.deleteTime === undefined ? 0 : u32(fields.deleteTime, 'deleteTime');
-    const at = arena.reserve(ENTRY_HEADER_BYTES + key.length + value.length);
+    const sync = fields.sync;
+    const completes = sync !== undefined && sync.kind !== 'prepare';
+    const at = arena.reserve(ENTRY_HEADER_BYTES + key.length + value.length + (completes ? 8 : 0));
     const slab = arena.last;
     const bytes = slab.bytes;
     slab.words[at >>> 3] = fields.cas;
@@ -79,11 +93,18 @@ export class Entry {
     bytes.writeUInt32LE(deleteTime, at + 24);
     key.copy(bytes, at + ENTRY_HEADER_BYTES);
     value.copy(bytes, at + ENTRY_HEADER_BYTES + key.length);
-    const bits =
+    let bits =
       (fields.datatype & DATATYPE) |
       (fields.deleted ? DELETED : 0) |
       (fields.expired ? EXPIRED : 0) |
       (fields.deleteTime === undefined ? 0 : HAS_DELETE_TIME);
+    if (sync !== undefined) {
+      if (sync.kind === 'prepare') bits |= PREPARE | ((sync.level & 0x3) << LEVEL_SHIFT);
+      else {
+        bits |= sync.kind === 'commit' ? COMMIT : ABORT;
+        bytes.writeDoubleLE(Number(sync.preparedSeqno), at + ENTRY_HEADER_BYTES + key.length + value.length);
+      }
+    }
     return new Entry(slab, at, key.length, value.length, Number(seqno), bits);
   }
 
@@ -99,6 +120,31 @@ export class Entry {
   /** Left the history (or purged): still in the log array until it is next compacted. */
   get dropped(): boolean {
     return (this.bits & DROPPED) !== 0;
+  }
+  /** A prepare (in flight or completed). */
+  get isPrepare(): boolean {
+    return (this.bits & PREPARE) !== 0;
+  }
+  /** An abort marker. */
+  get isAbort(): boolean {
+    return (this.bits & ABORT) !== 0;
+  }
+  /** A commit. */
+  get isCommit(): boolean {
+    return (this.bits & COMMIT) !== 0;
+  }
+  /** The version's sync role, if any. */
+  get sync(): SyncRole | undefined {
+    const bits = this.bits;
+    if ((bits & SYNC) === 0) return undefined;
+    if (bits & PREPARE) return { kind: 'prepare', level: ((bits & LEVEL) >>> LEVEL_SHIFT) as 1 | 2 | 3 };
+    const preparedSeqno = BigInt(this.preparedSeqno);
+    return bits & COMMIT ? { kind: 'commit', preparedSeqno } : { kind: 'abort', preparedSeqno };
+  }
+  /** The prepared seqno of a commit or abort (0 for other versions). */
+  get preparedSeqno(): number {
+    if ((this.bits & (COMMIT | ABORT)) === 0) return 0;
+    return this.slab.bytes.readDoubleLE(this.at + ENTRY_HEADER_BYTES + this.keyLength + this.valueLength);
   }
   markDropped(): void {
     this.bits |= DROPPED;
@@ -148,6 +194,7 @@ export class Entry {
     };
     if (bits & EXPIRED) (item as { expired?: boolean }).expired = true;
     if (bits & HAS_DELETE_TIME) (item as { deleteTime?: number }).deleteTime = slab.readUInt32LE(at + 24);
+    if (bits & SYNC) (item as { sync?: SyncRole }).sync = this.sync;
     return item;
   }
 }

@@ -6,7 +6,9 @@ export type StoreErrorCode =
   | 'DCPX_ERR_STORE_NO_VBUCKET'
   | 'DCPX_ERR_STORE_CORRUPT'
   | 'DCPX_ERR_STORE_WRITE'
-  | 'DCPX_ERR_STORE_CLOSED';
+  | 'DCPX_ERR_STORE_CLOSED'
+  /** commit/abort of a seqno that is not a prepare in flight, or a replicated commit with no prepare */
+  | 'DCPX_ERR_STORE_NO_PREPARE';
 
 export class StoreError extends DcpxError {
   declare readonly code: StoreErrorCode;

@@ -1,4 +1,9 @@
-import { type FailoverEntry, VBucketState, vbucketStateName } from '../protocol/index.js';
+import {
+  type DurabilityLevel,
+  type FailoverEntry,
+  VBucketState,
+  vbucketStateName,
+} from '../protocol/index.js';
 import { ByteArena } from './arena.js';
 import { CasClock } from './cas.js';
 import { Deque } from './deque.js';
@@ -13,8 +18,16 @@ import type {
   SnapshotRange,
   StoreClock,
   StoreRandom,
+  SyncRole,
   VBucketMeta,
 } from './types.js';
+
+/** A durable delete (VBucket.prepare). */
+export interface DeleteRequest {
+  op: 'delete';
+  key: Buffer;
+  cas?: bigint;
+}
 
 /** Most entries a failover log keeps (kv_engine's default). */
 export const MAX_FAILOVER_ENTRIES = 25;
@@ -74,6 +87,7 @@ function versionBytes(entry: Entry): number {
 }
 
 export type ItemListener = (item: Item) => void;
+export type PersistListener = (seqno: bigint) => void;
 export type StateListener = (state: VBucketState, previous: VBucketState) => void;
 
 /**
@@ -129,6 +143,18 @@ export class VBucket {
   private snapshotRange: SnapshotRange | undefined;
   private readonly itemListeners = new Set<ItemListener>();
   private readonly stateListeners = new Set<StateListener>();
+  /**
+   * Sync writes (DESIGN.md "Part 3"): the prepares in flight, by key (at most one each; never in
+   * `index`, so reads see the committed value) and by seqno. A completed prepare leaves both and joins
+   * the history (superseded by its commit or abort); an abort is a marker kept like a tombstone.
+   */
+  private readonly prepared = new KeyIndex();
+  private readonly preparedBySeqno = new Map<number, Entry>();
+  private highPrepared = 0;
+  private highCompleted = 0;
+  /** Highest seqno on disk (durable mode; memory mode reads `high`). */
+  private persisted = 0n;
+  private readonly persistListeners = new Set<PersistListener>();
   sink: VBucketSink | undefined;
 
   constructor(
@@ -226,6 +252,52 @@ export class VBucket {
     this.itemListeners.add(listener);
     return () => this.itemListeners.delete(listener);
   }
+  /**
+   * Told the seqno persisted so far as it rises: in memory mode at every append (persisted = high at
+   * once), in durable mode after each fsync that covers new appends (persist-level durability).
+   */
+  onPersisted(listener: PersistListener): () => void {
+    this.persistListeners.add(listener);
+    return () => this.persistListeners.delete(listener);
+  }
+
+  /** Highest seqno on disk (the high seqno at once when the vBucket is in memory only). */
+  get persistedSeqno(): bigint {
+    return this.sink ? this.persisted : this.high;
+  }
+
+  /** The durable storage made everything up to `seqno` durable. */
+  markPersisted(seqno: bigint): void {
+    const upTo = seqno > this.high ? this.high : seqno;
+    if (upTo <= this.persisted) return;
+    this.persisted = upTo;
+    for (const listener of this.persistListeners) listener(upTo);
+  }
+
+  /** Highest prepare seqno the vBucket holds (kv_engine's high prepared seqno of the log). */
+  get highPreparedSeqno(): bigint {
+    return BigInt(this.highPrepared);
+  }
+  /** Highest prepared seqno committed or aborted. */
+  get highCompletedSeqno(): bigint {
+    return BigInt(this.highCompleted);
+  }
+  /** The prepares in flight, in seqno order. */
+  inFlightPrepares(): Item[] {
+    return [...this.preparedBySeqno.values()].sort((a, b) => a.seqno - b.seqno).map((e) => e.toItem());
+  }
+  /** The prepare of `key` in flight, if any. */
+  preparedFor(key: Buffer): Item | undefined {
+    if (this.preparedBySeqno.size === 0) return undefined;
+    return this.prepared.get(key)?.toItem();
+  }
+
+  /** Restores the high prepared/completed seqnos a durable file was written with (no sink). */
+  restoreSyncSeqnos(highPrepared: bigint, highCompleted: bigint): void {
+    if (Number(highPrepared) > this.highPrepared) this.highPrepared = Number(highPrepared);
+    if (Number(highCompleted) > this.highCompleted) this.highCompleted = Number(highCompleted);
+  }
+
   onState(listener: StateListener): () => void {
     this.stateListeners.add(listener);
     return () => this.stateListeners.delete(listener);
@@ -360,7 +432,8 @@ export class VBucket {
     const entry = this.index.get(key);
     if (!entry || entry.deleted) return undefined;
     if (this.isExpired(entry.expiry)) {
-      if (this.stateValue === VBucketState.Active) this.expire(entry);
+      // a key with a prepare in flight expires with the prepare's outcome, not under it
+      if (this.stateValue === VBucketState.Active && !this.hasPrepare(key)) this.expire(entry);
       return undefined;
     }
     return entry;
@@ -373,6 +446,92 @@ export class VBucket {
 
   /** set / add / replace / append / prepend with memcached's semantics and CAS check. */
   mutate(request: MutateRequest): KvResult {
+    if (this.hasPrepare(request.key)) return { status: 'sync_write_in_progress' };
+    const planned = this.planMutation(request);
+    if ('status' in planned) return planned;
+    const { value, flags, expiry, datatype } = planned;
+    return { status: 'ok', item: this.write(request.key, value, flags, expiry, datatype, false) };
+  }
+
+  /**
+   * A sync write (DESIGN.md "Part 3"): the prepare of a mutation or deletion, checked like `mutate` /
+   * `remove` against the committed value, appended at the next seqno but kept out of the key index
+   * until `commit`. SYNC_WRITE_IN_PROGRESS when the key has a prepare in flight.
+   */
+  prepare(request: MutateRequest | DeleteRequest, level: DurabilityLevel): KvResult {
+    if (this.hasPrepare(request.key)) return { status: 'sync_write_in_progress' };
+    const sync: SyncRole = { kind: 'prepare', level };
+    if (request.op === 'delete') {
+      const current = this.liveEntry(request.key);
+      if (!current) return { status: 'not_found' };
+      if (request.cas && request.cas !== 0n && current.cas !== request.cas) return { status: 'exists' };
+      return { status: 'ok', item: this.write(request.key, EMPTY, 0, 0, 0, true, sync) };
+    }
+    const planned = this.planMutation(request);
+    if ('status' in planned) return planned;
+    const { value, flags, expiry, datatype } = planned;
+    return { status: 'ok', item: this.write(request.key, value, flags, expiry, datatype, false, sync) };
+  }
+
+  /**
+   * Commits the prepare in flight at `preparedSeqno`: its value becomes the key's committed version at
+   * the next seqno (same CAS and revseqno as the prepare). Throws when it is not a prepare in flight.
+   */
+  commit(preparedSeqno: bigint): Item {
+    const prepare = this.inFlight(preparedSeqno, 'commit');
+    this.ownWrite();
+    const item = prepare.toItem();
+    return this.append(item.key, item.value, this.high + 1n, {
+      cas: item.cas,
+      revSeqno: item.revSeqno,
+      flags: item.flags,
+      expiry: item.expiry,
+      datatype: item.datatype,
+      deleted: item.deleted,
+      deleteTime: item.deleted ? Math.floor(this.clock.now() / 1000) : undefined,
+      sync: { kind: 'commit', preparedSeqno },
+    });
+  }
+
+  /** Aborts the prepare in flight at `preparedSeqno` (a marker at the next seqno). */
+  abort(preparedSeqno: bigint): Item {
+    const prepare = this.inFlight(preparedSeqno, 'abort');
+    this.ownWrite();
+    return this.append(prepare.key(), EMPTY, this.high + 1n, this.abortFields(prepare, preparedSeqno));
+  }
+
+  private abortFields(prepare: Entry | undefined, preparedSeqno: bigint): EntryFields {
+    return {
+      cas: prepare?.cas ?? 0n,
+      revSeqno: prepare?.revSeqno ?? 0n,
+      flags: 0,
+      expiry: 0,
+      datatype: 0,
+      deleted: true,
+      deleteTime: Math.floor(this.clock.now() / 1000),
+      sync: { kind: 'abort', preparedSeqno },
+    };
+  }
+
+  private inFlight(preparedSeqno: bigint, what: string): Entry {
+    const prepare = this.preparedBySeqno.get(Number(preparedSeqno));
+    if (!prepare) {
+      throw new StoreError(
+        'DCPX_ERR_STORE_NO_PREPARE',
+        `vb ${this.id}: ${what} of seqno ${preparedSeqno}, which is not a prepare in flight`,
+      );
+    }
+    return prepare;
+  }
+
+  private hasPrepare(key: Buffer): boolean {
+    return this.preparedBySeqno.size !== 0 && this.prepared.get(key) !== undefined;
+  }
+
+  /** What a mutation would write (memcached's checks against the committed value), or why not. */
+  private planMutation(
+    request: MutateRequest,
+  ): KvResult | { value: Buffer; flags: number; expiry: number; datatype: number } {
     // the entry, not an Item: a SET only looks at whether there is one and at its CAS
     const current = this.liveEntry(request.key);
     const cas = request.cas ?? 0n;
@@ -403,11 +562,12 @@ export class VBucket {
       expiry = old.expiry;
       datatype = old.datatype;
     }
-    return { status: 'ok', item: this.write(request.key, value, flags, expiry, datatype, false) };
+    return { value, flags, expiry, datatype };
   }
 
   /** incr / decr with memcached's semantics (decr stops at 0, incr wraps at 2^64). */
   arithmetic(request: ArithmeticRequest): KvResult {
+    if (this.hasPrepare(request.key)) return { status: 'sync_write_in_progress' };
     const current = this.get(request.key);
     if (request.cas && request.cas !== 0n) {
       if (!current) return { status: 'not_found' };
@@ -438,6 +598,7 @@ export class VBucket {
 
   /** Deletes `key` (a tombstone joins the log). */
   remove(key: Buffer, cas = 0n): KvResult {
+    if (this.hasPrepare(key)) return { status: 'sync_write_in_progress' };
     const current = this.liveEntry(key);
     if (!current) return { status: 'not_found' };
     if (cas !== 0n && current.cas !== cas) return { status: 'exists' };
@@ -467,16 +628,56 @@ export class VBucket {
       );
     }
     this.cas.observe(item.cas);
+    const sync = item.sync;
+    if (sync?.kind === 'commit') {
+      // DCP_COMMIT carries no value: the committed version is the prepare's (dcp-spec §4.15)
+      const prepare = this.preparedBySeqno.get(Number(sync.preparedSeqno)) ?? this.prepared.get(item.key);
+      if (!prepare) {
+        throw new StoreError(
+          'DCPX_ERR_STORE_NO_PREPARE',
+          `vb ${this.id}: replicated commit at ${item.bySeqno} of prepare ${sync.preparedSeqno}, which is not in flight`,
+        );
+      }
+      const p = prepare.toItem();
+      this.append(
+        p.key,
+        p.value,
+        item.bySeqno,
+        {
+          cas: p.cas,
+          revSeqno: p.revSeqno,
+          flags: p.flags,
+          expiry: p.expiry,
+          datatype: p.datatype,
+          deleted: p.deleted,
+          deleteTime: p.deleted ? Math.floor(this.clock.now() / 1000) : undefined,
+          sync: { kind: 'commit', preparedSeqno: BigInt(prepare.seqno) },
+        },
+        false,
+        true,
+      );
+      return;
+    }
+    if (sync?.kind === 'abort') {
+      const prepare = this.preparedBySeqno.get(Number(sync.preparedSeqno)) ?? this.prepared.get(item.key);
+      const fields = this.abortFields(prepare, prepare ? BigInt(prepare.seqno) : sync.preparedSeqno);
+      this.append(item.key, EMPTY, item.bySeqno, fields, false, true);
+      return;
+    }
     // a deletion without a delete time (DCP deletion v1, dcp-spec: IncludeDeleteTimes not asked for)
     // ages from its arrival, as kv_engine stamps it: with 0 it would be purged at the next purge pass
     if (item.deleted && !item.deleteTime) {
-      this.append(item.key, item.value, item.bySeqno, {
-        ...item,
-        deleteTime: Math.floor(this.clock.now() / 1000),
-      });
+      this.append(
+        item.key,
+        item.value,
+        item.bySeqno,
+        { ...item, deleteTime: Math.floor(this.clock.now() / 1000) },
+        false,
+        true,
+      );
       return;
     }
-    this.append(item.key, item.value, item.bySeqno, item);
+    this.append(item.key, item.value, item.bySeqno, item, false, true);
   }
 
   /**
@@ -563,6 +764,10 @@ export class VBucket {
       this.itemBytesValue = 0;
       this.purge = 0n;
       this.compacted = 0n;
+      this.prepared.clear();
+      this.preparedBySeqno.clear();
+      this.highPrepared = 0;
+      this.highCompleted = 0;
     } else {
       // versions superseded above the target leave the history: they are removed, or latest again
       // (those at or below it: the one version of each key latest at the target, never dropped as
@@ -592,16 +797,29 @@ export class VBucket {
         }
         if (entry.supersededBy !== 0) continue;
         this.itemBytesValue -= versionBytes(entry);
-        this.index.delete(entry);
-        if (!entry.deleted) this.live--;
+        if (entry.isPrepare) {
+          this.prepared.delete(entry);
+          this.preparedBySeqno.delete(entry.seqno);
+        } else if (!entry.isAbort) {
+          this.index.delete(entry);
+          if (!entry.deleted) this.live--;
+        }
       }
       for (const entry of latestAgain) {
         entry.supersededBy = 0;
         this.itemBytesValue += versionBytes(entry);
+        if (entry.isPrepare) {
+          // its commit or abort was rolled back: in flight again
+          this.prepared.set(entry);
+          this.preparedBySeqno.set(entry.seqno, entry);
+          continue;
+        }
         this.index.set(entry);
         if (!entry.deleted) this.live++;
       }
+      this.rollBackSyncSeqnos(to);
     }
+    if (this.persisted > target) this.persisted = target;
     this.high = target;
     this.snapshotRange = undefined;
     this.sink?.rewritten(this);
@@ -624,7 +842,7 @@ export class VBucket {
     if (purgeTombstones) {
       for (const entry of this.log) {
         if (entry.seqno > through) break;
-        if (entry.dropped || entry.supersededBy !== 0 || !entry.deleted) continue;
+        if (entry.dropped || entry.supersededBy !== 0 || !entry.deleted || entry.isPrepare) continue;
         this.purgeEntry(entry);
         dropped++;
       }
@@ -652,7 +870,7 @@ export class VBucket {
     let purged = 0;
     for (const entry of this.log) {
       if (entry.seqno > safe) break;
-      if (entry.dropped || entry.supersededBy !== 0 || !entry.deleted) continue;
+      if (entry.dropped || entry.supersededBy !== 0 || !entry.deleted || entry.isPrepare) continue;
       if (entry.deleteTime > cutoff) continue;
       this.purgeEntry(entry);
       purged++;
@@ -674,7 +892,9 @@ export class VBucket {
   /** Restores an item read back from durable storage (no listeners, no sink). */
   restore(item: Item): void {
     this.cas.observe(item.cas);
-    this.append(item.key, item.value, item.bySeqno, item, true);
+    this.append(item.key, item.value, item.bySeqno, item, true, true);
+    // what is read back is on disk
+    this.persisted = item.bySeqno;
   }
 
   describe(): string {
@@ -688,11 +908,9 @@ export class VBucket {
     expiry: number,
     datatype: number,
     deleted: boolean,
+    sync?: SyncRole,
   ): Item {
-    if (this.snapshotRange) {
-      this.snapshotRange = undefined;
-      this.sink?.snapshotMarked(this, undefined);
-    }
+    this.ownWrite();
     const previous = this.index.get(key);
     const fields: EntryFields = {
       cas: this.cas.next(),
@@ -702,8 +920,56 @@ export class VBucket {
       datatype,
       deleted,
       deleteTime: deleted ? Math.floor(this.clock.now() / 1000) : undefined,
+      sync,
     };
     return this.append(key, value, this.high + 1n, fields);
+  }
+
+  /** A write of the vBucket's own: its data is no longer a received snapshot. */
+  private ownWrite(): void {
+    if (this.snapshotRange) {
+      this.snapshotRange = undefined;
+      this.sink?.snapshotMarked(this, undefined);
+    }
+  }
+
+  /** A prepare leaves the in-flight set, superseded by its commit or abort (or a replicated write). */
+  private complete(prepare: Entry, bySeqno: number): void {
+    this.prepared.delete(prepare);
+    this.preparedBySeqno.delete(prepare.seqno);
+    prepare.supersededBy = bySeqno;
+    const bytes = versionBytes(prepare);
+    this.itemBytesValue -= bytes;
+    this.historyBytesValue += bytes;
+    this.superseded.push(prepare);
+    if (prepare.seqno > this.highCompleted) this.highCompleted = prepare.seqno;
+  }
+
+  /**
+   * After a rollback to `to`: the high prepared and completed seqnos of what is left (a scan back
+   * from the end, only when they were above it; what is not found is at most the history start).
+   */
+  private rollBackSyncSeqnos(to: number): void {
+    const scanPrepared = this.highPrepared > to;
+    const scanCompleted = this.highCompleted > to || scanPrepared;
+    if (!scanPrepared && !scanCompleted) return;
+    // below the history start versions may be gone: what is not found above it is at most there
+    const floor = Number(this.compacted);
+    if (scanPrepared) this.highPrepared = Math.min(this.highPrepared, floor);
+    let foundPrepared = !scanPrepared;
+    let foundCompleted = !scanCompleted;
+    let completed = 0;
+    for (let i = this.log.length - 1; i >= 0 && !(foundPrepared && foundCompleted); i--) {
+      const entry = this.log[i]!;
+      if (!foundPrepared && entry.isPrepare) {
+        this.highPrepared = entry.seqno;
+        foundPrepared = true;
+      } else if (!foundCompleted && (entry.isCommit || entry.isAbort)) {
+        completed = entry.preparedSeqno;
+        foundCompleted = true;
+      }
+    }
+    if (scanCompleted) this.highCompleted = foundCompleted ? completed : Math.min(this.highCompleted, floor);
   }
 
   private expire(entry: Entry): void {
@@ -720,17 +986,47 @@ export class VBucket {
   }
 
   /** Adds a version as the latest of its key; returns it as an Item (the one the sink and listeners get). */
-  private append(key: Buffer, value: Buffer, seqno: bigint, fields: EntryFields, restoring = false): Item {
+  /**
+   * Adds a version: a plain one or a commit as the latest of its key, a prepare into the in-flight
+   * set, an abort as a marker (both outside the key index). A commit or abort completes its prepare; a
+   * `replicated` plain version or prepare completes the key's prepare in flight too (a disk snapshot
+   * sends a committed write as a plain mutation, kv_engine's backfill). Returns it as an Item (the one
+   * the sink and listeners get).
+   */
+  private append(
+    key: Buffer,
+    value: Buffer,
+    seqno: bigint,
+    fields: EntryFields,
+    restoring = false,
+    replicated = false,
+  ): Item {
     const entry = Entry.create(this.arena, key, value, seqno, fields);
-    const previous = this.index.set(entry);
-    if (!entry.deleted) this.live++;
-    if (previous) {
-      if (!previous.deleted) this.live--;
-      previous.supersededBy = entry.seqno;
-      const bytes = versionBytes(previous);
-      this.itemBytesValue -= bytes;
-      this.historyBytesValue += bytes;
-      this.superseded.push(previous);
+    const sync = fields.sync;
+    if (sync !== undefined && sync.kind !== 'prepare') {
+      const prepared = Number(sync.preparedSeqno);
+      const prepare = this.preparedBySeqno.get(prepared);
+      if (prepare) this.complete(prepare, entry.seqno);
+      else if (prepared > this.highCompleted) this.highCompleted = prepared;
+    } else if (replicated && this.preparedBySeqno.size !== 0) {
+      const prepare = this.prepared.get(key);
+      if (prepare) this.complete(prepare, entry.seqno);
+    }
+    if (sync?.kind === 'prepare') {
+      this.prepared.set(entry);
+      this.preparedBySeqno.set(entry.seqno, entry);
+      if (entry.seqno > this.highPrepared) this.highPrepared = entry.seqno;
+    } else if (sync?.kind !== 'abort') {
+      const previous = this.index.set(entry);
+      if (!entry.deleted) this.live++;
+      if (previous) {
+        if (!previous.deleted) this.live--;
+        previous.supersededBy = entry.seqno;
+        const bytes = versionBytes(previous);
+        this.itemBytesValue -= bytes;
+        this.historyBytesValue += bytes;
+        this.superseded.push(previous);
+      }
     }
     this.itemBytesValue += versionBytes(entry);
     this.log.push(entry);
@@ -740,6 +1036,9 @@ export class VBucket {
     if (restoring) return item;
     this.sink?.appended(this, item);
     for (const listener of this.itemListeners) listener(item);
+    if (!this.sink && this.persistListeners.size > 0) {
+      for (const listener of this.persistListeners) listener(seqno);
+    }
     return item;
   }
 
@@ -748,7 +1047,8 @@ export class VBucket {
     entry.markDropped();
     this.droppedInLog++;
     this.itemBytesValue -= versionBytes(entry);
-    this.index.delete(entry);
+    // an abort marker is in no index (deleting by its key would take the committed version out)
+    if (!entry.isAbort) this.index.delete(entry);
     const seqno = BigInt(entry.seqno);
     if (seqno > this.purge) this.purge = seqno;
     const rev = entry.revSeqno;
