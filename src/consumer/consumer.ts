@@ -2,11 +2,15 @@ import type { FrameSink } from '../producer/index.js';
 import {
   type Clock,
   childLogger,
+  DurabilityLevel,
+  decodeAbort,
   decodeAddStream,
   decodeCloseStream,
+  decodeCommit,
   decodeDeletion,
   decodeExpiration,
   decodeMutation,
+  decodePrepare,
   decodeSeqnoAdvanced,
   decodeSetVBucketState,
   decodeSnapshotMarker,
@@ -16,6 +20,7 @@ import {
   encodeBufferAck,
   encodeControl,
   encodeDcpNoop,
+  encodeSeqnoAcknowledged,
   encodeStatusResponse,
   encodeStreamReq,
   type Frame,
@@ -36,7 +41,8 @@ import {
 } from '../protocol/index.js';
 import { type Store, StoreError, type VBucket } from '../store/index.js';
 import { BufferAcker } from './buffer-acker.js';
-import { mutationItem, tombstoneItem } from './items.js';
+import { mutationItem, prepareItem, resolutionItem, tombstoneItem } from './items.js';
+import { PassiveDurabilityMonitor } from './passive-durability.js';
 import { PassiveStream, StreamError } from './passive-stream.js';
 import { branchAt, positionAfterRollback, type StreamPosition } from './position.js';
 
@@ -70,6 +76,10 @@ interface ConsumerStream {
   takeover: boolean;
   /** STREAM_REQ rounds answered ROLLBACK so far (bounded: invariant 5). */
   rollbackRounds: number;
+  /** Sync replication: the HPS this replica acknowledges on the stream (from its acceptance on). */
+  durability?: PassiveDurabilityMonitor;
+  /** Stops the monitor's persistence listener. */
+  unwatch?: () => void;
 }
 
 /** More rollback rounds than a failover log has entries means the two sides cannot agree. */
@@ -81,6 +91,8 @@ export interface ConsumerStats {
   staleFramesDropped: number;
   rollbacks: number;
   retryAsks: number;
+  /** DCP_SEQNO_ACKNOWLEDGED sent (sync replication). */
+  seqnoAcksSent: number;
   acksSent: number;
   bytesAcked: number;
   /** Our own NOOPs (sent while no stream is open): round trip and unanswered count. */
@@ -105,7 +117,7 @@ export class DcpConsumer {
   private opaqueCounter = 0;
   private controlOpaque = 0x8000_0000;
   private closed = false;
-  stats = { itemsApplied: 0, staleFramesDropped: 0, rollbacks: 0, retryAsks: 0 };
+  stats = { itemsApplied: 0, staleFramesDropped: 0, rollbacks: 0, retryAsks: 0, seqnoAcksSent: 0 };
 
   constructor(private readonly options: ConsumerOptions) {
     this.name = options.name;
@@ -172,6 +184,7 @@ export class DcpConsumer {
     this.closed = true;
     this.liveness.stop();
     this.acker.stop();
+    for (const entry of this.byVb.values()) entry.unwatch?.();
     this.byVb.clear();
   }
 
@@ -208,6 +221,9 @@ export class DcpConsumer {
       case Opcode.DCP_DELETION:
       case Opcode.DCP_EXPIRATION:
       case Opcode.DCP_SEQNO_ADVANCED:
+      case Opcode.DCP_PREPARE:
+      case Opcode.DCP_COMMIT:
+      case Opcode.DCP_ABORT:
         return this.data(frame);
       case Opcode.DCP_SET_VBUCKET_STATE:
         return this.setVBucketState(frame);
@@ -305,6 +321,7 @@ export class DcpConsumer {
     const entry = this.byVb.get(vb);
     if (!entry) return;
     entry.stream.state = 'dead';
+    entry.unwatch?.();
     this.byVb.delete(vb);
     this.log.debug({ vb, streamOpaque: entry.stream.opaque, why }, 'stream retired');
   }
@@ -341,6 +358,7 @@ export class DcpConsumer {
     if (response.status === Status.Success) {
       vb.adoptFailoverLog(response.failoverLog!);
       stream.accepted(response.failoverLog![0]!.vbuuid);
+      this.watchDurability(entry, vb);
       if (!entry.answered) {
         entry.answered = true;
         this.answerAdd(entry.addOpaque, Status.Success, stream.opaque);
@@ -374,6 +392,35 @@ export class DcpConsumer {
     if (!entry.answered) this.answerAdd(entry.addOpaque, response.status);
   }
 
+  /**
+   * The passive durability monitor of an accepted stream (DESIGN.md "Part 3"): acknowledges what the
+   * replica holds at once (when it holds prepares), then each move of its high prepared seqno.
+   */
+  private watchDurability(entry: ConsumerStream, vb: VBucket): void {
+    entry.unwatch?.();
+    const { stream } = entry;
+    const persisted = vb.persistedSeqno;
+    const inFlight = vb.inFlightPrepares().map((p) => ({
+      bySeqno: p.bySeqno,
+      level: p.sync?.kind === 'prepare' ? p.sync.level : DurabilityLevel.Majority,
+    }));
+    // what it holds counts up to the first persistToMajority prepare not on disk yet
+    const blocked = inFlight.find(
+      (p) => p.level === DurabilityLevel.PersistToMajority && p.bySeqno > persisted,
+    );
+    let initial = vb.highPreparedSeqno;
+    if (blocked && blocked.bySeqno - 1n < initial) initial = blocked.bySeqno - 1n;
+    const monitor = new PassiveDurabilityMonitor(initial, persisted, (preparedSeqno) => {
+      if (this.closed || this.byVb.get(stream.vbucket) !== entry) return;
+      this.stats.seqnoAcksSent++;
+      // dcp-spec §4.15: the stream's opaque, no reply
+      this.write(encodeSeqnoAcknowledged({ opaque: stream.opaque, vbucket: stream.vbucket, preparedSeqno }));
+    });
+    entry.durability = monitor;
+    entry.unwatch = vb.onPersisted((seqno) => monitor.persistedUpTo(seqno));
+    monitor.start(vb.highSeqno, inFlight);
+  }
+
   private data(frame: Frame): void {
     const entry = this.current(frame);
     if (!entry) return;
@@ -383,6 +430,8 @@ export class DcpConsumer {
       switch (frame.opcode) {
         case Opcode.DCP_SNAPSHOT_MARKER: {
           const marker = decodeSnapshotMarker(frame);
+          // a new marker: the snapshot before it is complete
+          entry.durability?.snapshotComplete(stream.position.seqno);
           stream.marker(marker);
           vb.setSnapshot({ start: marker.startSeqno, end: marker.endSeqno });
           if (marker.flags & SnapshotFlag.Ack) this.reply(frame, Status.Success);
@@ -406,17 +455,47 @@ export class DcpConsumer {
           vb.apply(tombstoneItem(x, true));
           break;
         }
+        case Opcode.DCP_PREPARE: {
+          const p = decodePrepare(frame);
+          const item = prepareItem(p);
+          stream.item(p.bySeqno);
+          vb.apply(item);
+          if (item.sync?.kind === 'prepare') entry.durability?.prepareReceived(p.bySeqno, item.sync.level);
+          break;
+        }
+        case Opcode.DCP_COMMIT: {
+          const c = decodeCommit(frame);
+          stream.item(c.commitSeqno);
+          vb.apply(resolutionItem(c));
+          break;
+        }
+        case Opcode.DCP_ABORT: {
+          const a = decodeAbort(frame);
+          stream.item(a.abortSeqno);
+          vb.apply(resolutionItem(a));
+          break;
+        }
         case Opcode.DCP_SEQNO_ADVANCED:
           stream.advance(decodeSeqnoAdvanced(frame).bySeqno);
+          this.snapshotMaybeComplete(entry);
           return;
       }
       this.stats.itemsApplied++;
+      this.snapshotMaybeComplete(entry);
     } catch (error) {
       if (!(error instanceof StreamError || error instanceof StoreError)) throw error;
       // dcp-spec §2: ERANGE for a seqno that does not increase; the producer drops the connection on it
       this.log.warn({ vb: stream.vbucket, err: error.message }, 'stream broke ordering rules');
       this.retire(stream.vbucket, error.message);
       this.reply(frame, Status.Erange);
+    }
+  }
+
+  /** The stream reached its snapshot's end: the passive durability monitor may move. */
+  private snapshotMaybeComplete(entry: ConsumerStream): void {
+    const position = entry.stream.position;
+    if (entry.durability && position.seqno >= position.snapshotEnd) {
+      entry.durability.snapshotComplete(position.seqno);
     }
   }
 

@@ -1,5 +1,5 @@
 import type { TakeStateCheck } from '../consumer/index.js';
-import type { FrameSink } from '../producer/index.js';
+import type { FrameSink, SeqnoAck } from '../producer/index.js';
 import {
   childLogger,
   DcpxError,
@@ -85,6 +85,8 @@ export interface NodeContext {
   releaseDcpName(name: string, connection: NodeConnection): void;
   consumerBufferSize: number;
   consumerNoopIntervalMs: number;
+  /** A named sync-replication consumer's DCP_SEQNO_ACKNOWLEDGED (the node's durability monitors). */
+  onSeqnoAcknowledged?: (ack: SeqnoAck) => void;
   limits: ConnectionLimits;
   /** The clock of the idle timeout. */
   now(): number;
@@ -178,6 +180,7 @@ export class NodeConnection {
         consumerBufferSize: ctx.consumerBufferSize,
         consumerNoopIntervalMs: ctx.consumerNoopIntervalMs,
         fence: ctx.fence,
+        onSeqnoAcknowledged: ctx.onSeqnoAcknowledged,
       },
       replies,
       this.dcpSink(),

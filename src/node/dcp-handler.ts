@@ -1,5 +1,5 @@
 import { type ConsumerStats, DcpConsumer, type TakeStateCheck } from '../consumer/index.js';
-import { DcpProducer, type FrameSink, type ProducerStats } from '../producer/index.js';
+import { DcpProducer, type FrameSink, type ProducerStats, type SeqnoAck } from '../producer/index.js';
 import {
   decodeDcpOpen,
   encodeStaleEpochResponse,
@@ -23,6 +23,8 @@ export interface DcpOptions {
   consumerBufferSize: number;
   consumerNoopIntervalMs: number;
   fence: ManagerFence;
+  /** A named sync-replication consumer's DCP_SEQNO_ACKNOWLEDGED (the node's durability monitor). */
+  onSeqnoAcknowledged?: (ack: SeqnoAck) => void;
 }
 
 /** Counters of the endpoints, read as deltas so that the node's metrics only ever add. */
@@ -93,6 +95,7 @@ export class DcpHandler {
         store,
         sink: this.sink,
         logger,
+        onSeqnoAcknowledged: this.options.onSeqnoAcknowledged,
       });
     } else {
       this.consumer = new DcpConsumer({

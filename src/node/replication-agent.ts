@@ -219,6 +219,9 @@ export class ReplicationAgent {
       logger: this.log,
       metrics: this.metrics,
       epoch: this.epoch,
+      // sync replication on every stream, acknowledged under this node's address (the name the
+      // manager's topologies give it, DESIGN.md "Part 3")
+      syncReplication: { consumerName: self },
       // a source that is down is retried a while; the next topology push revives a replicator that gave up
       reconnect: { retries: 20, minTimeoutMs: 100, maxTimeoutMs: 2_000 },
     });

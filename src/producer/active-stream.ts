@@ -1,7 +1,11 @@
 import {
   Datatype,
+  encodeAbort,
+  encodeCommit,
   encodeDeletion,
   encodeExpiration,
+  encodePrepare,
+  encodeSeqnoAdvanced,
   encodeSetVBucketState,
   encodeSnapshotMarker,
   encodeStreamEnd,
@@ -53,6 +57,11 @@ export interface RenderOptions {
   noValueKeepDatatype: boolean;
   /** CONTROL max_marker_version ≥ 2.2: disk markers as v2.2 (with the purge seqno). */
   markerV22: boolean;
+  /**
+   * CONTROL enable_sync_writes (DESIGN.md "Part 3"): prepares, commits and aborts go as DCP_PREPARE /
+   * DCP_COMMIT / DCP_ABORT; without it commits go as mutations/deletions and the others not at all.
+   */
+  syncWrites: boolean;
 }
 
 /** What a Success to SET_VBUCKET_STATE did to a takeover stream. */
@@ -85,6 +94,12 @@ export class ActiveStream {
   private readonly batch: Item[] = [];
   private readonly slab = new Slab();
   private readonly reader: SnapshotReader;
+  /**
+   * Prepares sent on this stream and not yet resolved: a commit or abort goes as DCP_COMMIT/ABORT only
+   * when the consumer holds its prepare (sent here, or at or below the stream's start); otherwise
+   * (its prepare was deduplicated out of the snapshot) the commit goes as a mutation, the abort not.
+   */
+  private readonly sentPrepares = new Set<bigint>();
   itemsSent = 0;
 
   constructor(options: StreamOptions) {
@@ -232,7 +247,9 @@ export class ActiveStream {
     items.length = 0;
     const examined = this.vb.readBatch(this.lastSent, this.snapEnd, this.diskSnapshot, BATCH_ITEMS, items);
     let bytes = 0;
-    if (this.markerSentFor !== this.snapEnd) {
+    const snapshotStarts = this.markerSentFor !== this.snapEnd;
+    if (snapshotStarts) this.lastPushed = this.lastSent;
+    if (snapshotStarts) {
       // dcp-spec §4.7: the first marker starts at the requested start, later ones at their first item
       const start = this.firstMarker ? this.startSeqno : (items[0]?.bySeqno ?? this.lastSent + 1n);
       bytes += this.pushMarker(out, start);
@@ -242,15 +259,37 @@ export class ActiveStream {
       // most one message; a marker that filled it waits with its items for the next buffer ack
       if (bytes >= budget) return bytes;
       const item = items[i]!;
-      bytes += this.pushItem(out, item);
+      const pushed = this.pushItem(out, item);
+      bytes += pushed;
       this.lastSent = item.bySeqno;
-      this.itemsSent++;
+      if (pushed > 0) {
+        this.itemsSent++;
+        this.lastPushed = item.bySeqno;
+      }
     }
     // a short batch reached the snapshot's end (versions skipped as superseded count as passed)
     this.lastSent = items.length < BATCH_ITEMS ? this.snapEnd : examined;
-    if (this.lastSent >= this.snapEnd) this.reader.release();
+    if (this.lastSent >= this.snapEnd) {
+      this.reader.release();
+      // a sync consumer acknowledges prepares at the end of their snapshot (DESIGN.md "Part 3"): when
+      // the end's own seqno was not sent (an abort it cannot apply, a deduplicated version), say that
+      // the snapshot is complete, as kv_engine does with SEQNO_ADVANCED
+      if (this.render.syncWrites && this.lastPushed < this.snapEnd) {
+        const frame = encodeSeqnoAdvanced({
+          opaque: this.opaque,
+          vbucket: this.vb.id,
+          bySeqno: this.snapEnd,
+        });
+        out.push(frame);
+        bytes += frame.length;
+        this.lastPushed = this.snapEnd;
+      }
+    }
     return bytes;
   }
+
+  /** Seqno of the last frame of the current snapshot sent (item or SEQNO_ADVANCED). */
+  private lastPushed = -1n;
 
   /** The snapshot end a marker was last sent for. */
   private markerSentFor = -1n;
@@ -281,7 +320,55 @@ export class ActiveStream {
     return frame.length;
   }
 
+  /** A sync write's version (DESIGN.md "Part 3"); undefined: render it as a plain version. */
+  private pushSync(out: Buffer[], item: Item): number | undefined {
+    const sync = item.sync!;
+    const common = { opaque: this.opaque, vbucket: this.vb.id };
+    if (sync.kind === 'prepare') {
+      if (!this.render.syncWrites) return 0;
+      const noValue = this.render.noValue;
+      const frame = encodePrepare({
+        ...common,
+        cas: item.cas,
+        datatype: noValue && !this.render.noValueKeepDatatype ? Datatype.Raw : item.datatype,
+        bySeqno: item.bySeqno,
+        revSeqno: item.revSeqno,
+        flags: item.flags,
+        expiration: item.expiry,
+        lockTime: 0,
+        nru: 0,
+        deleted: item.deleted ? 1 : 0,
+        durabilityLevel: sync.level,
+        key: item.key,
+        value: noValue || item.deleted ? EMPTY : item.value,
+      });
+      this.sentPrepares.add(item.bySeqno);
+      out.push(frame);
+      return frame.length;
+    }
+    const held = this.sentPrepares.delete(sync.preparedSeqno) || sync.preparedSeqno <= this.startSeqno;
+    // a disk snapshot sends committed data as plain versions (kv_engine's backfill)
+    const resolution = this.render.syncWrites && held && (sync.kind === 'abort' || !this.diskSnapshot);
+    if (sync.kind === 'abort' && !resolution) return 0;
+    if (!resolution) return undefined;
+    const resolved = {
+      ...common,
+      preparedSeqno: sync.preparedSeqno,
+      key: item.key,
+    };
+    const frame =
+      sync.kind === 'commit'
+        ? encodeCommit({ ...resolved, commitSeqno: item.bySeqno })
+        : encodeAbort({ ...resolved, abortSeqno: item.bySeqno });
+    out.push(frame);
+    return frame.length;
+  }
+
   private pushItem(out: Buffer[], item: Item): number {
+    if (item.sync !== undefined) {
+      const sent = this.pushSync(out, item);
+      if (sent !== undefined) return sent;
+    }
     if (!item.deleted) {
       const noValue = this.render.noValue;
       const value = noValue ? EMPTY : item.value;

@@ -6,6 +6,7 @@ import {
   decodeCloseStream,
   decodeControl,
   decodeGetFailoverLog,
+  decodeSeqnoAcknowledged,
   decodeStreamReq,
   encodeDcpNoop,
   encodeGetFailoverLogResponse,
@@ -53,6 +54,17 @@ export interface ProducerOptions {
   turnBytes?: number;
   /** Time for NOOP liveness (tests step it). */
   clock?: Clock;
+  /**
+   * A DCP_SEQNO_ACKNOWLEDGED from a consumer that named itself with CONTROL consumer_name (DESIGN.md
+   * "Part 3"): its high prepared seqno for the vBucket. Ignored from an unnamed consumer.
+   */
+  onSeqnoAcknowledged?: (ack: SeqnoAck) => void;
+}
+
+export interface SeqnoAck {
+  consumerName: string;
+  vbucket: number;
+  preparedSeqno: bigint;
 }
 
 export interface ProducerStats {
@@ -75,14 +87,12 @@ const ACCEPTED_CONTROLS = new Set([
   'supports_cursor_dropping',
   'supports_hifi_MFU',
   'include_deleted_user_xattrs',
-  'consumer_name',
   'force_value_compression',
 ]);
 /** Keys kv_engine knows but dcpx does not implement: NotSupported, like kv_engine for a feature it lacks. */
 const UNSUPPORTED_CONTROLS = new Set([
   'enable_stream_id',
   'enable_out_of_order_snapshots',
-  'enable_sync_writes',
   'change_streams',
   'flatbuffers_system_events',
   'cache_transfer',
@@ -117,6 +127,8 @@ export class DcpProducer {
   private noopIntervalMs = 0;
   private liveness: Liveness | undefined;
   private opaqueCounter = 0xf000_0000;
+  /** CONTROL consumer_name: the name its SEQNO_ACKNOWLEDGED are handed on under. */
+  private consumerName: string | undefined;
   stats = { itemsSent: 0, bytesSent: 0, noopsSent: 0 };
 
   constructor(private readonly options: ProducerOptions) {
@@ -132,6 +144,7 @@ export class DcpProducer {
       noValue: (flags & (OpenFlag.NoValue | OpenFlag.NoValueWithUnderlyingDatatype)) !== 0,
       noValueKeepDatatype: (flags & OpenFlag.NoValueWithUnderlyingDatatype) !== 0,
       markerV22: false,
+      syncWrites: false,
     };
     // A vBucket that changes state under a stream ends it (dcp-spec §4.6 reason StateChanged); a takeover
     // stream's own dead-marking does not.
@@ -172,6 +185,8 @@ export class DcpProducer {
         return this.closeStream(frame);
       case Opcode.DCP_BUFFER_ACK:
         return this.bufferAck(frame);
+      case Opcode.DCP_SEQNO_ACKNOWLEDGED:
+        return this.seqnoAcknowledged(frame);
       case Opcode.DCP_NOOP:
         // a consumer's own liveness NOOP (DESIGN.md: clients noop when no stream is open)
         return this.reply(frame, Status.Success);
@@ -269,6 +284,12 @@ export class DcpProducer {
         return this.reply(frame, Status.Success);
       case 'v7_dcp_status_codes':
         this.v7StatusCodes = bool;
+        return this.reply(frame, Status.Success);
+      case 'enable_sync_writes':
+        this.render.syncWrites = bool;
+        return this.reply(frame, Status.Success);
+      case 'consumer_name':
+        this.consumerName = value;
         return this.reply(frame, Status.Success);
       case 'max_marker_version':
         this.render.markerV22 = Number(value) >= 2.2;
@@ -408,6 +429,16 @@ export class DcpProducer {
     const { bytes } = decodeBufferAck(frame);
     this.outstanding = Math.max(0, this.outstanding - bytes);
     this.schedulePump();
+  }
+
+  /** dcp-spec §4.15: no reply; handed on under the consumer's name. */
+  private seqnoAcknowledged(frame: Frame): void {
+    const { vbucket, preparedSeqno } = decodeSeqnoAcknowledged(frame);
+    if (this.consumerName === undefined) {
+      this.log.debug({ vb: vbucket }, 'seqno acknowledged by an unnamed consumer: ignored');
+      return;
+    }
+    this.options.onSeqnoAcknowledged?.({ consumerName: this.consumerName, vbucket, preparedSeqno });
   }
 
   private handleResponse(frame: Frame): void {

@@ -186,7 +186,11 @@ export const STATUS_INFO: ReadonlyMap<number, StatusInfo> = new Map<number, Stat
   ],
   [
     Status.DurabilityImpossible,
-    { name: 'DurabilityImpossible', message: 'the topology cannot meet the durability level', retriable: false },
+    {
+      name: 'DurabilityImpossible',
+      message: 'the topology cannot meet the durability level',
+      retriable: false,
+    },
   ],
   [
     Status.SyncWriteInProgress,

@@ -9,6 +9,7 @@ import {
   decodeStreamEnd,
   encodeAddStream,
   encodeCloseStream,
+  encodeControl,
   type Frame,
   type Logger,
   Opcode,
@@ -79,6 +80,20 @@ export interface ReplicatorOptions {
    * managed node refuses this replicator once a newer manager has taken over (StaleEpochError).
    */
   epoch?: number;
+  /**
+   * Sync replication (DESIGN.md "Part 3"): the producer is asked to send PREPARE/COMMIT/ABORT
+   * (CONTROL enable_sync_writes) and told the consumer's name (CONTROL consumer_name), under which the
+   * consumer's SEQNO_ACKNOWLEDGED reach its durability monitor: the consumer node's own address
+   * (`h:p`, as in the manager's topologies). Without it the producer sends commits as mutations.
+   */
+  syncReplication?: { consumerName: string };
+}
+
+/** The producer refused a control the replicator needs (sync replication). */
+export class ReplicatorControlError extends DcpxError {
+  constructor(name: string, key: string, status: number) {
+    super('DCPX_ERR_REPLICATOR_CONTROL', `${name}: the producer refused ${key} (${statusName(status)})`);
+  }
 }
 
 /** The replicator was closed: nothing more runs on it. */
@@ -112,6 +127,9 @@ const STREAM_FRAMES: ReadonlySet<number> = new Set([
   Opcode.DCP_SET_VBUCKET_STATE,
   Opcode.DCP_STREAM_END,
   Opcode.DCP_SEQNO_ADVANCED,
+  Opcode.DCP_PREPARE,
+  Opcode.DCP_COMMIT,
+  Opcode.DCP_ABORT,
 ]);
 
 /**
@@ -208,11 +226,13 @@ export class Replicator {
   private async connectOnce(signal?: AbortSignal): Promise<void> {
     const session = { ...this.session, signal };
     const consumer = await openDcpSession(this.options.consumer, this.name, 0, session);
-    let producer: FrameConnection;
+    let producer: FrameConnection | undefined;
     try {
       producer = await openDcpSession(this.options.producer, this.name, OpenFlag.Producer, session);
+      await this.negotiateSync(producer);
     } catch (error) {
       consumer.close();
+      producer?.close();
       throw error;
     }
     if (this.closed) {
@@ -225,6 +245,29 @@ export class Replicator {
     this.wire(producer, consumer, 'producer');
     this.wire(consumer, producer, 'consumer');
     this.log.info({}, 'connected');
+  }
+
+  /**
+   * Sync replication's controls, on the producer connection before any stream (and before the
+   * forwarding is wired, so their replies stay here). The consumer's SEQNO_ACKNOWLEDGED then cross the
+   * proxy like its BUFFER_ACKs.
+   */
+  private async negotiateSync(producer: FrameConnection): Promise<void> {
+    const sync = this.options.syncReplication;
+    if (!sync) return;
+    for (const [key, value] of [
+      ['enable_sync_writes', 'true'],
+      ['consumer_name', sync.consumerName],
+    ] as const) {
+      const opaque = producer.allocateOpaque();
+      const response = await producer.request(encodeControl({ opaque, key, value }), {
+        opaque,
+        opcode: Opcode.DCP_CONTROL,
+        timeoutMs: this.requestTimeoutMs,
+      });
+      if (response.status !== Status.Success)
+        throw new ReplicatorControlError(this.name, key, response.status);
+    }
   }
 
   /**

@@ -20,10 +20,16 @@ describe('request frame infos', () => {
 
   it('round-trips a durability requirement with and without a timeout', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 3 }), fc.option(fc.integer({ min: 1, max: 0xffff })), (level, t) => {
-        const requirement = t === null ? { level } : { level, timeoutMs: t };
-        expect(decodeRequestFrameInfos(encodeDurabilityFrameInfo(requirement)).durability).toEqual(requirement);
-      }),
+      fc.property(
+        fc.integer({ min: 1, max: 3 }),
+        fc.option(fc.integer({ min: 1, max: 0xffff })),
+        (level, t) => {
+          const requirement = t === null ? { level } : { level, timeoutMs: t };
+          expect(decodeRequestFrameInfos(encodeDurabilityFrameInfo(requirement)).durability).toEqual(
+            requirement,
+          );
+        },
+      ),
     );
   });
 

@@ -85,7 +85,8 @@ export function decodeRequestFrameInfos(bytes: Buffer): RequestFrameInfos {
         out.reorder = true;
         break;
       case FrameInfoId.DurabilityRequirement:
-        if (length !== 1 && length !== 3) throw malformed(`durability requirement has ${length} bytes, not 1 or 3`);
+        if (length !== 1 && length !== 3)
+          throw malformed(`durability requirement has ${length} bytes, not 1 or 3`);
         if (out.durability) throw malformed('durability requirement given twice');
         out.durability =
           length === 3 && body.readUInt16BE(1) !== 0
@@ -110,8 +111,10 @@ export function decodeRequestFrameInfos(bytes: Buffer): RequestFrameInfos {
 /** The framing extras for a durability requirement (timeout capped at the u16 the wire holds). */
 export function encodeDurabilityFrameInfo(requirement: DurabilityRequirement): Buffer {
   const level = requirement.level;
-  if (!Number.isInteger(level) || level < 0 || level > 0xff) throw new RangeError(`durability level ${level}`);
-  if (requirement.timeoutMs === undefined) return Buffer.from([(FrameInfoId.DurabilityRequirement << 4) | 1, level]);
+  if (!Number.isInteger(level) || level < 0 || level > 0xff)
+    throw new RangeError(`durability level ${level}`);
+  if (requirement.timeoutMs === undefined)
+    return Buffer.from([(FrameInfoId.DurabilityRequirement << 4) | 1, level]);
   const timeout = Math.min(0xffff, Math.max(1, Math.round(requirement.timeoutMs)));
   const out = Buffer.allocUnsafe(4);
   out[0] = (FrameInfoId.DurabilityRequirement << 4) | 3;
