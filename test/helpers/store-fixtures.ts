@@ -36,6 +36,7 @@ export function streamFromZero(vb: VBucket): ActiveStream {
       noValue: false,
       noValueKeepDatatype: false,
       markerV22: false,
+      syncWrites: false,
     },
   });
 }
