@@ -123,4 +123,82 @@ describe('captured conversations (tshark)', () => {
     },
     120_000,
   );
+
+  itWithTool('tshark')(
+    'a sync replication conversation (prepare, ack, commit, abort) decodes field for field, and the capture rules pass it',
+    async () => {
+      const all = [0, 1];
+      const a = await StorageNode.start({ port: 0, vbuckets: 2, active: all, auth: noAuth });
+      const b = await StorageNode.start({ port: 0, vbuckets: 2, replica: all, auth: noAuth });
+      cleanups.push(
+        () => a.stop(),
+        () => b.stop(),
+      );
+      const replicator = new Replicator({
+        producer: { host: '127.0.0.1', port: a.address.port },
+        consumer: { host: '127.0.0.1', port: b.address.port },
+        syncReplication: { consumerName: `127.0.0.1:${b.address.port}` },
+      });
+      cleanups.push(() => replicator.close());
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dcpx-capture-'));
+      cleanups.push(async () => fs.rmSync(dir, { recursive: true, force: true }));
+      const file = path.join(dir, 'sync.pcapng');
+      const ports = [a.address.port, b.address.port];
+      const vbA = a.store.vbucket(0);
+      const vbB = b.store.vbucket(0);
+      const until = async (cond: () => boolean) => {
+        while (!cond()) await new Promise((r) => setTimeout(r, 5));
+      };
+      await captureWhile(ports, file, async () => {
+        await replicator.setStreams(all);
+        const key = Buffer.from('doc:durable');
+        const prepare = vbA.prepare({ op: 'set', key, value: Buffer.from('v') }, p.DurabilityLevel.Majority)
+          .item!;
+        await until(() => vbB.preparedFor(key) !== undefined);
+        vbA.commit(prepare.bySeqno);
+        const second = vbA.prepare({ op: 'delete', key }, p.DurabilityLevel.Majority).item!;
+        vbA.abort(second.bySeqno);
+        await until(() => vbB.highSeqno === vbA.highSeqno);
+      });
+      const { pdus, experts, malformed } = await decodeCapture(file, ports);
+      expect(malformed).toEqual([]);
+      const field = (i: number, name: string) => pdus[i]!.get(name)?.[0];
+      const opcodes = pdus.map((_, i) => field(i, 'couchbase.opcode'));
+      // DCP_PREPARE 0x60, DCP_SEQNO_ACKNOWLEDGED 0x61, DCP_COMMIT 0x62, DCP_ABORT 0x63
+      for (const op of ['0x60', '0x61', '0x62', '0x63']) expect(opcodes).toContain(op);
+      const pdu = (op: string) => pdus[opcodes.indexOf(op)]!;
+      const values = (op: string, names: string[]) => names.map((n) => pdu(op).get(n)?.[0]);
+      // field for field as the store wrote them: prepare at 1 (level majority in Wireshark's
+      // durability_req field), its commit at 2, a delete prepared at 3 and aborted at 4, and the
+      // replica's acknowledgement of 1 (tshark 4.0 names SEQNO_ACKNOWLEDGED's prepared seqno by_seqno)
+      expect(
+        values('0x60', [
+          'couchbase.extras.by_seqno',
+          'couchbase.extras.rev_seqno',
+          'couchbase.extras.deleted',
+          'couchbase.flex_frame.frame.durability_req',
+          'couchbase.value',
+        ]),
+      ).toEqual(['1', '1', '0', '1', 'v']);
+      expect(
+        values('0x62', ['couchbase.extras.by_seqno_prepared', 'couchbase.extras.by_seqno', 'couchbase.key']),
+      ).toEqual(['1', '2', 'doc:durable']);
+      expect(
+        values('0x63', ['couchbase.extras.by_seqno_prepared', 'couchbase.extras.by_seqno_abort']),
+      ).toEqual(['3', '4']);
+      expect(values('0x61', ['couchbase.extras.by_seqno', 'couchbase.vbucket'])).toEqual(['1', '0']);
+      const warnings = experts.filter((x) => {
+        if (x.severity < 0x00600000) return false;
+        const response = field(x.pdu, 'couchbase.magic') === '0x81';
+        const opcode = Number(field(x.pdu, 'couchbase.opcode'));
+        if (response && x.message === 'Trailing stray characters' && (opcode === 0x53 || opcode === 0x54))
+          return false;
+        return true;
+      });
+      expect(warnings).toEqual([]);
+      const kit = await checkCapture(file, { ports });
+      expect(kit.results.filter((r) => r.outcome !== 'pass')).toEqual([]);
+    },
+    120_000,
+  );
 });
