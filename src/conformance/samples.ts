@@ -29,6 +29,7 @@ import {
   encodeDelete,
   encodeDeletion,
   encodeDelVBucket,
+  encodeDurabilityFrameInfo,
   encodeExpiration,
   encodeFlush,
   encodeGet,
@@ -1097,6 +1098,33 @@ function kvSamples(): MessageSample[] {
       ),
     );
   }
+  // a durable write (DESIGN.md "Part 3"): alt request magic 0x08 with the durability frame info
+  // (majority, 9,000 ms: `13 01 2328`, as the SDK sends it)
+  add(
+    sample(
+      'SET (alt request, durability majority with a timeout)',
+      'client',
+      {
+        via: encodeDurabilityFrameInfo.name,
+        bytes: encodeStore({
+          opcode: Opcode.SET,
+          opaque: 0xa200_00d1,
+          vbucket: vb,
+          cas: 0n,
+          datatype: Datatype.Json,
+          flags: 0xf00d_01d1,
+          expiration: 0x0001_02d1,
+          key: text(key),
+          value: text('{"d":1}'),
+          framingExtras: encodeDurabilityFrameInfo({ level: 1, timeoutMs: 9_000 }),
+        }),
+      },
+      { magic: Magic.AltRequest, opcode: Opcode.SET, vbucket: vb },
+      { opaque: 0xa200_00d1, datatype: Datatype.Json, key },
+      { flags: 0xf00d_01d1, expiration: 0x0001_02d1, text: '{"d":1}', durabilityLevel: 1 },
+      undefined,
+    ),
+  );
   add(
     response(
       'SET response',
