@@ -16,16 +16,17 @@ import * as messages from '../../src/protocol/messages/index.js';
 
 export type Decode = (frame: Frame) => unknown;
 
-/** Every `decodeX` the messages module exports, called with a frame (adapters for the two that take parts). */
+/** Every `decodeX` the messages module exports, called with a frame (adapters for the three that take parts). */
 export function messageDecoders(): Map<string, Decode> {
   const decoders = new Map<string, Decode>();
   for (const [name, value] of Object.entries(messages)) {
     if (!name.startsWith('decode') || typeof value !== 'function') continue;
     decoders.set(name, (frame) => (value as (f: Frame) => unknown)(frame));
   }
-  // these two decode a part of a frame, not a frame
+  // these three decode a part of a frame, not a frame
   decoders.set('decodeMutationTokenExtras', (frame) => messages.decodeMutationTokenExtras(frame.extras));
   decoders.set('decodeFailoverLogValue', (frame) => messages.decodeFailoverLogValue(frame, frame.value));
+  decoders.set('decodeRequestFrameInfos', (frame) => messages.decodeRequestFrameInfos(frame.framingExtras));
   return decoders;
 }
 
