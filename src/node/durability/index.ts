@@ -1,0 +1,2 @@
+export * from './active-monitor.js';
+export * from './topology.js';
