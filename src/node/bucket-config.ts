@@ -26,8 +26,8 @@ export interface TerseConfigSpec {
   thisNode?: number;
 }
 
-/** Capabilities a client may rely on; only what a dcpx node does (no collections, xattr, durability). */
-const BUCKET_CAPABILITIES = ['couchapi', 'dcp', 'cbhello', 'touch', 'cccp', 'nodesExt'];
+/** Capabilities a client may rely on; only what a dcpx node does (no collections, xattr). */
+const BUCKET_CAPABILITIES = ['couchapi', 'dcp', 'cbhello', 'touch', 'cccp', 'nodesExt', 'durableWrite'];
 
 /**
  * Builds a terse bucket config. Every nodesExt entry has `services` (the SDK aborts the process without

@@ -17,6 +17,7 @@ import type { BucketConfig } from './bucket-config.js';
 import { BUCKET_OPCODES, BucketHandler } from './bucket-handler.js';
 import { CLUSTER_CONFIG_OPCODES, ClusterConfigHandler } from './cluster-config-handler.js';
 import { DCP_COUNTERS, type DcpConnectionStats, DcpHandler } from './dcp-handler.js';
+import type { NodeDurability } from './durability/index.js';
 import { KV_OPCODES, KvHandler, SESSION_OPCODES } from './kv-handler.js';
 import type { LockTable } from './locks.js';
 import type { ManagerFence } from './manager-fence.js';
@@ -80,6 +81,8 @@ export interface NodeContext {
   bucketConfig: BucketConfig;
   /** Document locks (GET_LOCKED), shared by the node's connections. */
   locks: LockTable;
+  /** Sync writes: the monitors of the node's active vBuckets and their topologies (one per node). */
+  durability: NodeDurability;
   /** A DCP_OPEN reuses a name: the node closes the old connection (ns_server relies on this). */
   claimDcpName(name: string, connection: NodeConnection): void;
   releaseDcpName(name: string, connection: NodeConnection): void;
@@ -156,6 +159,7 @@ export class NodeConnection {
         maxValueSize: ctx.maxValueSize,
         locks: ctx.locks,
         bucketConfig: ctx.bucketConfig,
+        durability: ctx.durability,
       },
       this.session,
       replies,
@@ -169,7 +173,7 @@ export class NodeConnection {
       () => this.authenticatedNow(),
       (attempts) => this.closeFor('sasl_attempts', `${attempts} SASL_AUTH exchanges started`),
     );
-    this.vbuckets = new VBucketHandler(ctx.store, replies, this.log, ctx.fence);
+    this.vbuckets = new VBucketHandler(ctx.store, replies, this.log, ctx.fence, ctx.durability);
     this.clusterConfig = new ClusterConfigHandler(ctx.fence, replies, this.log, ctx.bucketConfig);
     this.replication = new ReplicationHandler(ctx.agent, ctx.fence, replies, this.log);
     this.dcp = new DcpHandler(
@@ -379,13 +383,14 @@ export class NodeConnection {
    * Answers `frame` when `answer` settles; the frames after it wait (read but held, reading paused), so
    * replies stay in request order. A rejected answer closes the connection (a handler's bug).
    */
-  private deferred(frame: Frame, answer: Promise<Buffer>): void {
+  private deferred(frame: Frame, answer: Promise<Buffer | undefined>): void {
     this.blocked = true;
     this.pauseReading();
     answer.then(
       (bytes) => {
         if (this.closing) return;
-        this.respond(frame, bytes);
+        if (bytes) this.respond(frame, bytes);
+        else this.ctx.metrics.op(frame.opcode, Status.Success);
         this.blocked = false;
         this.writable();
       },

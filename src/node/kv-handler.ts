@@ -3,6 +3,8 @@ import {
   ARITHMETIC_OPCODES,
   Datatype,
   DELETE_OPCODES,
+  type DurabilityLevel,
+  type DurabilityRequirement,
   decodeAppend,
   decodeArithmetic,
   decodeDelete,
@@ -11,6 +13,7 @@ import {
   decodeGetMeta,
   decodeHello,
   decodeKeyCommand,
+  decodeRequestFrameInfos,
   decodeStat,
   decodeStore,
   encodeArithmeticResponse,
@@ -27,6 +30,7 @@ import {
   GET_META_OPCODES,
   GET_OPCODES,
   HelloFeature,
+  isDurabilityLevel,
   KEY_COMMAND_OPCODES,
   type KeyReadOpcode,
   Opcode,
@@ -35,8 +39,9 @@ import {
   Status,
   VBucketState,
 } from '../protocol/index.js';
-import type { Item, KvStatus, Store, VBucket } from '../store/index.js';
+import type { Item, KvResult, KvStatus, MutateRequest, Store, VBucket } from '../store/index.js';
 import type { BucketConfig } from './bucket-config.js';
+import type { NodeDurability, Resolution } from './durability/index.js';
 import { LOCKED_CAS, type LockTable } from './locks.js';
 import { vbucketOfKey } from './ranges.js';
 import type { Replies } from './replies.js';
@@ -75,12 +80,21 @@ const KV_STATUS: Record<KvStatus, number> = {
   sync_write_recommit_in_progress: Status.SyncWriteReCommitInProgress,
 };
 
+/** The writes that take a durability requirement (DESIGN.md Part 3 "Wire"). */
+const DURABLE_OPCODES: ReadonlySet<number> = new Set<number>([
+  ...STORE_OPCODES,
+  ...APPEND_OPCODES,
+  ...DELETE_OPCODES,
+]);
+
 /**
  * HELLO features a node acks because it does them (couchbase-sdk-notes.md §3): no snappy, collections,
- * alternative framing (durability), xattrs, tracing or unordered execution. The clustermap ones only
- * with Duplex (negotiate()).
+ * xattrs, tracing or unordered execution. Alternative framing and SyncReplication are acked for durable
+ * writes (issue 14). The clustermap ones only with Duplex (negotiate()).
  */
 const SUPPORTED_FEATURES: ReadonlySet<number> = new Set([
+  HelloFeature.AltRequestSupport,
+  HelloFeature.SyncReplication,
   HelloFeature.TcpNoDelay,
   HelloFeature.MutationSeqno,
   HelloFeature.Json,
@@ -101,6 +115,14 @@ export interface KvOptions {
   locks: LockTable;
   /** The config NOT_MY_VBUCKET answers carry. */
   bucketConfig: BucketConfig;
+  /** The node's sync-write side: monitors per active vBucket, default timeout. */
+  durability: NodeDurability;
+}
+
+/** A durable write's requirement, checked: a valid level and the timeout to use. */
+interface SyncWriteRequirement {
+  level: DurabilityLevel;
+  timeoutMs: number;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -176,6 +198,22 @@ export class KvHandler {
     const opcode = frame.opcode;
     const quiet = QUIET_OPCODES.has(opcode);
     const r = this.replies;
+    // an alt request's frame infos; malformed ones throw (the connection closes, as for any bad frame)
+    const infos = frame.framingExtrasLength > 0 ? decodeRequestFrameInfos(frame.framingExtras) : undefined;
+    if (infos?.preserveTtl) return r.status(frame, Status.NotSupported, 'preserve TTL is not supported');
+    let durability: SyncWriteRequirement | undefined;
+    if (infos?.durability) {
+      const requirement = infos.durability;
+      if (!DURABLE_OPCODES.has(opcode))
+        return r.status(frame, Status.Einval, 'durability requirements are not supported on this command');
+      durability = this.syncRequirement(requirement);
+      if (!durability)
+        return r.status(
+          frame,
+          Status.DurabilityInvalidLevel,
+          `invalid durability level ${requirement.level}`,
+        );
+    }
     switch (opcode) {
       case Opcode.GET:
       case Opcode.GETQ:
@@ -184,6 +222,7 @@ export class KvHandler {
         const request = decodeGet(frame);
         const vb = this.vbucketFor(frame, request.key);
         if (!vb) return this.notMyVbucket(frame);
+        if (this.recommitting(frame, vb, request.key)) return;
         const item = vb.get(request.key);
         const withKey = opcode === Opcode.GETK || opcode === Opcode.GETKQ;
         if (!item) {
@@ -227,6 +266,8 @@ export class KvHandler {
         if (s.value.length > this.options.maxValueSize) return r.status(frame, Status.E2big, 'Too large');
         const vb = this.vbucketFor(frame, s.key);
         if (!vb) return this.notMyVbucket(frame);
+        if (this.recommitting(frame, vb, s.key)) return;
+        if (durability && !this.durabilityPossible(frame, vb)) return;
         const cas = this.casUnderLock(frame, vb, s.key, s.cas);
         if (cas === undefined) return;
         const op =
@@ -235,7 +276,7 @@ export class KvHandler {
             : opcode === Opcode.ADD || opcode === Opcode.ADDQ
               ? 'add'
               : 'replace';
-        const result = vb.mutate({
+        const request: MutateRequest = {
           op,
           key: s.key,
           value: s.value,
@@ -243,7 +284,10 @@ export class KvHandler {
           expiration: s.expiration,
           cas,
           datatype: s.datatype,
-        });
+        };
+        if (durability)
+          return this.syncWrite(frame, vb, vb.prepare(request, durability.level), durability, quiet);
+        const result = vb.mutate(request);
         return this.writeResult(frame, vb, result.status, result.item, quiet);
       }
       case Opcode.APPEND:
@@ -253,6 +297,8 @@ export class KvHandler {
         const a = decodeAppend(frame);
         const vb = this.vbucketFor(frame, a.key);
         if (!vb) return this.notMyVbucket(frame);
+        if (this.recommitting(frame, vb, a.key)) return;
+        if (durability && !this.durabilityPossible(frame, vb)) return;
         const current = vb.get(a.key);
         if (current && current.value.length + a.value.length > this.options.maxValueSize) {
           return r.status(frame, Status.E2big, 'Too large');
@@ -260,9 +306,11 @@ export class KvHandler {
         const cas = this.casUnderLock(frame, vb, a.key, a.cas);
         if (cas === undefined) return;
         const op = opcode === Opcode.APPEND || opcode === Opcode.APPENDQ ? 'append' : 'prepend';
-        const result = vb.mutate({ op, key: a.key, value: a.value, cas });
+        const request: MutateRequest = { op, key: a.key, value: a.value, cas };
+        const result = durability ? vb.prepare(request, durability.level) : vb.mutate(request);
         // memcached answers append/prepend of a missing key with NOT_STORED
         const status = result.status === 'not_found' ? 'not_stored' : result.status;
+        if (durability) return this.syncWrite(frame, vb, { ...result, status }, durability, quiet);
         return this.writeResult(frame, vb, status, result.item, quiet);
       }
       case Opcode.DELETE:
@@ -270,8 +318,18 @@ export class KvHandler {
         const d = decodeDelete(frame);
         const vb = this.vbucketFor(frame, d.key);
         if (!vb) return this.notMyVbucket(frame);
+        if (this.recommitting(frame, vb, d.key)) return;
+        if (durability && !this.durabilityPossible(frame, vb)) return;
         const cas = this.casUnderLock(frame, vb, d.key, d.cas);
         if (cas === undefined) return;
+        if (durability)
+          return this.syncWrite(
+            frame,
+            vb,
+            vb.prepare({ op: 'delete', key: d.key, cas }, durability.level),
+            durability,
+            quiet,
+          );
         const result = vb.remove(d.key, cas);
         return this.writeResult(frame, vb, result.status, result.item, quiet);
       }
@@ -282,6 +340,7 @@ export class KvHandler {
         const a = decodeArithmetic(frame);
         const vb = this.vbucketFor(frame, a.key);
         if (!vb) return this.notMyVbucket(frame);
+        if (this.recommitting(frame, vb, a.key)) return;
         const cas = this.casUnderLock(frame, vb, a.key, frame.cas);
         if (cas === undefined) return;
         const incr = opcode === Opcode.INCREMENT || opcode === Opcode.INCREMENTQ;
@@ -340,6 +399,7 @@ export class KvHandler {
     const request = decodeKeyCommand(frame);
     const vb = this.vbucketFor(frame, request.key);
     if (!vb) return this.notMyVbucket(frame);
+    if (this.recommitting(frame, vb, request.key)) return;
     const current = vb.get(request.key);
     if (!current) {
       if (request.opcode === Opcode.GATQ) return this.replies.silent(frame, Status.KeyEnoent);
@@ -391,6 +451,7 @@ export class KvHandler {
     const request = decodeKeyCommand(frame);
     const vb = this.vbucketFor(frame, request.key);
     if (!vb) return this.notMyVbucket(frame);
+    if (this.recommitting(frame, vb, request.key)) return;
     const item = vb.get(request.key);
     if (!item) return this.replies.status(frame, Status.KeyEnoent, 'Not found');
     const locks = this.options.locks;
@@ -526,21 +587,81 @@ export class KvHandler {
     const r = this.replies;
     if (status !== 'ok') return r.status(frame, KV_STATUS[status], kvText(status));
     if (quiet) return r.silent(frame, Status.Success);
+    r.respond(frame, this.writeSuccess(frame, vb, item!));
+  }
+
+  private writeSuccess(frame: Frame, vb: VBucket, item: Item): Buffer {
     const mutationSeqno = this.session.mutationSeqno;
-    r.respond(
-      frame,
-      encodeWriteResponse({
-        opcode: frame.opcode as Parameters<typeof encodeWriteResponse>[0]['opcode'],
-        opaque: frame.opaque,
-        status: Status.Success,
-        // memcached answers DELETE with CAS 0 (memcapable checks it); Couchbase-aware clients that
-        // negotiated MutationSeqno get the tombstone's CAS
-        cas: item!.deleted && !mutationSeqno ? 0n : item!.cas,
-        datatype: 0,
-        value: EMPTY,
-        ...(mutationSeqno ? { mutationToken: { vbucketUuid: vb.uuid, seqno: item!.bySeqno } } : {}),
-      }),
-    );
+    return encodeWriteResponse({
+      opcode: frame.opcode as Parameters<typeof encodeWriteResponse>[0]['opcode'],
+      opaque: frame.opaque,
+      status: Status.Success,
+      // memcached answers DELETE with CAS 0 (memcapable checks it); Couchbase-aware clients that
+      // negotiated MutationSeqno get the tombstone's CAS
+      cas: item.deleted && !mutationSeqno ? 0n : item.cas,
+      datatype: 0,
+      value: EMPTY,
+      ...(mutationSeqno ? { mutationToken: { vbucketUuid: vb.uuid, seqno: item.bySeqno } } : {}),
+    });
+  }
+
+  /** A valid level and the timeout to wait (the request's, or the node default when absent or 0). */
+  private syncRequirement(requirement: DurabilityRequirement): SyncWriteRequirement | undefined {
+    if (!isDurabilityLevel(requirement.level)) return undefined;
+    return {
+      level: requirement.level,
+      timeoutMs: requirement.timeoutMs || this.options.durability.defaultTimeoutMs,
+    };
+  }
+
+  /** False after answering DURABILITY_IMPOSSIBLE: no topology, or one that cannot make a majority. */
+  private durabilityPossible(frame: Frame, vb: VBucket): boolean {
+    if (this.options.durability.monitor(vb.id)?.possible) return true;
+    this.replies.status(frame, Status.DurabilityImpossible, 'durability impossible');
+    return false;
+  }
+
+  /**
+   * True after answering SYNC_WRITE_RE_COMMIT_IN_PROGRESS: the key's prepare was taken over at a
+   * promotion and has not committed yet, so its value is not known (DESIGN.md Part 3 "Promotion").
+   */
+  private recommitting(frame: Frame, vb: VBucket, key: Buffer): boolean {
+    if (!this.options.durability.monitor(vb.id)?.isRecommitting(key)) return false;
+    this.replies.status(frame, Status.SyncWriteReCommitInProgress, 'sync write re-commit in progress');
+    return true;
+  }
+
+  /**
+   * A prepared durable write: answered once its monitor commits (the commit's CAS and seqno), aborts at
+   * the timeout, or ends (both SYNC_WRITE_AMBIGUOUS). The connection's later requests wait behind it, as
+   * memcached's in-order rule wants (no unordered execution).
+   */
+  private syncWrite(
+    frame: Frame,
+    vb: VBucket,
+    prepared: KvResult,
+    requirement: SyncWriteRequirement,
+    quiet: boolean,
+  ): void {
+    if (prepared.status !== 'ok')
+      return this.replies.status(frame, KV_STATUS[prepared.status], kvText(prepared.status));
+    const answer = this.options.durability
+      .track(vb, prepared.item!, requirement.timeoutMs)
+      .then((resolution: Resolution): Buffer | undefined => {
+        if (resolution.outcome === 'committed')
+          return quiet ? undefined : this.writeSuccess(frame, vb, resolution.item);
+        return encodeStatusResponse({
+          opcode: frame.opcode,
+          opaque: frame.opaque,
+          status: Status.SyncWriteAmbiguous,
+          value: Buffer.from(
+            resolution.outcome === 'aborted'
+              ? 'sync write timed out: aborted'
+              : `sync write ambiguous: ${resolution.reason}`,
+          ),
+        });
+      });
+    this.replies.deferred(frame, answer);
   }
 
   private stat(frame: Frame): void {

@@ -1,10 +1,12 @@
 import type { AddressInfo } from 'node:net';
 import {
+  type Clock,
   childLogger,
   FrameBudgetError,
   type Logger,
   ProtocolError,
   silentLogger,
+  systemClock,
   VBucketState,
   vbucketStateName,
 } from '../protocol/index.js';
@@ -15,6 +17,7 @@ import { AdminServer } from './admin.js';
 import { denyAll, type NodeAuth } from './auth.js';
 import { BucketConfig } from './bucket-config.js';
 import { type ConnectionLimits, NodeConnection, type NodeContext } from './connection.js';
+import { DEFAULT_DURABILITY_TIMEOUT_MS, NodeDurability } from './durability/index.js';
 import { LockTable } from './locks.js';
 import { ManagerFence } from './manager-fence.js';
 import { NodeMetrics } from './metrics.js';
@@ -85,6 +88,10 @@ export interface StorageNodeOptions {
   sendHighWaterBytes?: number;
   /** The clock of the idle timeout (tests). */
   now?: () => number;
+  /** A sync write's timeout when its request gives none (default 30 s, kv_engine's). */
+  durabilityTimeoutMs?: number;
+  /** The clock of sync-write timeouts (tests). */
+  durabilityClock?: Clock;
 }
 
 /** The bucket a node serves unless told otherwise (Couchbase's default bucket name). */
@@ -111,6 +118,8 @@ export class StorageNode {
   private readonly locks: LockTable;
   /** Runs the replica streams into this node and the takeovers the manager asks of it. */
   readonly agent: ReplicationAgent;
+  /** Sync writes: a durability monitor per active vBucket, fed by replica acks and persistence. */
+  readonly durability: NodeDurability;
   private readonly log: Logger;
   private server: FrameServer | undefined;
   private admin: AdminServer | undefined;
@@ -136,6 +145,12 @@ export class StorageNode {
       logger: this.log,
     });
     const now = options.now ?? Date.now;
+    this.durability = new NodeDurability({
+      vbuckets: store.vbuckets,
+      clock: options.durabilityClock ?? systemClock,
+      defaultTimeoutMs: options.durabilityTimeoutMs ?? DEFAULT_DURABILITY_TIMEOUT_MS,
+      logger: this.log,
+    });
     this.locks = new LockTable(now);
     this.bucketConfig = new BucketConfig({
       bucket: options.bucket ?? DEFAULT_BUCKET,
@@ -238,6 +253,7 @@ export class StorageNode {
       bucket: this.options.bucket ?? DEFAULT_BUCKET,
       bucketConfig: this.bucketConfig,
       locks: this.locks,
+      durability: this.durability,
       claimDcpName: (name, connection) => {
         const old = this.dcpNames.get(name);
         this.dcpNames.set(name, connection);
@@ -376,6 +392,7 @@ export class StorageNode {
 
   async stop(): Promise<void> {
     await this.agent.close();
+    this.durability.close();
     await this.server?.close();
     await this.admin?.close();
     await this.fence.settled().catch(() => undefined);

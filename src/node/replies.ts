@@ -18,6 +18,9 @@ export interface Replies {
    * if it fails the connection closes instead of answering (DESIGN.md invariant 6).
    */
   afterMetadata(durable: Promise<void>): void;
-  /** Answers `frame` once `answer` settles; the connection's later frames wait for it (order kept). */
-  deferred(frame: Frame, answer: Promise<Buffer>): void;
+  /**
+   * Answers `frame` once `answer` settles (undefined: a quiet command that succeeded, nothing is sent);
+   * the connection's later frames wait for it (order kept).
+   */
+  deferred(frame: Frame, answer: Promise<Buffer | undefined>): void;
 }

@@ -34,6 +34,8 @@ export function statGroup(group: string, store: Store, version: string): [string
         rows.push([`vb_${vb.id}:high_seqno`, String(vb.highSeqno)]);
         rows.push([`vb_${vb.id}:uuid`, String(vb.uuid)]);
         rows.push([`vb_${vb.id}:purge_seqno`, String(vb.purgeSeqno)]);
+        // the replica failover promotes is the one with the highest prepared seqno (DESIGN.md Part 3)
+        rows.push([`vb_${vb.id}:high_prepared_seqno`, String(vb.highPreparedSeqno)]);
         rows.push([`vb_${vb.id}:state`, vbucketStateName(vb.state)]);
       }
       return rows;

@@ -11,6 +11,7 @@ import {
   VBucketState,
 } from '../protocol/index.js';
 import type { Store, VBucket } from '../store/index.js';
+import { type Chain, readTopology } from './durability/index.js';
 import type { ManagerFence } from './manager-fence.js';
 import type { Replies } from './replies.js';
 
@@ -30,6 +31,8 @@ export class VBucketHandler {
     private readonly replies: Replies,
     private readonly log: Logger,
     private readonly fence: ManagerFence,
+    /** Where a SET_VBUCKET's topology goes (the node's durability); absent: topologies are ignored. */
+    private readonly topologies?: { setTopology(vbucket: number, chain: Chain): void },
   ) {}
 
   /** One of VBUCKET_OPCODES. */
@@ -70,11 +73,18 @@ export class VBucketHandler {
     return true;
   }
 
+  /**
+   * SET_VBUCKET: the state, and for an active one the topology its durable writes need (DESIGN.md Part 3
+   * "Topology"); an active → active one with a new topology changes only the topology.
+   */
   private setVBucket(frame: Frame): void {
     const request = decodeSetVBucket(frame);
+    const topology = readTopology(frame, request.value);
     if (this.fenced(frame, request.value)) return;
     const vb = this.vbucketOrNull(frame);
     if (!vb) return this.replies.status(frame, Status.NotMyVbucket);
+    // before the state: a vBucket that turns active (maybe only once its state is on disk) starts with it
+    if (topology && request.state === VBucketState.Active) this.topologies?.setTopology(vb.id, topology);
     this.replies.afterMetadata(vb.setState(request.state));
     this.log.info({ vb: vb.id, state: request.state }, 'vbucket state set');
     this.replies.status(frame, Status.Success);

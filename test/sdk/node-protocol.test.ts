@@ -105,13 +105,16 @@ describe('the node speaks the Couchbase SDK handshake', () => {
     const mechs = await wire.next();
     const auth = await wire.next();
     expect([helloReply.opaque, mechs.opaque, auth.opaque]).toEqual([o1, o2, o3]);
-    // only what the node does, in the order asked: no snappy, collections, alt framing, xattr, tracing
+    // only what the node does, in the order asked: no snappy, collections, xattr, tracing; alt framing
+    // and sync replication for durable writes
     expect(p.decodeHelloResponse(helloReply).features).toEqual([
       F.TcpNoDelay,
       F.Xerror,
       F.SelectBucket,
       F.Json,
       F.Duplex,
+      F.AltRequestSupport,
+      F.SyncReplication,
       F.ClustermapChangeNotification,
       F.MutationSeqno,
     ]);

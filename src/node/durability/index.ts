@@ -1,2 +1,3 @@
 export * from './active-monitor.js';
+export * from './node-durability.js';
 export * from './topology.js';
