@@ -228,6 +228,39 @@ describe('durable writes on a node', () => {
     expect(order).toEqual(['durable', 'plain']);
   });
 
+  it('re-commits a prepare in flight at promotion, never aborting it, and answers SYNC_WRITE_RE_COMMIT_IN_PROGRESS to its key until then', async () => {
+    const r = await rig({ timeoutMs: 100 });
+    const client = await r.client();
+    const replica = r.node.store.vbucket(1);
+    // what a replica holds after DCP_PREPARE: a prepare in flight, nothing committed
+    replica.apply({
+      key: Buffer.from('doc'),
+      value: Buffer.from('pending'),
+      flags: 0,
+      expiry: 0,
+      cas: 77n,
+      revSeqno: 1n,
+      bySeqno: 1n,
+      deleted: false,
+      datatype: 0,
+      sync: { kind: 'prepare', level: p.DurabilityLevel.Majority },
+    });
+    expect(replica.inFlightPrepares()).toHaveLength(1);
+    expect(await setTopology(client, 1, [r.self, 'replica:1'])).toBe(p.Status.Success);
+    const monitor = r.node.durability.monitor(1)!;
+    expect(monitor.pending).toEqual([1n]);
+    expect((await client.get(1, 'doc')).status).toBe(p.Status.SyncWriteReCommitInProgress);
+    expect((await client.set(1, 'doc', 'x')).status).toBe(p.Status.SyncWriteReCommitInProgress);
+    expect((await client.set(1, 'other', 'x')).status).toBe(p.Status.Success);
+    r.clock.advance(60_000);
+    await settle();
+    expect(monitor.pending).toEqual([1n]);
+    r.node.durability.ack('replica:1', 1, 1n);
+    const got = await client.get(1, 'doc');
+    expect(got.status).toBe(p.Status.Success);
+    expect(got.value.toString()).toBe('pending');
+  });
+
   it('says durableWrite in the bucket capabilities', async () => {
     const r = await rig();
     const config = JSON.parse(r.node.bucketConfig.current().json.toString()) as {
