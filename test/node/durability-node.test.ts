@@ -1,3 +1,6 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { noAuth } from '../../src/node/auth.js';
 import { NodeClient } from '../../src/node/client.js';
@@ -19,9 +22,11 @@ interface Rig {
   client(): Promise<NodeClient>;
 }
 
-async function rig(options: { timeoutMs?: number } = {}): Promise<Rig> {
+async function rig(options: { timeoutMs?: number; dataDir?: string } = {}): Promise<Rig> {
   const clock = new ManualClock();
   const node = await StorageNode.start({
+    dataDir: options.dataDir,
+    syncIntervalMs: options.dataDir ? 5 : undefined,
     host: '127.0.0.1',
     port: 0,
     vbuckets: 4,
@@ -90,6 +95,21 @@ describe('durable writes on a node', () => {
     expect((await client.get(0, 'k')).value.toString()).toBe('v');
     const stats = await client.stats('vbucket-seqno 0');
     expect(stats.get('vb_0:high_prepared_seqno')).toBe('1');
+  });
+
+  it('answers a persistToMajority write on a durable node once the fsync covering its prepare is done', async () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dcpx-durability-'));
+    cleanups.push(async () => fs.rmSync(dataDir, { recursive: true, force: true }));
+    const r = await rig({ dataDir });
+    const client = await r.client();
+    await setTopology(client, 0, [r.self]);
+    for (const level of [p.DurabilityLevel.MajorityAndPersistOnMaster, p.DurabilityLevel.PersistToMajority]) {
+      const reply = await client.set(0, `k${level}`, 'v', 5_000, { durability: { level } });
+      expect(reply.status).toBe(p.Status.Success);
+      expect(r.node.store.vbucket(0).persistedSeqno).toBeGreaterThanOrEqual(
+        r.node.store.vbucket(0).highPreparedSeqno,
+      );
+    }
   });
 
   it('answers DURABILITY_IMPOSSIBLE with no topology, or one whose defined nodes cannot make a majority', async () => {
