@@ -264,6 +264,7 @@ export class StorageNode {
       },
       consumerBufferSize: this.options.consumerBufferSize ?? 4 * 1024 * 1024,
       consumerNoopIntervalMs: this.options.consumerNoopIntervalMs ?? 1_000,
+      onSeqnoAcknowledged: (ack) => this.durability.ack(ack.consumerName, ack.vbucket, ack.preparedSeqno),
       limits: this.limits(),
       now: this.options.now ?? Date.now,
     };
