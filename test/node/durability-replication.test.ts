@@ -67,7 +67,9 @@ describe('durable writes replicated between two nodes', () => {
       const reply = await client.set(0, `k${i}`, `v${i}`, 10_000, { durability: { level: 1 } });
       expect(reply.status).toBe(p.Status.Success);
       // acknowledged: the replica holds the prepare (at least) by now
-      expect(b.store.vbucket(0).highPreparedSeqno).toBeGreaterThanOrEqual(a.store.vbucket(0).highPreparedSeqno);
+      expect(b.store.vbucket(0).highPreparedSeqno).toBeGreaterThanOrEqual(
+        a.store.vbucket(0).highPreparedSeqno,
+      );
     }
     const removed = await client.remove(0, 'k0', 10_000, { durability: { level: 1 } });
     expect(removed.status).toBe(p.Status.Success);
