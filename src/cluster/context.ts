@@ -1,4 +1,5 @@
 import type { Clock, Logger } from '../protocol/index.js';
+import type { JanitorMemory } from './janitor.js';
 import { type ClusterSnapshot, encode, keys } from './layout.js';
 import type { Compare, MetadataStore, TxnOp } from './metadata/types.js';
 import type { ManagerMetrics } from './metrics.js';
@@ -72,6 +73,8 @@ export interface LeaderContext {
   readonly clock: Clock;
   /** This term's background rebalance, if one runs. */
   readonly rebalance: RebalanceSlot;
+  /** The core's janitor memory (a rebalance's own janitor rounds share what heads were told). */
+  readonly janitorMemory?: JanitorMemory;
 }
 
 /** Compare: the key does not exist. */

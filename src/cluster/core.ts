@@ -278,6 +278,7 @@ class Manager implements ClusterManagerCore {
       metrics: this.metrics,
       clock: this.clock,
       rebalance: this.rebalance,
+      janitorMemory: this.memory,
     };
   }
 

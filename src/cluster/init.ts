@@ -2,6 +2,7 @@ import { absent, bumpConfig, type LeaderContext, put, putBytes, unchangedSince }
 import { type ClusterSnapshot, encode, keys, type NodeRecord, nodeConfig, readSnapshot } from './layout.js';
 import { type NodeSession, NodeUnreachableError, type ReplicationTopology } from './node-gateway.js';
 import { clearMarker, markerOf, type OperationRun, permanent, record, stopsActing } from './operation-kit.js';
+import { durabilityTopology } from './plan/durability-topology.js';
 import { replicationTopology } from './plan/replication-topology.js';
 import { planMap } from './plan/vbucket-map.js';
 import {
@@ -194,6 +195,7 @@ async function finishInit(
   if (!map) throw new Error('init: the map written with the marker is missing');
   const config = nodeConfig(snapshot, term.epoch);
   const nodes = [...sessions.keys()];
+  const replicas = (snapshot.settings ?? DEFAULT_SETTINGS).replicas;
 
   /** Runs `step` on every session at once; in repair mode a node that stops answering is dropped. */
   const onEach = async (what: string, step: (s: NodeSession) => Promise<void>) => {
@@ -218,7 +220,9 @@ async function finishInit(
         const chain = map.chains[vb] ?? [null];
         const at = chain.indexOf(s.address);
         if (at < 0 || (position === 'active') !== (at === 0)) continue;
-        await s.setVBucketState(vb, position, term.epoch);
+        // an active gets its chain as durability topology (DESIGN.md Part 3 "Topology")
+        const topology = position === 'active' ? durabilityTopology(chain, replicas) : undefined;
+        await s.setVBucketState(vb, position, term.epoch, topology);
       }
     });
   }
@@ -232,11 +236,11 @@ async function finishInit(
     throw new Error(`init: replica streams not all open within ${INIT_STREAMS_TIMEOUT_MS} ms`);
   }
 
-  const replicas = map.chains.reduce((n, c) => n + c.slice(1).filter((x) => x !== null).length, 0);
+  const replicaCopies = map.chains.reduce((n, c) => n + c.slice(1).filter((x) => x !== null).length, 0);
   const result: OperationResult = {
     opId: marker.opId,
     outcome: 'done',
-    detail: { nodes: nodes.length, vbuckets: map.vbuckets, replicaCopies: replicas },
+    detail: { nodes: nodes.length, vbuckets: map.vbuckets, replicaCopies },
   };
   await clearMarker(ctx, markerValue, result);
   log.info({ opId: marker.opId, mode }, 'init: done');

@@ -2,9 +2,10 @@ import { bumpConfig, type LeaderContext, put, unchangedSince } from './context.j
 import { keys, nodeConfig, readSnapshot, type VBucketMap } from './layout.js';
 import { type NodeSession, NodeUnreachableError } from './node-gateway.js';
 import { repairMarker } from './operations.js';
+import { durabilityTopology, topologyKey } from './plan/durability-topology.js';
 import { replicationTopology } from './plan/replication-topology.js';
 import { fixupMap, type ObservedState, statePlan, type VBucketFix } from './sanify.js';
-import type { NodeAddress } from './types.js';
+import { DEFAULT_SETTINGS, type NodeAddress } from './types.js';
 
 export interface JanitorReport {
   /** The unfinished operation repaired this round, if any. */
@@ -24,9 +25,26 @@ export interface JanitorOptions {
   readonly repairMarker?: boolean;
 }
 
-/** What the janitor remembers between rounds of one tenure: the config revision each node was given. */
+/**
+ * What the janitor remembers between rounds of one tenure: the config revision each node was given, and
+ * per node the durability topology each vBucket it heads was last given by a janitor round (so a round
+ * sends only what changed: a SET_VBUCKET persists the vBucket's state on the node).
+ */
 export class JanitorMemory {
   readonly pushed = new Map<NodeAddress, number>();
+  /** (A rebalance's own rounds share the core's: see `LeaderContext.janitorMemory`.) */
+  constructor(readonly topologies = new Map<NodeAddress, TopologiesSent>()) {}
+}
+
+/**
+ * The topologies a node was given, valid while its process (boot id) and the config revision stay the same:
+ * a restarted node forgot them, and an operation that ran since (config revision bumped) may have failed to
+ * tell a node, so either makes the next round send them all again.
+ */
+export interface TopologiesSent {
+  readonly boot: string | undefined;
+  readonly revision: number;
+  readonly byVb: Map<number, string>;
 }
 
 /**
@@ -65,6 +83,7 @@ export async function runJanitor(
 
   const sessions = new Map<NodeAddress, NodeSession>();
   const observed = new Map<NodeAddress, ObservedState[]>();
+  const boots = new Map<NodeAddress, string | undefined>();
   const failedObserved = new Map<NodeAddress, ObservedState[]>();
   const unreachable = new Set<NodeAddress>();
   try {
@@ -74,6 +93,10 @@ export async function runJanitor(
           const session = await term.onNode(() => ctx.gateway.open(address));
           sessions.set(address, session);
           const states = await term.onNode(() => session.vbucketStates());
+          if (session.bootId) {
+            const bootId = session.bootId.bind(session);
+            boots.set(address, await term.onNode(() => bootId()));
+          }
           if (states.length !== map.vbuckets) {
             log.warn(
               { node: address, vbuckets: states.length, cluster: map.vbuckets },
@@ -130,16 +153,23 @@ export async function runJanitor(
     const skip = new Set(fixup.waiting);
     let statesSet = 0;
     const fixedMap = snapshot.map ?? fixup.map;
+    const replicas = (snapshot.settings ?? DEFAULT_SETTINGS).replicas;
+    const sent = topologiesSent(memory, observed, boots, unreachable, snapshot.configRevision);
     for (let vb = 0; vb < fixedMap.vbuckets; vb++) {
       if (skip.has(vb)) continue;
       const targetChain = target?.chains[vb];
-      for (const change of statePlan(vb, fixedMap.chains[vb] ?? [null], observed)) {
+      const chain = fixedMap.chains[vb] ?? [null];
+      const topology = durabilityTopology(chain, replicas);
+      for (const change of statePlan(vb, chain, observed)) {
         // a copy an interrupted rebalance was building stays for the resumed rebalance
         if (change.from === 'replica' && change.to === 'dead' && targetChain?.includes(change.node)) continue;
         const session = sessions.get(change.node);
         if (!session || !observed.has(change.node)) continue;
         try {
-          await term.onNode(() => session.setVBucketState(vb, change.to, term.epoch));
+          const told = change.to === 'active' ? topology : undefined;
+          await term.onNode(() => session.setVBucketState(vb, change.to, term.epoch, told));
+          if (told) sent.get(change.node)?.byVb.set(vb, topologyKey(told));
+          (observed.get(change.node) as ObservedState[])[vb] = change.to;
           statesSet++;
           metrics.repairs.inc({ kind: 'state' });
           log.info(
@@ -160,6 +190,7 @@ export async function runJanitor(
       }
     }
     if (statesSet > 0) crash.hit('janitor:after-states');
+    await tellDurabilityTopologies(ctx, fixedMap, replicas, skip, sessions, observed, sent);
     await pushTopologies(ctx, fixedMap, sessions, observed);
     return {
       ...report,
@@ -170,6 +201,63 @@ export async function runJanitor(
     };
   } finally {
     await Promise.all([...sessions.values()].map((s) => s.close()));
+  }
+}
+
+/**
+ * This round's view of what each reachable member was told: kept from earlier rounds while the node's boot
+ * id and the config revision are unchanged, else started empty; a node unreachable this round is forgotten.
+ */
+function topologiesSent(
+  memory: JanitorMemory,
+  observed: ReadonlyMap<NodeAddress, unknown>,
+  boots: ReadonlyMap<NodeAddress, string | undefined>,
+  unreachable: ReadonlySet<NodeAddress>,
+  revision: number,
+): Map<NodeAddress, TopologiesSent> {
+  for (const node of unreachable) memory.topologies.delete(node);
+  for (const node of observed.keys()) {
+    const boot = boots.get(node);
+    const kept = memory.topologies.get(node);
+    if (!kept || kept.boot !== boot || kept.revision !== revision) {
+      memory.topologies.set(node, { boot, revision, byVb: new Map() });
+    }
+  }
+  return memory.topologies;
+}
+
+/**
+ * Every head (active, reachable) gets its chain as durability topology unless this tenure's rounds already
+ * gave it that one (DESIGN.md Part 3 "Topology": the janitor re-sends after a chain change, a node restart
+ * or an operation). A head that does not answer is forgotten and told next round.
+ */
+async function tellDurabilityTopologies(
+  ctx: LeaderContext,
+  map: VBucketMap,
+  replicas: number,
+  skip: ReadonlySet<number>,
+  sessions: ReadonlyMap<NodeAddress, NodeSession>,
+  observed: ReadonlyMap<NodeAddress, readonly ObservedState[]>,
+  sent: Map<NodeAddress, TopologiesSent>,
+): Promise<void> {
+  const { term, log } = ctx;
+  for (let vb = 0; vb < map.vbuckets; vb++) {
+    const chain = map.chains[vb] ?? [null];
+    const head = chain[0] ?? null;
+    const topology = durabilityTopology(chain, replicas);
+    if (skip.has(vb) || head === null || !topology || observed.get(head)?.[vb] !== 'active') continue;
+    const session = sessions.get(head);
+    const byVb = sent.get(head)?.byVb;
+    const key = topologyKey(topology);
+    if (!session || !byVb || byVb.get(vb) === key) continue;
+    try {
+      await term.onNode(() => session.setVBucketState(vb, 'active', term.epoch, topology));
+      byVb.set(vb, key);
+    } catch (error) {
+      if (!(error instanceof NodeUnreachableError)) throw error;
+      log.warn({ vb, node: head, err: error.message }, 'janitor: topology not given to the head');
+      sent.delete(head);
+    }
   }
 }
 

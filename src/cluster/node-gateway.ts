@@ -46,7 +46,16 @@ export type ReplicationTopology = Readonly<Record<NodeAddress, readonly number[]
 export interface VBucketInfo {
   readonly state: ObservedState;
   readonly highSeqno: bigint;
+  /** The highest prepare (sync write) seqno the copy holds (STAT `vb_N:high_prepared_seqno`; 0 when absent). */
+  readonly highPreparedSeqno: bigint;
 }
+
+/**
+ * A vBucket's replication topology as SET_VBUCKET carries it (kv_engine's "topology" key, DESIGN.md Part 3):
+ * chains of node addresses, the first `[active, replica...]`, null for an empty replica slot. The active's
+ * durability monitor counts a majority over the first chain.
+ */
+export type DurabilityTopology = readonly (readonly (NodeAddress | null)[])[];
 
 /** What a node's replication agent reports (DCPX_GET_REPLICATION). */
 export interface ReplicationStatus {
@@ -91,7 +100,21 @@ export interface NodeSession {
   /** State and high seqno of every vBucket, indexed by vBucket. */
   vbucketInfo(): Promise<VBucketInfo[]>;
   setClusterConfig(config: NodeClusterConfig): Promise<void>;
-  setVBucketState(vb: number, state: ObservedState, epoch: number): Promise<void>;
+  /**
+   * SET_VBUCKET with the epoch; `topology` (given whenever the state is `active`) travels beside it. A node
+   * already active takes an active→active change as a new topology only.
+   */
+  setVBucketState(
+    vb: number,
+    state: ObservedState,
+    epoch: number,
+    topology?: DurabilityTopology,
+  ): Promise<void>;
+  /**
+   * What identifies the node's process (changes when it restarts: it forgets what it was told in memory);
+   * optional, an implementation without it is taken never to restart.
+   */
+  bootId?(): Promise<string>;
   /** DEL_VBUCKET with the epoch: the copy and its data are gone. */
   deleteVBucket(vb: number, epoch: number): Promise<void>;
   /** The node's whole incoming replication (replaces the previous one); answers once it is applied. */
@@ -176,9 +199,17 @@ class ClientSession implements NodeSession {
     );
   }
 
-  setVBucketState(vb: number, state: ObservedState, epoch: number): Promise<void> {
+  setVBucketState(
+    vb: number,
+    state: ObservedState,
+    epoch: number,
+    topology?: DurabilityTopology,
+  ): Promise<void> {
     return this.call('SET_VBUCKET', epoch, async () => {
-      const status = await this.client.setVBucket(vb, WIRE_STATE[state], { epoch });
+      const status = await this.client.setVBucket(vb, WIRE_STATE[state], {
+        epoch,
+        ...(topology !== undefined ? { topology } : {}),
+      });
       if (status !== Status.Success)
         throw new StatusError(Opcode.SET_VBUCKET, status, `vb ${vb} -> ${state}`);
     });
@@ -191,10 +222,19 @@ class ClientSession implements NodeSession {
         rows[row.vb] = {
           state: STATE_BY_NAME[vbucketStateName(row.state)] ?? 'dead',
           highSeqno: row.highSeqno,
+          highPreparedSeqno: row.highPreparedSeqno,
         };
       }
       return rows;
     });
+  }
+
+  /**
+   * The node's pid (STAT ""): a restarted node forgot the topologies it was given in memory. (A node
+   * restarted under the same pid, e.g. as pid 1 of a container, is not told apart.)
+   */
+  bootId(): Promise<string> {
+    return this.call('STAT', -1, async () => String((await this.client.stats('')).get('pid')));
   }
 
   deleteVBucket(vb: number, epoch: number): Promise<void> {

@@ -11,10 +11,55 @@ export interface EpochOption {
   epoch?: number;
 }
 
+/**
+ * SET_VBUCKET's options: the manager epoch, and kv_engine's replication topology (DESIGN.md Part 3
+ * "Topology"): chains of `h:p` node addresses, the first `[active, replica...]`, null for an empty slot.
+ * Sent with the epoch only (a topology without an epoch is for unmanaged nodes: tests, tools).
+ */
+export interface SetVBucketOptions extends EpochOption {
+  topology?: readonly (readonly (string | null)[])[];
+}
+
 export interface VBucketStateRow {
   vb: number;
   state: p.VBucketState;
   highSeqno: bigint;
+  /** The highest prepare (sync write) seqno the vBucket holds; 0 when the node does not report it. */
+  highPreparedSeqno: bigint;
+}
+
+/**
+ * The rows of STAT "vbucket-seqno" as one row per vBucket, in vBucket order: `vb_N:state`,
+ * `vb_N:high_seqno` (both required) and `vb_N:high_prepared_seqno` (0 when absent: a node without sync
+ * writes). `where` names the node in the error of an incomplete vBucket.
+ */
+export function parseVBucketSeqnoStats(
+  rows: Iterable<readonly [string, string]>,
+  where: string,
+): VBucketStateRow[] {
+  const byVb = new Map<number, { state?: p.VBucketState; highSeqno?: bigint; highPreparedSeqno?: bigint }>();
+  for (const [key, value] of rows) {
+    const match = /^vb_(\d+):(state|high_seqno|high_prepared_seqno)$/.exec(key);
+    if (!match) continue;
+    const vb = Number(match[1]);
+    const row = byVb.get(vb) ?? {};
+    if (match[2] === 'state') row.state = parseVBucketStateName(value);
+    else if (match[2] === 'high_seqno') row.highSeqno = BigInt(value);
+    else row.highPreparedSeqno = BigInt(value);
+    byVb.set(vb, row);
+  }
+  return [...byVb]
+    .sort(([a], [b]) => a - b)
+    .map(([vb, row]) => {
+      if (row.state === undefined || row.highSeqno === undefined)
+        throw new Error(`STAT vbucket-seqno of ${where}: vb ${vb} incomplete`);
+      return {
+        vb,
+        state: row.state,
+        highSeqno: row.highSeqno,
+        highPreparedSeqno: row.highPreparedSeqno ?? 0n,
+      };
+    });
 }
 
 function parseVBucketStateName(name: string): p.VBucketState {
@@ -144,11 +189,17 @@ export class NodeClient {
 
   /**
    * SET_VBUCKET; with `epoch`, fenced by the manager epoch (throws StaleEpochError when the node has
-   * seen a higher one). Returns the status.
+   * seen a higher one); with `topology`, the vBucket's replication topology beside it. Returns the status.
    */
-  async setVBucket(vbucket: number, state: p.VBucketState, options: EpochOption = {}): Promise<number> {
+  async setVBucket(vbucket: number, state: p.VBucketState, options: SetVBucketOptions = {}): Promise<number> {
     const opaque = this.conn.allocateOpaque();
-    const value = options.epoch === undefined ? undefined : p.epochValue(options.epoch);
+    const topology = options.topology === undefined ? {} : { topology: options.topology };
+    const value =
+      options.epoch !== undefined
+        ? p.epochValue(options.epoch, topology)
+        : options.topology !== undefined
+          ? Buffer.from(JSON.stringify(topology))
+          : undefined;
     const frame = await this.raw(
       p.encodeSetVBucket({ opaque, vbucket, state, value }),
       opaque,
@@ -246,28 +297,12 @@ export class NodeClient {
     return response.config;
   }
 
-  /** Every vBucket's state and high seqno, in one round trip (STAT "vbucket-seqno"). */
+  /** Every vBucket's state, high seqno and high prepared seqno, in one round trip (STAT "vbucket-seqno"). */
   async vbucketStates(): Promise<VBucketStateRow[]> {
-    const rows = await this.stats('vbucket-seqno');
-    const byVb = new Map<number, { state?: p.VBucketState; highSeqno?: bigint }>();
-    for (const [key, value] of rows) {
-      const match = /^vb_(\d+):(state|high_seqno)$/.exec(key);
-      if (!match) continue;
-      const vb = Number(match[1]);
-      const row = byVb.get(vb) ?? {};
-      if (match[2] === 'state') row.state = parseVBucketStateName(value);
-      else row.highSeqno = BigInt(value);
-      byVb.set(vb, row);
-    }
-    return [...byVb]
-      .sort(([a], [b]) => a - b)
-      .map(([vb, row]) => {
-        if (row.state === undefined || row.highSeqno === undefined)
-          throw new Error(
-            `STAT vbucket-seqno of ${this.address.host}:${this.address.port}: vb ${vb} incomplete`,
-          );
-        return { vb, state: row.state, highSeqno: row.highSeqno };
-      });
+    return parseVBucketSeqnoStats(
+      await this.stats('vbucket-seqno'),
+      `${this.address.host}:${this.address.port}`,
+    );
   }
 
   async getVBucket(vbucket: number): Promise<p.GetVBucketResponse> {

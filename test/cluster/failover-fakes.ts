@@ -3,6 +3,7 @@ import {
   type Chain,
   type ClusterSettings,
   DEFAULT_SETTINGS,
+  type DurabilityTopology,
   encode,
   keys,
   type ManagerCoreHandle,
@@ -34,8 +35,14 @@ import { MemoryMetadata } from '../helpers/memory-metadata.js';
 export class FakeNode {
   up = true;
   epoch = 0;
+  /** The process identity (bootId): change it to model a restart. */
+  boot = 'boot-1';
   states: ObservedState[];
   seqnos: bigint[];
+  /** High prepared seqno per vBucket (sync writes; 0 when none). */
+  preparedSeqnos: bigint[];
+  /** The durability topology each vBucket was last given with a SET_VBUCKET (undefined: never). */
+  topologies: (DurabilityTopology | undefined)[];
   /** Failover-log entries per vBucket (a promotion to active adds one). */
   failoverEntries: number[];
   topology: ReplicationTopology | undefined;
@@ -53,6 +60,8 @@ export class FakeNode {
   ) {
     this.states = Array.from({ length: vbuckets }, () => 'dead' as ObservedState);
     this.seqnos = Array.from({ length: vbuckets }, () => 0n);
+    this.preparedSeqnos = Array.from({ length: vbuckets }, () => 0n);
+    this.topologies = Array.from({ length: vbuckets }, () => undefined);
     this.failoverEntries = Array.from({ length: vbuckets }, () => 1);
   }
 
@@ -83,16 +92,25 @@ export class FakeNode {
         node.check('vbucketStates');
         return [...node.states];
       },
+      async bootId() {
+        node.check('bootId');
+        return node.boot;
+      },
       async vbucketInfo(): Promise<VBucketInfo[]> {
         node.check('vbucketInfo');
-        return node.states.map((state, vb) => ({ state, highSeqno: node.seqnos[vb] ?? 0n }));
+        return node.states.map((state, vb) => ({
+          state,
+          highSeqno: node.seqnos[vb] ?? 0n,
+          highPreparedSeqno: node.preparedSeqnos[vb] ?? 0n,
+        }));
       },
       async setClusterConfig(config: NodeClusterConfig) {
         node.check('setClusterConfig', config.epoch);
       },
-      async setVBucketState(vb: number, state: ObservedState, epoch: number) {
+      async setVBucketState(vb: number, state: ObservedState, epoch: number, topology?: DurabilityTopology) {
         node.check(`setVBucketState ${vb} ${state}`, epoch);
         node.setState(vb, state);
+        if (topology !== undefined) node.topologies[vb] = topology;
       },
       async deleteVBucket(vb: number, epoch: number) {
         node.check(`deleteVBucket ${vb}`, epoch);

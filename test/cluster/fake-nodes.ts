@@ -3,6 +3,7 @@ import { type ManagerCoreHandle, type ManagerRole, startManagerCore } from '../.
 import { encode, keys, type VBucketMap } from '../../src/cluster/layout.js';
 import type { MetadataStore } from '../../src/cluster/metadata/types.js';
 import {
+  type DurabilityTopology,
   NodeFencedError,
   type NodeGateway,
   type NodeSession,
@@ -32,6 +33,8 @@ export type FakeEvent =
       readonly vb: number;
       readonly state: ObservedState;
       readonly epoch: number;
+      /** The durability topology sent with it (DESIGN.md Part 3), if any. */
+      readonly topology?: DurabilityTopology;
     }
   | { readonly op: 'delete'; readonly node: NodeAddress; readonly vb: number; readonly epoch: number }
   | {
@@ -52,6 +55,10 @@ export type FakeEvent =
 interface FakeVBucket {
   state: ObservedState;
   seqno: bigint;
+  /** High prepared seqno (sync writes); 0 when unset. */
+  prepared?: bigint;
+  /** The durability topology the copy was last given (kept across state changes, as a node does). */
+  topology?: DurabilityTopology;
 }
 
 /**
@@ -206,7 +213,7 @@ class FakeSession implements NodeSession {
     this.cluster.sync();
     const rows: VBucketInfo[] = [];
     this.node.vbs.forEach((v, vb) => {
-      if (v) rows[vb] = { state: v.state, highSeqno: v.seqno };
+      if (v) rows[vb] = { state: v.state, highSeqno: v.seqno, highPreparedSeqno: v.prepared ?? 0n };
     });
     return rows;
   }
@@ -215,13 +222,26 @@ class FakeSession implements NodeSession {
     this.check(config.epoch);
   }
 
-  async setVBucketState(vb: number, state: ObservedState, epoch: number): Promise<void> {
+  async setVBucketState(
+    vb: number,
+    state: ObservedState,
+    epoch: number,
+    topology?: DurabilityTopology,
+  ): Promise<void> {
     this.check(epoch);
     this.cluster.sync();
-    const copy = this.node.vbs[vb];
-    if (copy) copy.state = state;
-    else this.node.vbs[vb] = { state, seqno: 0n };
-    this.cluster.events.push({ op: 'state', node: this.address, vb, state, epoch });
+    const copy = this.node.vbs[vb] ?? { state, seqno: 0n };
+    copy.state = state;
+    if (topology !== undefined) copy.topology = topology;
+    this.node.vbs[vb] = copy;
+    this.cluster.events.push({
+      op: 'state',
+      node: this.address,
+      vb,
+      state,
+      epoch,
+      ...(topology !== undefined ? { topology } : {}),
+    });
     this.cluster.sync();
   }
 

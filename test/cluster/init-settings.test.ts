@@ -84,7 +84,8 @@ class FakeGateway implements NodeGateway {
       address,
       vbucketCount: async () => check().vbuckets,
       vbucketStates: async () => [...check().states],
-      vbucketInfo: async () => check().states.map((state) => ({ state, highSeqno: 0n })),
+      vbucketInfo: async () =>
+        check().states.map((state) => ({ state, highSeqno: 0n, highPreparedSeqno: 0n })),
       setClusterConfig: async (config) => {
         const n = check();
         n.adopt(config.epoch);

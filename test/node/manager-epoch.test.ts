@@ -357,10 +357,10 @@ describe('NodeClient.vbucketStates', () => {
     await c.set(0, 'b', 'y');
     await c.set(1, 'c', 'z');
     expect(await c.vbucketStates()).toEqual([
-      { vb: 0, state: p.VBucketState.Active, highSeqno: 2n },
-      { vb: 1, state: p.VBucketState.Active, highSeqno: 1n },
-      { vb: 2, state: p.VBucketState.Replica, highSeqno: 0n },
-      { vb: 3, state: p.VBucketState.Replica, highSeqno: 0n },
+      { vb: 0, state: p.VBucketState.Active, highSeqno: 2n, highPreparedSeqno: 0n },
+      { vb: 1, state: p.VBucketState.Active, highSeqno: 1n, highPreparedSeqno: 0n },
+      { vb: 2, state: p.VBucketState.Replica, highSeqno: 0n, highPreparedSeqno: 0n },
+      { vb: 3, state: p.VBucketState.Replica, highSeqno: 0n, highPreparedSeqno: 0n },
     ]);
   });
 });

@@ -2,7 +2,14 @@ import { bumpConfig, holds, type LeaderContext, put, unchangedSince } from '../c
 import { type ClusterSnapshot, keys, readSnapshot } from '../layout.js';
 import { NodeTakeoverError, NodeUnreachableError } from '../node-gateway.js';
 import { clearMarker, permanent, requireNode } from '../operation-kit.js';
-import { ClusterCallError, type NodeAddress, type OperationMarker, type OperationResult } from '../types.js';
+import { durabilityTopology } from '../plan/durability-topology.js';
+import {
+  ClusterCallError,
+  DEFAULT_SETTINGS,
+  type NodeAddress,
+  type OperationMarker,
+  type OperationResult,
+} from '../types.js';
 import { finishHardFailover, survivorsOf } from './hard.js';
 import { gracefulChain, shownVbuckets } from './promote.js';
 import { ConfigPushes, Reach, readInfo } from './reach.js';
@@ -94,6 +101,7 @@ async function takeOverActives(
   const map = snapshot.map;
   if (!map) return;
   const survivors = new Set(survivorsOf(snapshot, node));
+  const replicas = (snapshot.settings ?? DEFAULT_SETTINGS).replicas;
   const todo = map.chains.flatMap((chain, vb) => (chain[0] === node ? [vb] : []));
   const infos = await readInfo(reach, [node, ...survivors]);
   let failure: Error | undefined;
@@ -144,6 +152,9 @@ async function takeOverActives(
     mapUpdates = update.catch(() => undefined);
     await update;
     configs.changed();
+    // the new head took over without a topology: its chain without the leaving node (which streams no more)
+    const topology = durabilityTopology(gracefulChain(chain, node, newHead), replicas, new Set([node]));
+    await reach.on(newHead, 'set topology', (s) => s.setVBucketState(vb, 'active', ctx.term.epoch, topology));
     taken++;
     ctx.crash.hit('failover:after-takeover');
   };

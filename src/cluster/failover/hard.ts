@@ -67,10 +67,12 @@ const MAP_TXN_ATTEMPTS = 10;
  * 1. replication to and from the node stops: survivors get topologies without it (chains it headed have no
  *    source, so their replicas' seqnos stand still), the node, if it answers, an empty one and its actives
  *    set dead (never two actives);
- * 2. the survivors' high seqnos are read; per vBucket the survivor with the highest heads the chain;
+ * 2. the survivors' seqnos are read; per vBucket the survivor with the highest high prepared seqno (then
+ *    high seqno) heads the chain;
  * 3. one guarded txn on a fresh snapshot (map, node record and count unchanged since the read; safety
  *    re-checked) writes the map, the node `failed` with `held`, and for an automatic failover the count;
- * 4. new heads are set active (a new failover-log entry), the rest of each chain replica;
+ * 4. new heads are set active (a new failover-log entry), the rest of each chain replica; the head of every
+ *    chain that named the node gets its new durability topology (DESIGN.md Part 3);
  * 5. topologies pushed (replicas follow the new heads); the marker cleared with the result recorded.
  */
 export async function finishHardFailover(
@@ -106,7 +108,11 @@ export async function finishHardFailover(
     const map = snapshot.map;
     const survivors = survivorsOf(snapshot, node);
     if (map) {
-      const changes = await applyStates(ctx, reach, map, survivors);
+      // every chain that named the node changed: their heads get the new topology
+      const changes = await applyStates(ctx, reach, map, survivors, {
+        replicas: (snapshot.settings ?? DEFAULT_SETTINGS).replicas,
+        chainChanged: new Set(snapshot.nodes.get(node)?.held ?? []),
+      });
       log.info({ opId: marker.opId, node, changes }, 'failover: survivors set to the new map');
     }
     crash.hit('failover:after-promote');
@@ -183,7 +189,10 @@ async function commitFailover(
     }
     const map = snapshot.map;
     const seqnos = new Map([...infos].map(([n, info]) => [n, info.map((i) => i.highSeqno)]));
-    const promotion = map ? promoteSurvivors({ map, failed: new Set([node]), seqnos }) : undefined;
+    const preparedSeqnos = new Map([...infos].map(([n, info]) => [n, info.map((i) => i.highPreparedSeqno)]));
+    const promotion = map
+      ? promoteSurvivors({ map, failed: new Set([node]), seqnos, preparedSeqnos })
+      : undefined;
     const held = map ? map.chains.flatMap((chain, vb) => (chain.includes(node) ? [vb] : [])) : [];
     const failed: NodeRecord = {
       state: 'failed',

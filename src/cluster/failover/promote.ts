@@ -3,8 +3,10 @@ import type { NodeAddress } from '../types.js';
 
 /**
  * The map after failing over `failed` (pure; cluster-notes §1.8 step 4). For each chain that names a failed
- * node: the failed nodes leave it; if its head failed, the survivor with the highest high seqno heads it
- * (ns_server's `find_max_replica`: `[Max | Chain - Max]`), ties and unknown seqnos going to the earlier
+ * node: the failed nodes leave it; if its head failed, the survivor with the highest high *prepared* seqno
+ * heads it (DESIGN.md Part 3 "Failover": a durable write acknowledged to a client is on a majority, so the
+ * replica with the most prepares holds every one of them), ties broken by the high seqno (ns_server's
+ * `find_max_replica`: `[Max | Chain - Max]`), remaining ties and unknown seqnos going to the earlier
  * position (positional `promote_replicas`). A chain with no survivor keeps a null head: its data is lost
  * (reported, never invented). Replication is stopped before the seqnos are read, so they do not move.
  */
@@ -16,6 +18,11 @@ export interface PromotionInput {
    * (it did not answer) or a missing entry counts below any known seqno.
    */
   readonly seqnos: ReadonlyMap<NodeAddress, readonly (bigint | undefined)[]>;
+  /**
+   * Per surviving node, the high prepared seqno of each vBucket (STAT `vb_N:high_prepared_seqno`), compared
+   * before the high seqno; absent or missing entries count as 0 (a node with no sync writes).
+   */
+  readonly preparedSeqnos?: ReadonlyMap<NodeAddress, readonly (bigint | undefined)[]>;
 }
 
 export interface Promotion {
@@ -34,7 +41,7 @@ export interface PromotionResult {
   readonly lost: readonly number[];
 }
 
-export function promoteSurvivors({ map, failed, seqnos }: PromotionInput): PromotionResult {
+export function promoteSurvivors({ map, failed, seqnos, preparedSeqnos }: PromotionInput): PromotionResult {
   const promoted: Promotion[] = [];
   const lost: number[] = [];
   const chains = map.chains.map((chain, vb): Chain => {
@@ -46,11 +53,17 @@ export function promoteSurvivors({ map, failed, seqnos }: PromotionInput): Promo
     }
     const head = chain[0] ?? null;
     if (head === null || !failed.has(head)) return trimNulls([head, ...survivors.filter((n) => n !== head)]);
+    const prepared = (node: NodeAddress) => preparedSeqnos?.get(node)?.[vb] ?? 0n;
     let best = survivors[0] as NodeAddress;
     let bestSeqno = seqnos.get(best)?.[vb];
     for (const node of survivors.slice(1)) {
       const seqno = seqnos.get(node)?.[vb];
-      if (seqno !== undefined && (bestSeqno === undefined || seqno > bestSeqno)) {
+      if (seqno === undefined) continue;
+      const ahead =
+        bestSeqno === undefined ||
+        prepared(node) > prepared(best) ||
+        (prepared(node) === prepared(best) && seqno > bestSeqno);
+      if (ahead) {
         best = node;
         bestSeqno = seqno;
       }

@@ -1,6 +1,7 @@
 import type { LeaderContext } from '../context.js';
 import { nodeConfig, readSnapshot, type VBucketMap } from '../layout.js';
 import { type NodeSession, NodeUnreachableError, type VBucketInfo } from '../node-gateway.js';
+import { durabilityTopology } from '../plan/durability-topology.js';
 import { replicationTopology } from '../plan/replication-topology.js';
 import { type ObservedState, statePlan } from '../sanify.js';
 import type { NodeAddress } from '../types.js';
@@ -89,18 +90,33 @@ export async function readInfo(
   return infos;
 }
 
+export interface ApplyStatesOptions {
+  /** R: the durability topology's slots (settings.replicas). */
+  readonly replicas: number;
+  /** Only these vBuckets (all when absent). */
+  readonly only?: ReadonlySet<number>;
+  /**
+   * vBuckets whose chain changed: their head is sent its new durability topology even when it stays
+   * active (an active→active SET_VBUCKET changes only the topology).
+   */
+  readonly chainChanged?: ReadonlySet<number>;
+}
+
 /**
  * Sets the states of `nodes` to match `map` (heads active, replicas replica, other live copies dead) for the
  * vBuckets in `only` (all when absent), demotions before promotions per vBucket (sanify `statePlan`). A
- * promotion of a replica starts a new failover-log entry on the node (dcp-spec §7). Returns the changes made.
+ * promotion of a replica starts a new failover-log entry on the node (dcp-spec §7). Every head set active,
+ * and the head of every vBucket in `chainChanged`, gets its chain as durability topology (DESIGN.md Part 3).
+ * Returns the state changes made.
  */
 export async function applyStates(
   ctx: LeaderContext,
   reach: Reach,
   map: VBucketMap,
   nodes: readonly NodeAddress[],
-  only?: ReadonlySet<number>,
+  options: ApplyStatesOptions,
 ): Promise<number> {
+  const { only, chainChanged, replicas } = options;
   const observed = new Map<NodeAddress, ObservedState[]>();
   for (const [node, info] of await readInfo(reach, nodes)) {
     observed.set(
@@ -111,13 +127,32 @@ export async function applyStates(
   let changes = 0;
   for (let vb = 0; vb < map.vbuckets; vb++) {
     if (only && !only.has(vb)) continue;
-    for (const change of statePlan(vb, map.chains[vb] ?? [null], observed)) {
+    const chain = map.chains[vb] ?? [null];
+    const topology = durabilityTopology(chain, replicas);
+    let headTold = false;
+    let complete = true;
+    for (const change of statePlan(vb, chain, observed)) {
       const done = await reach.on(change.node, 'set vbucket state', async (s) => {
-        await s.setVBucketState(vb, change.to, ctx.term.epoch);
+        await s.setVBucketState(vb, change.to, ctx.term.epoch, change.to === 'active' ? topology : undefined);
         return true;
       });
-      if (!done) break; // a demotion that did not happen must not be followed by a promotion
+      if (!done) {
+        complete = false;
+        break; // a demotion that did not happen must not be followed by a promotion
+      }
+      if (change.to === 'active') headTold = true;
       changes++;
+    }
+    const head = chain[0] ?? null;
+    if (
+      complete &&
+      !headTold &&
+      head !== null &&
+      topology &&
+      chainChanged?.has(vb) &&
+      observed.get(head)?.[vb] === 'active'
+    ) {
+      await reach.on(head, 'set topology', (s) => s.setVBucketState(vb, 'active', ctx.term.epoch, topology));
     }
   }
   return changes;

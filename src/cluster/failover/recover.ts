@@ -107,7 +107,16 @@ export async function finishRecover(
       .filter(([, r]) => r.state !== 'failed')
       .map(([a]) => a)
       .sort();
-    if (snapshot.map) await applyStates(ctx, reach, snapshot.map, members);
+    if (snapshot.map) {
+      // the chains the node came back into changed (all of them, for a repair that finds the map written)
+      const changed = readmitted
+        ? [...readmitted.replicas, ...readmitted.activated]
+        : snapshot.map.chains.map((_, vb) => vb);
+      await applyStates(ctx, reach, snapshot.map, members, {
+        replicas: (snapshot.settings ?? DEFAULT_SETTINGS).replicas,
+        chainChanged: new Set(changed),
+      });
+    }
     ctx.crash.hit('recover:after-states');
     if (snapshot.map) await pushTopologies(ctx, reach, snapshot.map, members);
     const result: OperationResult = {

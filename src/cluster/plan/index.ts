@@ -4,7 +4,8 @@
  * - `moves.ts`: the moves from a current map to a target;
  * - `move-scheduler.ts`: which moves run now (vbucket_move_scheduler: per-node backfill caps, busiest
  *   node first);
- * - `replication-topology.ts`: the replica streams into each node for a map plus the moves in flight.
+ * - `replication-topology.ts`: the replica streams into each node for a map plus the moves in flight;
+ * - `durability-topology.ts`: the chain a vBucket's active counts its durability majority over.
  * Signatures are fixed here so the engine can be built against them.
  */
 import type { Chain, VBucketMap } from '../layout.js';
@@ -54,6 +55,7 @@ export interface SchedulerLimits {
   readonly movesPerNode?: number;
 }
 
+export { durabilityTopology, topologyKey } from './durability-topology.js';
 export { DEFAULT_MOVES_PER_NODE, MoveScheduler } from './move-scheduler.js';
 export { backfillNodes, movesBetween } from './moves.js';
 export { replicationTopology } from './replication-topology.js';

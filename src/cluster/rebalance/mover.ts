@@ -2,6 +2,7 @@ import type { Clock } from '../../protocol/index.js';
 import type { LeaderContext, RebalanceTimings } from '../context.js';
 import { NodeTakeoverError, NodeUnreachableError } from '../node-gateway.js';
 import { stopsActing } from '../operation-kit.js';
+import { durabilityTopology } from '../plan/durability-topology.js';
 import type { CopyInFlight, Move } from '../plan/index.js';
 import type { NodeAddress } from '../types.js';
 import type { NodeCalls } from './node-calls.js';
@@ -43,6 +44,8 @@ export interface MoveHost {
   readonly tracker: ProgressTracker;
   /** Aborted when the run stops (stop-rebalance, a fatal error) or the term ends. */
   readonly signal: AbortSignal;
+  /** R of the target (the durability topology's slots). */
+  readonly replicas: number;
   /** The move's new copies now stream from the old head (the run's topology includes them). */
   copiesStarted(vb: number, copies: readonly CopyInFlight[]): void;
   /** The move's copies no longer stream from the old head (moved into the map, or given up). */
@@ -72,9 +75,14 @@ export async function runMove(host: MoveHost, move: Move): Promise<void> {
   if (host.signal.aborted) throw new MoveAbandonedError(vb);
   if (oldHead === null) {
     // no copy to build from (a vBucket nobody owns): the new chain starts empty, unthrottled
+    const topology = durabilityTopology(to, host.replicas);
     for (const n of to) {
-      if (n !== null)
-        await calls.call(n, (s) => s.setVBucketState(vb, n === newHead ? 'active' : 'replica', epoch));
+      if (n === null) continue;
+      await calls.call(n, (s) =>
+        n === newHead
+          ? s.setVBucketState(vb, 'active', epoch, topology)
+          : s.setVBucketState(vb, 'replica', epoch),
+      );
     }
     host.backfillDone(vb);
     await host.writeChain(vb, from, to);
@@ -99,9 +107,13 @@ export async function runMove(host: MoveHost, move: Move): Promise<void> {
   if (newHead !== oldHead) {
     await takeover(host, vb, oldHead, newHead);
     ctx.crash.hit('rebalance:after-takeover');
+    // the agent's takeover made the new head active without a topology: durable writes to it answer
+    // DURABILITY_IMPOSSIBLE until it has one (its replicas ack once re-pointed below)
+    await tellTopology(host, vb, newHead, to);
   }
   await host.writeChain(vb, from, to);
   ctx.crash.hit('rebalance:after-move-map');
+  if (newHead === oldHead) await tellTopology(host, vb, newHead, to);
   // the old head (dead after the takeover) stays on as a replica of the new one
   if (newHead !== oldHead && to.includes(oldHead)) {
     try {
@@ -127,6 +139,20 @@ export async function runMove(host: MoveHost, move: Move): Promise<void> {
         'rebalance: old copy not deleted (node unreachable)',
       );
     }
+  }
+}
+
+/**
+ * Sends the head its chain as durability topology (an active→active SET_VBUCKET changes only the
+ * topology). A head that does not answer is logged: the janitor sends it once the rebalance ended.
+ */
+async function tellTopology(host: MoveHost, vb: number, head: NodeAddress, chain: Move['to']): Promise<void> {
+  const topology = durabilityTopology(chain, host.replicas);
+  try {
+    await host.calls.call(head, (s) => s.setVBucketState(vb, 'active', host.ctx.term.epoch, topology));
+  } catch (error) {
+    if (!(error instanceof NodeUnreachableError)) throw error;
+    host.ctx.log.warn({ vb, node: head, err: error.message }, 'rebalance: head not given its topology');
   }
 }
 

@@ -140,7 +140,7 @@ async function startRebalance(
   if (leaving !== undefined && !first.nodes.has(leaving))
     return record(ctx, { opId: request.opId, outcome: 'done' });
   // ns_rebalancer runs the janitor first: plan from a map the nodes agree with
-  const problem = janitorProblem(await runJanitor(ctx, new JanitorMemory()));
+  const problem = janitorProblem(await runJanitor(ctx, new JanitorMemory(ctx.janitorMemory?.topologies)));
   if (problem) throw permanent(`cluster not ready for a rebalance: ${problem}`);
   const snapshot = await readSnapshot(ctx.store);
   const map = snapshot.map;
@@ -241,7 +241,7 @@ export async function repairRebalance(
     );
     return;
   }
-  await runJanitor(ctx, new JanitorMemory(), { repairMarker: false });
+  await runJanitor(ctx, new JanitorMemory(ctx.janitorMemory?.topologies), { repairMarker: false });
   const fresh = await readSnapshot(ctx.store);
   const freshMarker = fresh.entries.get(keys.marker);
   if (!freshMarker || !sameValue(freshMarker.value, markerKv.value)) return;

@@ -126,6 +126,16 @@ export class RebalanceRunner implements RunningRebalance, MoveHost {
   private retried = 0;
   private lastFailure: string | undefined;
 
+  /** R the target was planned for (read from its plan signature). */
+  get replicas(): number {
+    try {
+      const { replicas } = JSON.parse(this.run.signature) as { replicas?: unknown };
+      return typeof replicas === 'number' ? replicas : 0;
+    } catch {
+      return 0;
+    }
+  }
+
   private constructor(
     readonly ctx: LeaderContext,
     private readonly run: RebalanceRun,
