@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { benchCluster } from './cluster.js';
 import { benchDecode } from './decode.js';
+import { benchDurability } from './durability.js';
 import { benchKv } from './kv.js';
 import { type BenchRow, printRows } from './lib.js';
 import { benchMemory } from './memory.js';
@@ -26,6 +27,7 @@ export const SCENARIOS: Record<string, () => Promise<BenchRow[]>> = {
   cluster: benchCluster,
   sdk: benchSdk,
   rebalance: benchRebalance,
+  durability: benchDurability,
 };
 
 export async function runBench(names: readonly string[], json: boolean): Promise<BenchRow[]> {

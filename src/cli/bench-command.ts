@@ -5,7 +5,7 @@ export function registerBench(program: Command): void {
   program
     .command('bench [scenarios...]')
     .description(
-      'run load benchmarks: decode, stream, proxy, kv, takeover, scale, memory, soak, cluster, rebalance (all by default)',
+      'run load benchmarks: decode, stream, proxy, kv, takeover, scale, memory, soak, cluster, rebalance, durability (all by default)',
     )
     .option('--json', 'print JSON instead of a table')
     .action(async (scenarios: string[], flags: { json?: boolean }) => {

@@ -2,7 +2,7 @@ import { fetchStatus } from '../cluster/caller.js';
 import type { Chain } from '../cluster/layout.js';
 import { NodeClient } from '../node/client.js';
 import { vbucketOfKey } from '../node/ranges.js';
-import { Status } from '../protocol/index.js';
+import { decodeHelloResponse, encodeHello, HelloFeature, Opcode, Status } from '../protocol/index.js';
 import { parseAddress } from '../protocol/transport/index.js';
 
 // The demo's KV side, as an SDK does it: keys go to the vBucket of their crc32, the vBucket's active is
@@ -226,4 +226,182 @@ export async function describeReplicas(router: Router, vbs: readonly number[]): 
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** How a durable write ended, as the client saw it (DESIGN.md Part 3). */
+export type DurableOutcome =
+  /** SUCCESS: the level was met; the write must survive any failover. */
+  | 'acked'
+  /** A refusal that stored nothing (DURABILITY_IMPOSSIBLE, NOT_MY_VBUCKET, SYNC_WRITE_IN_PROGRESS…). */
+  | 'not-stored'
+  /** SYNC_WRITE_AMBIGUOUS, or no answer (timeout, connection lost): it may or may not exist. */
+  | 'ambiguous';
+
+export interface DurableWrite {
+  readonly vb: number;
+  readonly value: string;
+  readonly node: string;
+  readonly outcome: DurableOutcome;
+  /** The node's status (undefined: no answer). */
+  readonly status?: number;
+}
+
+/** What reading every durable write back found (see `DurableWriter.verify`). */
+export interface DurableVerdict {
+  /** Acknowledged writes not readable with their value on their vBucket's owner. */
+  readonly lost: readonly string[];
+  /** Writes refused as not stored that exist. */
+  readonly resurrected: readonly string[];
+  readonly ambiguousPresent: number;
+  readonly ambiguousAbsent: number;
+}
+
+/**
+ * A writer of sync writes (DESIGN.md Part 3) through the map: a few loops each write new keys once with a
+ * durability requirement and record how each ended; nothing is retried, so every key has one outcome.
+ * `verify` reads them all back from the owners, waiting (bounded) while a key answers
+ * SYNC_WRITE_RE_COMMIT_IN_PROGRESS (a promoted node re-committing it) or its owner moves.
+ */
+export class DurableWriter {
+  readonly writes = new Map<string, DurableWrite>();
+  private running = false;
+  private next = 0;
+  private loops: Promise<void>[] = [];
+
+  constructor(
+    private readonly router: Router,
+    private readonly prefix: string,
+    private readonly durability: { level: number; timeoutMs?: number },
+    /** The client's bound on one request (past it the write is ambiguous). */
+    private readonly requestTimeoutMs = 5_000,
+  ) {}
+
+  start(loops = 4): void {
+    this.running = true;
+    this.loops = Array.from({ length: loops }, () => this.loop());
+  }
+
+  /** Stops issuing writes and waits for those in flight. */
+  async stop(): Promise<void> {
+    this.running = false;
+    await Promise.all(this.loops);
+  }
+
+  count(outcome: DurableOutcome): number {
+    let n = 0;
+    for (const w of this.writes.values()) if (w.outcome === outcome) n++;
+    return n;
+  }
+
+  private async loop(): Promise<void> {
+    while (this.running) {
+      const i = this.next++;
+      const key = `${this.prefix}-${i}`;
+      const vb = vbucketOfKey(key, this.router.vbuckets);
+      const value = `${this.prefix}-value-${i}`;
+      const owner = this.router.owner(vb);
+      if (owner === null) {
+        await this.router.refresh().catch(() => undefined);
+        await sleep(20);
+        continue;
+      }
+      let client: NodeClient;
+      try {
+        client = await this.router.client(owner);
+      } catch {
+        // never sent: not a write at all
+        this.router.drop(owner);
+        await this.router.refresh().catch(() => undefined);
+        await sleep(20);
+        continue;
+      }
+      try {
+        const r = await client.set(vb, key, value, this.requestTimeoutMs, { durability: this.durability });
+        const outcome: DurableOutcome =
+          r.status === Status.Success
+            ? 'acked'
+            : r.status === Status.SyncWriteAmbiguous
+              ? 'ambiguous'
+              : 'not-stored';
+        this.writes.set(key, { vb, value, node: owner, outcome, status: r.status });
+        if (r.status === Status.NotMyVbucket) await this.router.refresh().catch(() => undefined);
+        else if (outcome === 'not-stored') await sleep(5);
+      } catch {
+        this.writes.set(key, { vb, value, node: owner, outcome: 'ambiguous' });
+        this.router.drop(owner);
+        await this.router.refresh().catch(() => undefined);
+        await sleep(20);
+      }
+    }
+  }
+
+  /**
+   * Reads every write back from its vBucket's owner (per the map now): an acknowledged one must be there
+   * with its value, a not-stored one must not exist; ambiguous ones are counted. A key whose read keeps
+   * answering SYNC_WRITE_RE_COMMIT_IN_PROGRESS, NOT_MY_VBUCKET or nothing past `timeoutMs` counts as not
+   * there (lost if it was acknowledged).
+   */
+  async verify(timeoutMs = 15_000, keys: Iterable<string> = this.writes.keys()): Promise<DurableVerdict> {
+    const until = performance.now() + timeoutMs;
+    const lost: string[] = [];
+    const resurrected: string[] = [];
+    let ambiguousPresent = 0;
+    let ambiguousAbsent = 0;
+    await this.router.refresh();
+    const pending = [...keys];
+    const read = async (key: string, write: DurableWrite): Promise<string | null | undefined> => {
+      for (;;) {
+        const owner = this.router.owner(write.vb);
+        try {
+          if (owner === null) throw new Error('no owner');
+          const r = await (await this.router.client(owner)).get(write.vb, key);
+          if (r.status === Status.Success) return r.value.toString();
+          if (r.status === Status.KeyEnoent) return null;
+          if (r.status === Status.NotMyVbucket) await this.router.refresh().catch(() => undefined);
+        } catch {
+          if (owner !== null) this.router.drop(owner);
+          await this.router.refresh().catch(() => undefined);
+        }
+        if (performance.now() > until) return undefined;
+        await sleep(50);
+      }
+    };
+    // a few reads at once per call (the owners answer in order on their connection)
+    const workers = Array.from({ length: 8 }, async () => {
+      for (let key = pending.pop(); key !== undefined; key = pending.pop()) {
+        const write = this.writes.get(key);
+        if (!write) continue;
+        const found = await read(key, write);
+        if (write.outcome === 'acked' && found !== write.value) lost.push(key);
+        if (write.outcome === 'not-stored' && found !== null) resurrected.push(key);
+        if (write.outcome === 'ambiguous') {
+          if (typeof found === 'string') ambiguousPresent++;
+          else ambiguousAbsent++;
+        }
+      }
+    });
+    await Promise.all(workers);
+    return { lost, resurrected, ambiguousPresent, ambiguousAbsent };
+  }
+}
+
+/**
+ * Whether the node at `address` does sync writes: it acknowledges HELLO SyncReplication (DESIGN.md Part
+ * 3 "Wire"). A node without them would take a durable SET as a plain one (answered before any replica
+ * has it), so a writer must not count its acks as majority acks. Asked on a connection of its own.
+ */
+export async function syncWritesSupported(address: string): Promise<boolean> {
+  const client = await NodeClient.connect(parseAddress(address));
+  try {
+    const opaque = client.conn.allocateOpaque();
+    const frame = await client.raw(
+      encodeHello({ opaque, agent: 'dcpx-demo', features: [HelloFeature.SyncReplication] }),
+      opaque,
+      Opcode.HELLO,
+    );
+    const hello = decodeHelloResponse(frame);
+    return hello.status === Status.Success && (hello.features ?? []).includes(HelloFeature.SyncReplication);
+  } finally {
+    await client.close();
+  }
 }

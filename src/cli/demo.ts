@@ -9,19 +9,32 @@ import type { Command } from 'commander';
 import { fetchStatus } from '../cluster/caller.js';
 import type { ManagerStatusBody } from '../cluster/http-wire.js';
 import { vbucketOfKey } from '../node/ranges.js';
-import { VBucketState } from '../protocol/index.js';
-import { type Ack, behindVbuckets, describeReplicas, highSeqnos, Router, sleep, Writer } from './demo-kv.js';
+import { DurabilityLevel, VBucketState } from '../protocol/index.js';
+import {
+  type Ack,
+  behindVbuckets,
+  DurableWriter,
+  describeReplicas,
+  highSeqnos,
+  Router,
+  sleep,
+  syncWritesSupported,
+  Writer,
+} from './demo-kv.js';
 
 // `dcpx demo` (what `npm start` runs): the cluster manager at work. Three `dcpx node` processes and a
 // `dcpx manager` on its embedded store; `dcpx cluster init` forms a cluster of two nodes with one
 // replica; 100,000 items are loaded through KV following the map; the third node is added and a
 // rebalance runs under a live writer; one node is killed with kill -9 and auto-failover promotes its
-// replicas; it is restarted and recovered. Checks are printed as a table (or, with --json, one JSON
+// replicas; it is restarted and recovered. Beside the plain writer, a writer of majority sync writes
+// (DESIGN.md Part 3) runs through the rebalance and the kill: none it saw acknowledged may be lost. Checks are printed as a table (or, with --json, one JSON
 // object on stdout; progress then goes to stderr); the exit status is non-zero when a must-hold check fails.
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../bin/dcpx.js');
 const VBUCKETS = 64;
 const AUTO_FAILOVER_S = 5;
+/** The majority writes' timeout on the node: one waiting for the killed replica is aborted by then. */
+const SYNC_WRITE_TIMEOUT_MS = 2_000;
 
 interface DemoFlags {
   items: string;
@@ -66,6 +79,17 @@ export interface DemoReport {
     lostOnlyOnKilledNode: number;
     /** Writes acknowledged by the killed node after the last replication check before the kill. */
     ackedOnlyOnKilledNode: number;
+    /**
+     * Whether the nodes do sync writes (acknowledge HELLO SyncReplication); without them no majority
+     * writes run and the three figures below are null.
+     */
+    syncWrites: boolean;
+    /** Majority sync writes (DESIGN.md Part 3) during the rebalance and the failover, by outcome. */
+    majorityWrites: { acked: number; notStored: number; ambiguous: number } | null;
+    /** Majority writes acknowledged SUCCESS and not readable with their value at the end: must be 0. */
+    majorityAckedLost: number | null;
+    /** Majority writes refused as not stored that exist at the end: must be 0. */
+    majorityRefusedExisting: number | null;
   };
   admin: Record<string, string>;
 }
@@ -166,11 +190,13 @@ async function runDemo(itemCount: number, keep: boolean, json: boolean): Promise
   const children: Child[] = [];
   let router: Router | undefined;
   let writer: Writer | undefined;
+  let syncWriter: DurableWriter | undefined;
   let cleaned = false;
   const cleanup = async () => {
     if (cleaned) return;
     cleaned = true;
     await writer?.stop().catch(() => undefined);
+    await syncWriter?.stop().catch(() => undefined);
     await router?.close();
     const running = children.filter((c) => c.proc.exitCode === null && c.proc.signalCode === null);
     for (const child of running) child.proc.kill('SIGTERM');
@@ -299,9 +325,19 @@ async function runDemo(itemCount: number, keep: boolean, json: boolean): Promise
     await load(router, itemCount, progress);
     await caughtUp(router, progress, 'replicas after load', true);
 
-    // 4. add node3 and rebalance under a live writer
+    // 4. add node3 and rebalance under a live writer (plain writes, and majority sync writes beside them)
     writer = new Writer(router);
     writer.start();
+    const syncWrites = await syncWritesSupported(n1.address);
+    if (syncWrites) {
+      syncWriter = new DurableWriter(router, 'sync', {
+        level: DurabilityLevel.Majority,
+        timeoutMs: SYNC_WRITE_TIMEOUT_MS,
+      });
+      syncWriter.start(2);
+    } else {
+      say('the nodes do not acknowledge HELLO SyncReplication: no majority writes in this run');
+    }
     await cluster(['add-node', ...m, '--node', n3.address]);
     await router.refresh();
     const before = router.chains;
@@ -333,6 +369,7 @@ async function runDemo(itemCount: number, keep: boolean, json: boolean): Promise
     const afterFailover = writer.count;
     await untilTrue(() => writer!.count > afterFailover + 100, 10_000);
     await writer.stop();
+    await syncWriter?.stop();
 
     // 6. restart node2 on its data and recover it
     await startNode(victim);
@@ -349,6 +386,15 @@ async function runDemo(itemCount: number, keep: boolean, json: boolean): Promise
     const lostA = lost.length - lostB;
     const ackedOnlyOnVictim = [...writer.acked.values()].filter(onlyOnVictim).length;
     const retries = await retryAsks(nodes);
+    // every majority write read back (a promoted node's re-commits finish once node2 is back as replica)
+    const sync = syncWriter ? await syncWriter.verify(30_000) : undefined;
+    const majorityWrites = syncWriter
+      ? {
+          acked: syncWriter.count('acked'),
+          notStored: syncWriter.count('not-stored'),
+          ambiguous: syncWriter.count('ambiguous'),
+        }
+      : null;
     const figures: DemoReport['figures'] = {
       itemsLoaded: itemCount,
       vbuckets: VBUCKETS,
@@ -367,6 +413,10 @@ async function runDemo(itemCount: number, keep: boolean, json: boolean): Promise
       lostReplicatedOrSurvivor: lostA,
       lostOnlyOnKilledNode: lostB,
       ackedOnlyOnKilledNode: ackedOnlyOnVictim,
+      syncWrites,
+      majorityWrites,
+      majorityAckedLost: sync ? sync.lost.length : null,
+      majorityRefusedExisting: sync ? sync.resurrected.length : null,
     };
     const rows: DemoCheck[] = [
       { check: 'items loaded through KV (following the map)', value: String(itemCount), ok: true },
@@ -413,6 +463,26 @@ async function runDemo(itemCount: number, keep: boolean, json: boolean): Promise
         value: `${lostB} of ${ackedOnlyOnVictim}`,
         ok: true,
       },
+      ...(sync && majorityWrites
+        ? [
+            {
+              check: 'acknowledged-with-majority writes lost (sync writes, across the kill)',
+              value: `${sync.lost.length} of ${majorityWrites.acked}`,
+              ok: sync.lost.length === 0 && majorityWrites.acked > 0,
+            },
+            {
+              check: 'majority writes refused as not stored that exist / ambiguous (counted)',
+              value: `${sync.resurrected.length} / ${majorityWrites.ambiguous} (${sync.ambiguousPresent} present)`,
+              ok: sync.resurrected.length === 0,
+            },
+          ]
+        : [
+            {
+              check: 'acknowledged-with-majority writes lost (sync writes, across the kill)',
+              value: 'not run: the nodes do not do sync writes (HELLO SyncReplication)',
+              ok: true,
+            },
+          ]),
     ];
     const ok = rows.every((c) => c.ok);
     const admin: Record<string, string> = Object.fromEntries(nodes.map((n) => [n.name, n.admin]));
@@ -426,7 +496,9 @@ async function runDemo(itemCount: number, keep: boolean, json: boolean): Promise
       process.stdout.write(
         `\n${lostB} of the ${ackedOnlyOnVictim} writes ${victim.name} acknowledged after the last replication check were lost ` +
           'with it: replication is asynchronous, so a write acknowledged by the active alone dies with it ' +
-          '(synchronous replication closes this).\n',
+          (sync && majorityWrites
+            ? `(a majority sync write is not: ${sync.lost.length} of the ${majorityWrites.acked} acknowledged were lost).\n`
+            : '(synchronous replication closes this).\n'),
       );
       process.stdout.write('\nadmin endpoints (/metrics, /status):\n');
       for (const [name, url] of Object.entries(admin))
