@@ -128,9 +128,11 @@ describe.skipIf(!NODE_SIDE_OF_SYNC_WRITES_MERGED)(
           await sleep(30 + Math.floor(random() * 300));
           await victim.proc.stop('SIGKILL');
           await operation({ kind: 'failover', node: victim.address, hard: true });
+          // back on its data (restarting while the writes in flight drain: a process start is the
+          // slowest step), and back in its chains as replica: the chains have their majority again
+          const restarted = startNode(nodeArgs(victim));
           await writer.stop();
-          // back on its data, and back in its chains as replica: the chains have their majority again
-          victim.proc = await startNode(nodeArgs(victim));
+          victim.proc = await restarted;
           await operation({ kind: 'recover', node: victim.address });
           await converged(
             m,
