@@ -42,7 +42,7 @@ export function statGroup(group: string, store: Store, version: string): [string
     }
     case 'vbucket-digest': {
       // per vBucket: a SHA-256 over key, value, CAS, revseqno, seqno and deletion of every latest
-      // version, for comparing copies across nodes; "vbucket-digest VB UPTO" digests one vBucket as it
+      // committed version, for comparing copies across nodes; "vbucket-digest VB UPTO" digests one vBucket as it
       // stood at seqno UPTO (to compare an old owner with a new one that has taken writes since)
       const [, vbArg, upToArg] = group.trim().split(/\s+/);
       const one = vbArg === undefined ? undefined : Number(vbArg);
@@ -55,6 +55,9 @@ export function statGroup(group: string, store: Store, version: string): [string
         const hash = createHash('sha256');
         let n = 0;
         for (const item of vb.range(0n, upTo, true)) {
+          // committed versions only: prepares and abort markers are held differently by copies built
+          // from a disk snapshot (which leaves completed ones out), and are not the vBucket's data
+          if (item.sync !== undefined && item.sync.kind !== 'commit') continue;
           hash.update(item.key).update('\0').update(item.value);
           hash.update(`\0${item.cas}:${item.revSeqno}:${item.bySeqno}:${item.deleted ? 1 : 0}\n`);
           if (!item.deleted) n++;

@@ -2,7 +2,6 @@ import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { DemoReport } from '../../src/cli/demo.js';
 import { runDcpx } from '../helpers/processes.js';
-import { NODE_SIDE_OF_SYNC_WRITES_MERGED } from '../helpers/sync-writes.js';
 
 describe('dcpx demo (the main job)', () => {
   it('inits a cluster, rebalances onto a third node under a writer, fails a killed node over, recovers it, and exits 0 with every check ok', async () => {
@@ -34,16 +33,11 @@ describe('dcpx demo (the main job)', () => {
       c.check.startsWith('acknowledged-with-majority writes lost'),
     );
     expect(majorityRow?.ok).toBe(true);
-    if (NODE_SIDE_OF_SYNC_WRITES_MERGED) {
-      expect(f.syncWrites).toBe(true);
-      expect(f.majorityWrites?.acked).toBeGreaterThan(0);
-      expect(f.majorityAckedLost).toBe(0);
-      expect(f.majorityRefusedExisting).toBe(0);
-      expect(majorityRow?.value).toBe(`0 of ${f.majorityWrites?.acked}`);
-    } else {
-      // (until then the nodes take no sync writes, and the demo says so in the row)
-      expect(majorityRow?.value).toMatch(/^not run: the nodes do not do sync writes/);
-    }
+    expect(f.syncWrites).toBe(true);
+    expect(f.majorityWrites?.acked).toBeGreaterThan(0);
+    expect(f.majorityAckedLost).toBe(0);
+    expect(f.majorityRefusedExisting).toBe(0);
+    expect(majorityRow?.value).toBe(`0 of ${f.majorityWrites?.acked}`);
     // auto-failover acts after its timeout, not before
     expect(f.failoverMs).toBeGreaterThanOrEqual(f.autoFailoverS * 1000);
     for (const name of ['node1', 'node2', 'node3', 'manager'])
