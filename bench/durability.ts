@@ -1,14 +1,9 @@
-import * as fs from 'node:fs';
-import * as net from 'node:net';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { Router, replicasBehind, sleep, syncWritesSupported } from '../src/cli/demo-kv.js';
 import { callOperation } from '../src/cluster/caller.js';
 import { vbucketOfKey } from '../src/node/ranges.js';
 import { DurabilityLevel, Status } from '../src/protocol/index.js';
+import { type BenchCluster, startBenchCluster } from './bench-cluster.js';
 import type { BenchRow } from './lib.js';
-import { ManagerProcess } from './manager-process.js';
-import { type Running, startDcpx } from './procs.js';
 
 // `dcpx bench durability` (issue 14): a cluster of 3 durable nodes (64 vBuckets, 1 replica) made by
 // `init`; SETs of 256 B through the map, IN_FLIGHT at once, in rounds that alternate plain writes and
@@ -26,17 +21,6 @@ type Mode = 'plain' | 'majority';
 
 function step(text: string): void {
   process.stderr.write(`bench durability: ${text}\n`);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 function percentile(sorted: readonly number[], q: number): number {
@@ -77,29 +61,11 @@ async function round(router: Router, mode: Mode, tag: string): Promise<RoundResu
 }
 
 export async function benchDurability(): Promise<BenchRow[]> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dcpx-bench-durability-'));
-  const nodes: { address: string; port: number; proc?: Running }[] = [];
-  let manager: ManagerProcess | undefined;
+  let cluster: BenchCluster | undefined;
   let router: Router | undefined;
   try {
-    for (let i = 0; i < 3; i++) {
-      const port = await freePort();
-      nodes.push({ address: `127.0.0.1:${port}`, port });
-    }
-    await Promise.all(
-      nodes.map(async (n, i) => {
-        n.proc = await startDcpx([
-          'node',
-          ...['--port', String(n.port), '--no-auth', '--vbuckets', String(VBUCKETS)],
-          ...['--data-dir', path.join(dir, `node${i + 1}`)],
-        ]);
-      }),
-    );
-    manager = await ManagerProcess.start('bench-durability', [
-      ...['--data-dir', path.join(dir, 'manager'), '--no-auth', '--janitor-interval-ms', '500'],
-    ]);
-    await manager.waitFor(/^leader epoch \d+/, 20_000);
-    const managers = [`127.0.0.1:${manager.port}`];
+    cluster = await startBenchCluster('durability', VBUCKETS);
+    const { nodes, managers } = cluster;
     await callOperation(
       {
         opId: 'bench-durability-init',
@@ -184,8 +150,6 @@ export async function benchDurability(): Promise<BenchRow[]> {
     return rows;
   } finally {
     await router?.close();
-    await manager?.kill();
-    await Promise.all(nodes.map((n) => n.proc?.stop()));
-    fs.rmSync(dir, { recursive: true, force: true });
+    await cluster?.close();
   }
 }

@@ -1,16 +1,11 @@
-import * as fs from 'node:fs';
-import * as net from 'node:net';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { Router, replicasBehind, sleep } from '../src/cli/demo-kv.js';
 import { DcpClient } from '../src/client/index.js';
 import { callOperation, fetchOperationResult, fetchStatus } from '../src/cluster/caller.js';
 import type { Chain } from '../src/cluster/layout.js';
 import { vbucketOfKey } from '../src/node/ranges.js';
 import { Status } from '../src/protocol/index.js';
+import { type BenchCluster, startBenchCluster } from './bench-cluster.js';
 import type { BenchRow } from './lib.js';
-import { ManagerProcess } from './manager-process.js';
-import { type Running, startDcpx } from './procs.js';
 
 // `dcpx bench rebalance` (issue 12): a cluster of 2 durable nodes (64 vBuckets, 1 replica) made by
 // `init`, 100,000 items of 256 B; then a third node is added and a rebalance moves about a third of the
@@ -29,17 +24,6 @@ const PROBE_IN_FLIGHT = 4;
 
 function step(text: string): void {
   process.stderr.write(`bench rebalance: ${text}\n`);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 function keyOf(i: number): string {
@@ -121,29 +105,11 @@ async function untilTrue(what: string, timeoutMs: number, done: () => Promise<bo
 }
 
 export async function benchRebalance(): Promise<BenchRow[]> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dcpx-bench-rebalance-'));
-  const nodes: { address: string; port: number; proc?: Running }[] = [];
-  let manager: ManagerProcess | undefined;
+  let cluster: BenchCluster | undefined;
   let router: Router | undefined;
   try {
-    for (let i = 0; i < 3; i++) {
-      const port = await freePort();
-      nodes.push({ address: `127.0.0.1:${port}`, port });
-    }
-    await Promise.all(
-      nodes.map(async (n, i) => {
-        n.proc = await startDcpx([
-          'node',
-          ...['--port', String(n.port), '--no-auth', '--vbuckets', String(VBUCKETS)],
-          ...['--data-dir', path.join(dir, `node${i + 1}`)],
-        ]);
-      }),
-    );
-    manager = await ManagerProcess.start('bench', [
-      ...['--data-dir', path.join(dir, 'manager'), '--no-auth', '--janitor-interval-ms', '500'],
-    ]);
-    await manager.waitFor(/^leader epoch \d+/, 20_000);
-    const managers = [`127.0.0.1:${manager.port}`];
+    cluster = await startBenchCluster('rebalance', VBUCKETS);
+    const { nodes, managers } = cluster;
     const call = { managers, timeoutMs: 120_000, requestTimeoutMs: 120_000 };
     const [n1, n2, n3] = nodes as [(typeof nodes)[0], (typeof nodes)[0], (typeof nodes)[0]];
     await callOperation(
@@ -281,15 +247,6 @@ export async function benchRebalance(): Promise<BenchRow[]> {
     ];
   } finally {
     await router?.close();
-    await manager?.kill();
-    // a killed node is not stopped again (Running.stop waits for an exit that already happened)
-    await Promise.all(
-      nodes.map((n) =>
-        n.proc && n.proc.proc.exitCode === null && n.proc.proc.signalCode === null
-          ? n.proc.stop()
-          : undefined,
-      ),
-    );
-    fs.rmSync(dir, { recursive: true, force: true });
+    await cluster?.close();
   }
 }
