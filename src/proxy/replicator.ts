@@ -217,7 +217,10 @@ export class Replicator {
     this.assertOpen();
     if (this.consumerConn && this.producerConn && !this.consumerConn.isClosed && !this.producerConn.isClosed)
       return;
-    this.connecting ??= this.connectOnce(signal).finally(() => {
+    // closing the replicator ends a setup in progress too: a DCP_OPEN it would send after close() under
+    // the same name would make the node drop the connection of the replicator that replaced this one
+    const stop = signal ? AbortSignal.any([this.closer.signal, signal]) : this.closer.signal;
+    this.connecting ??= this.connectOnce(stop).finally(() => {
       this.connecting = undefined;
     });
     return this.connecting;
@@ -709,6 +712,9 @@ export class Replicator {
     if (this.closed) return;
     this.closer.abort(new ReplicatorClosedError(this.name));
     this.retries.stopAll();
+    // a setup in flight ends (aborted) before close() resolves, so nothing of this replicator reaches
+    // the nodes afterwards (a successor with the same DCP name may open once this resolves)
+    await this.connecting?.catch(() => undefined);
     const open = [...this.open];
     if (this.consumerConn && this.producerConn) await Promise.all(open.map((vb) => this.closeBoth(vb)));
     const controls = await Promise.allSettled(this.controls.values());
