@@ -95,9 +95,9 @@ export class ActiveStream {
   private readonly slab = new Slab();
   private readonly reader: SnapshotReader;
   /**
-   * Prepares sent on this stream and not yet resolved: a commit or abort goes as DCP_COMMIT/ABORT only
-   * when the consumer holds its prepare (sent here, or at or below the stream's start); otherwise
-   * (its prepare was deduplicated out of the snapshot) the commit goes as a mutation, the abort not.
+   * Prepares sent on this stream and not yet resolved: a commit goes as DCP_COMMIT only for a prepare
+   * sent here, an abort as DCP_ABORT for those and for prepares at or below the stream's start;
+   * otherwise the commit goes as a mutation, the abort not at all.
    */
   private readonly sentPrepares = new Set<bigint>();
   itemsSent = 0;
@@ -346,7 +346,14 @@ export class ActiveStream {
       out.push(frame);
       return frame.length;
     }
-    const held = this.sentPrepares.delete(sync.preparedSeqno) || sync.preparedSeqno <= this.startSeqno;
+    const sent = this.sentPrepares.delete(sync.preparedSeqno);
+    // DCP_COMMIT carries no value, so it goes only for a prepare sent on this stream: one from before the
+    // stream's start may be gone from the consumer (completed and dropped by its compaction, then
+    // re-opened by nothing when a rollback removed the completion after a restart), and a commit it
+    // cannot apply would break the stream on every retry; as a mutation it completes the prepare the
+    // consumer may still hold. An abort has no value either way: it goes for those too (a consumer
+    // holding the prepare must see it end; one that does not just records the marker).
+    const held = sent || (sync.kind === 'abort' && sync.preparedSeqno <= this.startSeqno);
     // a disk snapshot sends committed data as plain versions (kv_engine's backfill)
     const resolution = this.render.syncWrites && held && (sync.kind === 'abort' || !this.diskSnapshot);
     if (sync.kind === 'abort' && !resolution) return 0;

@@ -98,4 +98,36 @@ describe('producer sync writes', () => {
     expect(p.decodeSeqnoAdvanced(frames[2]!).bySeqno).toBe(4n);
     t.prod.connectionClosed();
   });
+  it('sends the commit of a prepare from before the stream start as a mutation, and its abort as DCP_ABORT', async () => {
+    // the consumer may no longer hold a prepare below its start (completed and compacted away, then its
+    // completion rolled back after a restart): a DCP_COMMIT it cannot apply broke the stream on every
+    // retry (a recovered demo node stayed behind); as a mutation it carries the value
+    const t = await producer();
+    t.control('enable_sync_writes', 'true');
+    const vb = t.store.vbucket(0);
+    const a = vb.prepare({ op: 'set', key: Buffer.from('a'), value: Buffer.from('1') }, 1).item!;
+    const b = vb.prepare({ op: 'set', key: Buffer.from('b'), value: Buffer.from('2') }, 1).item!;
+    t.send(
+      p.encodeStreamReq({
+        opaque: 9,
+        vbucket: 0,
+        flags: 0,
+        startSeqno: b.bySeqno,
+        endSeqno: p.SEQNO_INFINITY,
+        vbucketUuid: vb.uuid,
+        snapStartSeqno: b.bySeqno,
+        snapEndSeqno: b.bySeqno,
+      }),
+    );
+    await t.tick();
+    vb.commit(a.bySeqno);
+    vb.abort(b.bySeqno);
+    await t.tick();
+    await t.tick();
+    const names = t.out.filter((f) => !f.isResponse).map((f) => p.opcodeName(f.opcode));
+    expect(names).toEqual(['DCP_SNAPSHOT_MARKER', 'DCP_MUTATION', 'DCP_ABORT']);
+    const m = p.decodeMutation(t.out.find((f) => f.opcode === p.Opcode.DCP_MUTATION)!);
+    expect([m.key.toString(), m.value.toString(), m.bySeqno]).toEqual(['a', '1', 3n]);
+    t.prod.connectionClosed();
+  });
 });
