@@ -1,4 +1,4 @@
-import { badValue, Datatype, type Frame } from '../../protocol/index.js';
+import { badValue, type Frame, readJsonObject } from '../../protocol/index.js';
 import type { Chain } from './active-monitor.js';
 
 /**
@@ -8,16 +8,7 @@ import type { Chain } from './active-monitor.js';
  * input). Only the first chain is used (a second is kv_engine's chain during a rebalance; not sent here).
  */
 export function readTopology(frame: Frame, value: Buffer | undefined): Chain | undefined {
-  if (!value || value.length === 0 || frame.datatype !== Datatype.Json) return undefined;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(value.toString('utf8'));
-  } catch {
-    throw badValue(frame, 'the JSON value does not parse');
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
-    throw badValue(frame, 'the JSON value is not an object');
-  const topology = (parsed as { topology?: unknown }).topology;
+  const topology = readJsonObject(frame, value)?.topology;
   if (topology === undefined) return undefined;
   if (!Array.isArray(topology) || topology.length === 0 || topology.length > 2)
     throw badValue(frame, 'topology is not a list of one or two chains');

@@ -1,4 +1,4 @@
-import { isResponseMagic, Magic, opcodeName } from '../constants.js';
+import { Datatype, isResponseMagic, Magic, opcodeName } from '../constants.js';
 import { ProtocolError } from '../errors.js';
 import type { Frame } from '../frame.js';
 
@@ -76,6 +76,24 @@ export function expectDocument(frame: Frame): void {
 
 export function badValue(frame: Frame, detail: string): ProtocolError {
   return new ProtocolError('DCPX_ERR_BAD_VALUE', detail, { header: frame.header() });
+}
+
+/**
+ * A request's JSON value as an object (SET_VBUCKET's epoch and topology, DEL_VBUCKET, DCP_OPEN):
+ * undefined when there is no value or its datatype is not JSON; throws badValue when it does not parse
+ * or is not an object.
+ */
+export function readJsonObject(frame: Frame, value: Buffer | undefined): Record<string, unknown> | undefined {
+  if (!value || value.length === 0 || frame.datatype !== Datatype.Json) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value.toString('utf8'));
+  } catch {
+    throw badValue(frame, 'the JSON value does not parse');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+    throw badValue(frame, 'the JSON value is not an object');
+  return parsed as Record<string, unknown>;
 }
 
 export function badField(opcode: number, detail: string): ProtocolError {

@@ -1,7 +1,7 @@
 import { Datatype, isResponseMagic, opcodeName, Status } from '../constants.js';
 import { DcpxError } from '../errors.js';
 import type { Frame } from '../frame.js';
-import { badValue } from './codec.js';
+import { badValue, readJsonObject } from './codec.js';
 import { encodeStatusResponse } from './status-response.js';
 
 // The manager epoch on node commands (DESIGN.md "Cluster operations", fencing): a number that only
@@ -25,16 +25,7 @@ export function epochValue(epoch: number, extra: Record<string, unknown> = {}): 
  * (the request is malformed) when the value is not a JSON object or the epoch not a whole number ≥ 0.
  */
 export function readEpoch(frame: Frame, value: Buffer | undefined): bigint | undefined {
-  if (!value || value.length === 0 || frame.datatype !== Datatype.Json) return undefined;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(value.toString('utf8'));
-  } catch {
-    throw badValue(frame, 'the JSON value does not parse');
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
-    throw badValue(frame, 'the JSON value is not an object');
-  const epoch = (parsed as { epoch?: unknown }).epoch;
+  const epoch = readJsonObject(frame, value)?.epoch;
   if (epoch === undefined) return undefined;
   if (typeof epoch !== 'number' || !Number.isSafeInteger(epoch) || epoch < 0)
     throw badValue(frame, `manager epoch ${JSON.stringify(epoch)} is not a whole number >= 0`);
