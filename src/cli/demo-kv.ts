@@ -206,15 +206,25 @@ export async function behindVbuckets(router: Router, exact = false): Promise<num
  */
 export async function describeReplicas(router: Router, vbs: readonly number[]): Promise<string> {
   const parts: string[] = [];
+  const seqnoOf = async (node: string, vb: number): Promise<string> => {
+    try {
+      const row = (await (await router.client(node)).vbucketStates()).find((r) => r.vb === vb);
+      return row ? `state ${row.state} at ${row.highSeqno}, prepared ${row.highPreparedSeqno}` : 'no row';
+    } catch (error) {
+      return (error as Error).message;
+    }
+  };
   for (const vb of vbs.slice(0, 4)) {
     const chain = router.chains[vb] ?? [];
+    const head = chain[0] ?? null;
+    const headAt = head === null ? 'no head' : await seqnoOf(head, vb);
     for (const replica of chain.slice(1)) {
       if (replica === null) continue;
       try {
         const status = await (await router.client(replica)).replicationStatus();
         const from = Object.entries(status.sources).find(([, s]) => s.wanted.includes(vb));
         parts.push(
-          `vb ${vb} on ${replica}: ${from ? `from ${from[0]} ${from[1].open.includes(vb) ? 'open' : 'not open'}` : 'not wanted'} (head ${chain[0]})`,
+          `vb ${vb} on ${replica} (${await seqnoOf(replica, vb)}): ${from ? `from ${from[0]} ${from[1].open.includes(vb) ? 'open' : 'not open'}` : 'not wanted'} (head ${head}: ${headAt})`,
         );
       } catch (error) {
         parts.push(`vb ${vb} on ${replica}: ${(error as Error).message}`);
