@@ -5,6 +5,7 @@ import {
   childLogger,
   DcpxError,
   decodeAddStreamResponse,
+  decodeControl,
   decodeSetVBucketState,
   decodeStreamEnd,
   encodeAddStream,
@@ -26,6 +27,7 @@ import {
   systemClock,
 } from '../protocol/index.js';
 import type { FrameConnection } from '../protocol/transport/index.js';
+import { DroppedFrameAcks } from './dropped-acks.js';
 import { forwardFrames } from './forward.js';
 import { ProxyMetrics } from './metrics.js';
 import { type ProxyCommand, ProxyOpaques } from './opaques.js';
@@ -152,6 +154,8 @@ export class Replicator {
   private readonly takingOver = new Set<number>();
   private consumerConn: FrameConnection | undefined;
   private producerConn: FrameConnection | undefined;
+  /** Acknowledges the window bytes of the producer's frames dropped here (one per stream connection). */
+  private droppedAcks: DroppedFrameAcks | undefined;
   private readonly controls = new Map<'producer' | 'consumer', Promise<FrameConnection>>();
   private readonly requestTimeoutMs: number;
   private readonly closer = new AbortController();
@@ -245,6 +249,7 @@ export class Replicator {
     }
     this.consumerConn = consumer;
     this.producerConn = producer;
+    this.droppedAcks = new DroppedFrameAcks((frame) => producer.send([frame]));
     this.wire(producer, consumer, 'producer');
     this.wire(consumer, producer, 'consumer');
     this.log.info({}, 'connected');
@@ -365,6 +370,8 @@ export class Replicator {
     const vb = frame.vbucket;
     if (!this.tracks.isLive(vb, frame.opaque)) {
       if (opcode === Opcode.DCP_STREAM_END) this.tracks.staleEnd(vb, frame.opaque);
+      // the producer counted it against the window and the consumer will never acknowledge it
+      this.droppedAcks?.dropped(frame);
       return this.drop(frame, 'stale frame dropped');
     }
     if (opcode === Opcode.DCP_SET_VBUCKET_STATE) {
@@ -397,6 +404,7 @@ export class Replicator {
   /** Frames read from the consumer, on their way to the producer. */
   private fromConsumer(frame: Frame): 'proxy' | 'block' {
     if (!frame.isResponse) {
+      if (frame.opcode === Opcode.DCP_CONTROL) this.controlSeen(frame);
       if (frame.opcode === Opcode.DCP_STREAM_REQ) {
         // track the stream opaque from every STREAM_REQ, rollback re-requests included (DESIGN.md)
         this.tracks.requested(frame.vbucket, frame.opaque);
@@ -419,6 +427,16 @@ export class Replicator {
         return 'block';
     }
     return 'proxy';
+  }
+
+  /** The consumer's CONTROL on its way: a non-zero connection_buffer_size turns flow control on. */
+  private controlSeen(frame: Frame): void {
+    try {
+      const { key, value } = decodeControl(frame);
+      if (key === 'connection_buffer_size' && Number(value) > 0) this.droppedAcks?.flowControlOn();
+    } catch {
+      // a malformed CONTROL is the producer's to refuse; the proxy only forwards it
+    }
   }
 
   // ---- the proxy's own requests -------------------------------------------------------------------
