@@ -96,8 +96,8 @@ export class ActiveStream {
   private readonly reader: SnapshotReader;
   /**
    * Prepares sent on this stream and not yet resolved: a commit goes as DCP_COMMIT only for a prepare
-   * sent here, an abort as DCP_ABORT for those and for prepares at or below the stream's start;
-   * otherwise the commit goes as a mutation, the abort not at all.
+   * sent here, an abort as DCP_ABORT for those, for prepares at or below the stream's start and in a
+   * disk snapshot; otherwise the commit goes as a mutation, the abort not at all.
    */
   private readonly sentPrepares = new Set<bigint>();
   itemsSent = 0;
@@ -352,8 +352,12 @@ export class ActiveStream {
     // re-opened by nothing when a rollback removed the completion after a restart), and a commit it
     // cannot apply would break the stream on every retry; as a mutation it completes the prepare the
     // consumer may still hold. An abort has no value either way: it goes for those too (a consumer
-    // holding the prepare must see it end; one that does not just records the marker).
-    const held = sent || (sync.kind === 'abort' && sync.preparedSeqno <= this.startSeqno);
+    // holding the prepare must see it end; one that does not just records the marker), and in a disk
+    // snapshot, which leaves the aborted prepare out, as kv_engine's backfill sends it: skipped, the
+    // replica's log stopped short of the active's (a SEQNO_ADVANCED ends the snapshot but writes
+    // nothing), so a promoted replica would have re-used the abort's seqno for another write.
+    const held =
+      sent || (sync.kind === 'abort' && (this.diskSnapshot || sync.preparedSeqno <= this.startSeqno));
     // a disk snapshot sends committed data as plain versions (kv_engine's backfill)
     const resolution = this.render.syncWrites && held && (sync.kind === 'abort' || !this.diskSnapshot);
     if (sync.kind === 'abort' && !resolution) return 0;

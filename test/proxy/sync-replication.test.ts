@@ -124,6 +124,27 @@ describe('sync replication through the Replicator', () => {
     expect(t.acks()).toEqual([]);
   });
 
+  it('backfills a replica whose source ends on an aborted prepare up to the active high seqno: the abort goes as DCP_ABORT', async () => {
+    // a new stream starts with a disk snapshot, which leaves the aborted prepare out; its abort was not
+    // sent either, and the replica stopped two seqnos short of the active for good
+    const t = await setup(true);
+    const vbA = t.a.store.vbucket(0);
+    vbA.mutate({ op: 'set', key: k('before'), value: k('v') });
+    const aborted = vbA.prepare({ op: 'set', key: k('gone'), value: k('x') }, 1).item!;
+    vbA.abort(aborted.bySeqno);
+    expect(vbA.highSeqno).toBe(3n);
+    await t.r.setStreams(t.all);
+    const vbB = t.b.store.vbucket(0);
+    await until(() => vbB.highSeqno === vbA.highSeqno);
+    expect(vbB.get(k('gone'))).toBeUndefined();
+    expect(vbB.inFlightPrepares()).toEqual([]);
+    expect(t.sent(p.Opcode.DCP_ABORT).map((f) => p.decodeAbort(f).abortSeqno)).toEqual([3n]);
+    // the next write lands on both at the same seqno
+    vbA.mutate({ op: 'set', key: k('after'), value: k('y') });
+    await until(() => vbB.get(k('after')) !== undefined);
+    expect(vbB.highSeqno).toBe(4n);
+  });
+
   it('takes a vBucket over with a prepare in flight: the new active holds it, and the prepares committed before', async () => {
     const t = await setup(true);
     const vbA = t.a.store.vbucket(0);
