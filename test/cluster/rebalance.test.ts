@@ -286,6 +286,24 @@ describe('rebalance with fake nodes', () => {
     expect(cluster.doubleActives.size).toBe(0);
   });
 
+  it('starts the next backfill as soon as a move caught up, while that move is still in its takeover', async () => {
+    const { shared, cluster, manager } = await setup({ movesPerNode: 1 });
+    cluster.node(C).hangTakeovers = true;
+    await manager.handle.core.submit(rebalance('rb'));
+    // one backfill at a time onto C: the first move waits in its takeover, its backfill slot is free
+    await vi.waitFor(() => expect(cluster.events.some((e) => e.op === 'takeover')).toBe(true));
+    const hung = indexOf(cluster.events, 0, (e) => e.op === 'takeover');
+    await vi.waitFor(() =>
+      expect(
+        indexOf(cluster.events, hung, (e) => e.op === 'state' && e.node === C && e.state === 'replica'),
+      ).toBeGreaterThan(hung),
+    );
+    cluster.node(C).releaseTakeovers();
+    expect(await waitForResult(shared, 'rb')).toMatchObject({ outcome: 'done' });
+    await manager.handle.settled();
+    expect(fakeConvergence(await manager.handle.core.status(), cluster)).toEqual([]);
+  });
+
   it('a later rebalance redoes none of the moves the stopped one finished', async () => {
     const { shared, cluster, manager } = await setup({ movesPerNode: 64 });
     const core = manager.handle.core;

@@ -120,6 +120,8 @@ export class RebalanceRunner implements RunningRebalance, MoveHost {
   /** Set once the run ends: pushes skip nodes known down. */
   private ending = false;
   private scheduler: MoveScheduler | undefined;
+  /** Wakes the round's scheduling loop (a backfill slot was freed). */
+  private wake: (() => void) | undefined;
   private final: Promise<void> | undefined;
   private stopReason: string | undefined;
   private movesDone = 0;
@@ -228,6 +230,8 @@ export class RebalanceRunner implements RunningRebalance, MoveHost {
 
   backfillDone(vb: number): void {
     this.scheduler?.backfillDone(vb);
+    // the freed backfill slot may let another move start now, not when some move ends
+    this.wake?.();
   }
 
   writeChain(vb: number, from: Chain, to: Chain): Promise<void> {
@@ -387,7 +391,9 @@ export class RebalanceRunner implements RunningRebalance, MoveHost {
       if (active.size === 0) break;
       const waits: Promise<unknown>[] = [...active.values()];
       if (!this.signal.aborted) waits.push(aborted);
+      waits.push(new Promise<void>((resolve) => (this.wake = resolve)));
       await Promise.race(waits);
+      this.wake = undefined;
       // let the outcome handlers above run before the next choice
       await Promise.resolve();
     }
