@@ -48,6 +48,14 @@ export class ReplicationAgent {
   private readonly changes: Counter<'kind'>;
   private closed = false;
   private applying: Promise<unknown> = Promise.resolve();
+  /**
+   * vBuckets with a takeover in flight: no topology applied meanwhile streams them as replicas (an
+   * ADD_STREAM beside the takeover stream collides with it on the consumer); a takeover that fails gives
+   * its vBucket back to the topology last applied.
+   */
+  private readonly takingOver = new Set<number>();
+  /** The last topology applied (source → vBuckets), takeovers in flight included. */
+  private desired = new Map<string, readonly number[]>();
 
   constructor(private readonly options: ReplicationAgentOptions) {
     this.log = options.logger ?? silentLogger;
@@ -75,16 +83,16 @@ export class ReplicationAgent {
     return run;
   }
 
-  private async applyNow(epoch: number, sources: ReadonlyMap<string, readonly number[]>): Promise<void> {
+  private async applyNow(epoch: number, requested: ReadonlyMap<string, readonly number[]>): Promise<void> {
     if (this.closed) return;
-    for (const vbs of sources.values()) {
+    for (const vbs of requested.values()) {
       for (const vb of vbs) {
         if (vb >= this.options.vbuckets)
           throw new TopologyError(`vb ${vb} is not one of this node's ${this.options.vbuckets}`);
       }
     }
     const self = this.options.self();
-    if (sources.has(self)) throw new TopologyError(`a node cannot replicate from itself (${self})`);
+    if (requested.has(self)) throw new TopologyError(`a node cannot replicate from itself (${self})`);
     if (epoch > this.epoch) {
       // the replicators' DCP_OPENs carry the old epoch: the node would refuse their streams now
       if (this.sources.size > 0) this.changes.inc({ kind: 'epoch' });
@@ -93,13 +101,18 @@ export class ReplicationAgent {
     } else if (epoch < this.epoch) {
       return; // the fence admitted it (equal or higher is all it admits); an older push lost a race
     }
+    this.desired = new Map(requested);
+    const sources = new Map(
+      [...requested].map(([address, vbs]) => [address, vbs.filter((vb) => !this.takingOver.has(vb))]),
+    );
     // removals first, settled before anything is added: a vBucket whose source changes must have its
     // old stream closed on this node before the new source's ADD_STREAM (else EEXISTS, and the new
     // stream waits out its retry backoff); bounded, as a source that is down cannot answer its close
     const removals: Promise<unknown>[] = [];
     for (const [address, source] of [...this.sources]) {
       const next = new Set(sources.get(address) ?? []);
-      if (next.size === 0) {
+      // a source still wanted for a vBucket it is handing over keeps its replicator (the takeover's)
+      if ((requested.get(address) ?? []).length === 0) {
         this.sources.delete(address);
         this.changes.inc({ kind: 'source-removed' });
         this.log.info({ source: address }, 'replication from source stopped');
@@ -109,7 +122,7 @@ export class ReplicationAgent {
       const kept = source.wanted.filter((vb) => next.has(vb));
       if (kept.length === source.wanted.length) continue;
       source.wanted = kept;
-      const closing = source.replicator.setStreams(kept).catch(() => undefined);
+      const closing = source.applying.then(() => source.replicator.setStreams(kept)).catch(() => undefined);
       source.applying = closing;
       removals.push(closing);
     }
@@ -132,10 +145,14 @@ export class ReplicationAgent {
         this.changes.inc({ kind: 'source-added' });
         this.log.info({ source: address, vbuckets: vbs.length }, 'replication from source started');
       }
-      source.wanted = [...vbs].sort((a, b) => a - b);
+      const wanted = [...vbs].sort((a, b) => a - b);
+      source.wanted = wanted;
       const replicator = source.replicator;
-      // not awaited: connecting may take a while (or fail until the source is back)
-      source.applying = replicator.setStreams(source.wanted).then(
+      // not awaited: connecting may take a while (or fail until the source is back). After the previous
+      // setStreams of this source: one issued while the last one's ADD_STREAMs are unanswered would add
+      // those streams again (EEXISTS, then a retry that may land on a takeover stream)
+      const previous = source.applying;
+      source.applying = previous.then(() => replicator.setStreams(wanted)).then(
         (results) => {
           const failed = results.filter((r) => !r.ok);
           if (failed.length > 0)
@@ -168,6 +185,7 @@ export class ReplicationAgent {
       this.sources.set(source, entry);
     }
     entry.wanted = entry.wanted.filter((v) => v !== vb);
+    this.takingOver.add(vb);
     // a replica stream still being added would collide with the takeover stream (EEXISTS on the consumer);
     // the wait is part of the takeover's deadline (the manager's answer deadline is built on it)
     let timer: NodeJS.Timeout | undefined;
@@ -179,7 +197,32 @@ export class ReplicationAgent {
     ]);
     clearTimeout(timer);
     const left = Math.max(1, deadlineMs - (Date.now() - started));
-    return entry.replicator.takeover(vb, { deadlineMs: left, attempts: 10 });
+    try {
+      const result = await entry.replicator.takeover(vb, { deadlineMs: left, attempts: 10 });
+      this.takingOver.delete(vb);
+      return result;
+    } catch (error) {
+      this.takingOver.delete(vb);
+      this.restoreReplica(vb);
+      throw error;
+    }
+  }
+
+  /**
+   * After a failed takeover: streams `vb` again as the last applied topology says (the manager retries
+   * the move with the same topology, which it does not push again).
+   */
+  private restoreReplica(vb: number): void {
+    for (const [address, vbs] of this.desired) {
+      if (!vbs.includes(vb)) continue;
+      const source = this.sources.get(address);
+      if (!source || source.wanted.includes(vb)) continue;
+      source.wanted = [...source.wanted, vb].sort((a, b) => a - b);
+      const wanted = source.wanted;
+      const run = this.applying.then(() => (this.closed ? [] : source.replicator.setStreams(wanted)));
+      source.applying = run.catch(() => undefined);
+      this.applying = source.applying;
+    }
   }
 
   private wantedBySource(): Map<string, number[]> {

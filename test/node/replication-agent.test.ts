@@ -19,8 +19,10 @@ afterEach(async () => {
 
 async function node(
   active: number[] = [],
+  extra: { refuseTakeoverStates?: number } = {},
 ): Promise<{ node: StorageNode; address: string; client: NodeClient }> {
   const started = await StorageNode.start({
+    ...extra,
     host: '127.0.0.1',
     port: 0,
     vbuckets: 8,
@@ -107,6 +109,45 @@ describe("a node's replication agent", () => {
     for (let i = 0; i < 100; i++) expect((await b.client.get(0, `k${i}`)).value?.toString()).toBe(`v${i}`);
     // the vBucket taken over is not streamed in any more; the other still is
     expect((await b.client.replicationStatus()).sources[a.address]?.wanted).toEqual([1]);
+  });
+
+  it('does not stream a vBucket as a replica while it is being taken over, even if a topology naming it arrives meanwhile', async () => {
+    const a = await node([0, 1]);
+    const b = await node();
+    for (let i = 0; i < 100; i++) await a.client.set(0, `k${i}`, `v${i}`);
+    for (const vb of [0, 1]) await b.client.setVBucket(vb, VBucketState.Replica, { epoch: 7 });
+    await b.client.setReplication(7, { [a.address]: [0, 1] });
+    // the manager's topology push goes on another connection than its takeover (both in flight at once)
+    const pusher = await NodeClient.connect({ host: '127.0.0.1', port: b.node.address.port }, AUTH);
+    cleanups.push(() => pusher.close());
+    const takeover = b.client.takeoverFrom(7, 0, a.address, 20_000);
+    await new Promise((r) => setTimeout(r, 1));
+    await pusher.setReplication(7, { [a.address]: [0, 1] });
+    await takeover;
+    expect(vbucketStateName((await b.client.vbucketStates())[0]!.state)).toBe('active');
+    expect(vbucketStateName((await a.client.vbucketStates())[0]!.state)).toBe('dead');
+    expect((await b.client.replicationStatus()).sources[a.address]?.wanted).toEqual([1]);
+  });
+
+  it('streams a vBucket again after its takeover failed, as the topology last applied names it', async () => {
+    const a = await node([0, 1]);
+    const b = await node([], { refuseTakeoverStates: 1_000 });
+    for (const vb of [0, 1]) await b.client.setVBucket(vb, VBucketState.Replica, { epoch: 7 });
+    await b.client.setReplication(7, { [a.address]: [0, 1] });
+    await a.client.set(0, 'before', 'v');
+    await until(async () => (await highSeqnos(b.client))[0] === 1n, 'the first write');
+    await expect(b.client.takeoverFrom(7, 0, a.address, 1_500)).rejects.toBeInstanceOf(AgentCommandError);
+    expect(vbucketStateName((await a.client.vbucketStates())[0]!.state)).toBe('active');
+    // no new topology: the manager retries the move with the one it pushed
+    await until(
+      async () => (await b.client.replicationStatus()).sources[a.address]?.wanted.includes(0) ?? false,
+      'vb 0 wanted again',
+    );
+    await a.client.set(0, 'after', 'v');
+    await until(
+      async () => (await highSeqnos(b.client))[0] === (await highSeqnos(a.client))[0],
+      'the later write',
+    );
   });
 
   it('refuses a topology or a takeover from an older manager epoch, and one with no epoch once managed', async () => {
