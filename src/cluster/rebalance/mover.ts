@@ -193,7 +193,7 @@ async function takeover(host: MoveHost, vb: number, oldHead: NodeAddress, newHea
     // the node answers by the deadline (plus its settle grace); one that never answers must not hold
     // the move forever
     const outcome = await bounded(
-      calls.call(newHead, (s) =>
+      calls.exclusive(newHead, (s) =>
         s.takeover(vb, oldHead, ctx.term.epoch, { deadlineMs: timings.takeoverDeadlineMs }),
       ),
       ctx.clock,

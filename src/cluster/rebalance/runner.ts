@@ -266,7 +266,7 @@ export class RebalanceRunner implements RunningRebalance, MoveHost {
           await Promise.all(
             this.members.map((node) =>
               this.calls
-                .call(node, (s) => s.setClusterConfig(next))
+                .call(node, (s) => s.setClusterConfig(next), 'config')
                 .catch((error: unknown) => {
                   if (!(error instanceof NodeUnreachableError) && !stopsActing(error)) {
                     this.ctx.log.warn({ node, err: String(error) }, 'rebalance: config push failed');
@@ -291,7 +291,7 @@ export class RebalanceRunner implements RunningRebalance, MoveHost {
         // ending: a node known down is left to the janitor (the stop bound must not wait on it)
         if (this.ending && this.calls.down.has(node)) return;
         try {
-          await this.calls.call(node, (s) => s.setReplication(topology, this.ctx.term.epoch));
+          await this.calls.call(node, (s) => s.setReplication(topology, this.ctx.term.epoch), 'replication');
           this.pushed.set(node, text);
         } catch (error) {
           if (!(error instanceof NodeUnreachableError)) throw error;
@@ -533,7 +533,7 @@ export class RebalanceRunner implements RunningRebalance, MoveHost {
     for (const node of eject) {
       try {
         await this.calls
-          .call(node, (s) => s.setReplication({}, epoch))
+          .call(node, (s) => s.setReplication({}, epoch), 'replication')
           .catch((error: unknown) => {
             if (!(error instanceof NodeUnreachableError)) throw error;
           });
