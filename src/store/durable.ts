@@ -3,12 +3,15 @@ import * as path from 'node:path';
 import type { VBucketState } from '../protocol/index.js';
 import { AtomicFile, type AtomicFileOps } from './atomic-file.js';
 import { compactFile } from './compaction.js';
+import type { Entry } from './entry.js';
 import { StoreError } from './errors.js';
 import {
   decodeRecords,
+  encodeEntryRecord,
   encodeHistoryRecord,
   encodeRecord,
   encodeSnapshotRecord,
+  entryRecordBytes,
   packr,
 } from './record-codec.js';
 import type { Item, SnapshotRange, VBucketMeta } from './types.js';
@@ -243,8 +246,11 @@ export class DurableStorage implements VBucketSink {
     await this.metaFile.changed();
   }
 
-  appended(vb: VBucket, item: Item): void {
-    this.pushRecord(vb.id, encodeRecord(item));
+  appended(vb: VBucket, _item: Item, entry: Entry): void {
+    // written by hand from the entry's arena bytes, as compaction does: the same record encodeRecord
+    // makes of the item, without msgpack's generic packing (a third of a replica's apply time, issue 12)
+    const out = Buffer.allocUnsafe(entryRecordBytes(entry));
+    this.pushRecord(vb.id, out.subarray(0, encodeEntryRecord(entry, out, 0)));
   }
 
   snapshotMarked(vb: VBucket, range: SnapshotRange | undefined): void {

@@ -38,7 +38,8 @@ const NO_CREATE = 0xffff_ffff;
 
 /** Where a vBucket reports what must be made durable (the durable store implements it). */
 export interface VBucketSink {
-  appended(vb: VBucket, item: Item): void;
+  /** A version was appended: `entry` holds it (its bytes in the arena), `item` is the same as an Item. */
+  appended(vb: VBucket, item: Item, entry: Entry): void;
   /**
    * A replica received a snapshot marker (`range`), or its data became its own (`undefined`): written
    * into the log in order with the items, so a crash never leaves the range and the items disagreeing.
@@ -1034,7 +1035,7 @@ export class VBucket {
     this.trimHistory();
     const item = entry.toItem();
     if (restoring) return item;
-    this.sink?.appended(this, item);
+    this.sink?.appended(this, item, entry);
     for (const listener of this.itemListeners) listener(item);
     if (!this.sink && this.persistListeners.size > 0) {
       for (const listener of this.persistListeners) listener(seqno);
