@@ -27,6 +27,29 @@ export interface BenchCluster {
  * Starts the cluster the cluster benches share (rebalance, durability): `count` durable nodes with
  * `vbuckets` vBuckets and no vBucket assigned (for `cluster init`), and a leading manager.
  */
+/**
+ * DCPX_BENCH_PROFILE_DIR=dir: the nodes run under `node --cpu-prof` (profiles written there as
+ * nodeN.cpuprofile) and are stopped with SIGTERM at the end so the profile is written.
+ */
+const profileDir = process.env.DCPX_BENCH_PROFILE_DIR;
+
+function profileFlags(name: string): string[] {
+  return profileDir
+    ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}.cpuprofile`]
+    : [];
+}
+
+function stopGracefully(running: Running): Promise<void> {
+  return new Promise((resolve) => {
+    const kill = setTimeout(() => running.proc.kill('SIGKILL'), 10_000);
+    running.proc.once('exit', () => {
+      clearTimeout(kill);
+      resolve();
+    });
+    running.proc.kill('SIGTERM');
+  });
+}
+
 export async function startBenchCluster(name: string, vbuckets: number, count = 3): Promise<BenchCluster> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `dcpx-bench-${name}-`));
   const nodes: BenchNode[] = [];
@@ -37,7 +60,9 @@ export async function startBenchCluster(name: string, vbuckets: number, count = 
     await Promise.all(
       nodes.map((n) =>
         n.proc && n.proc.proc.exitCode === null && n.proc.proc.signalCode === null
-          ? n.proc.stop()
+          ? profileDir
+            ? stopGracefully(n.proc)
+            : n.proc.stop()
           : undefined,
       ),
     );
@@ -50,11 +75,14 @@ export async function startBenchCluster(name: string, vbuckets: number, count = 
     }
     await Promise.all(
       nodes.map(async (n, i) => {
-        n.proc = await startDcpx([
-          'node',
-          ...['--port', String(n.port), '--no-auth', '--vbuckets', String(vbuckets)],
-          ...['--data-dir', path.join(dir, `node${i + 1}`)],
-        ]);
+        n.proc = await startDcpx(
+          [
+            'node',
+            ...['--port', String(n.port), '--no-auth', '--vbuckets', String(vbuckets)],
+            ...['--data-dir', path.join(dir, `node${i + 1}`)],
+          ],
+          profileFlags(`node${i + 1}`),
+        );
       }),
     );
     manager = await ManagerProcess.start(`bench-${name}`, [

@@ -10,10 +10,10 @@ export interface Running {
   stop(): Promise<void>;
 }
 
-/** Starts `dcpx <args>` and waits for its "listening on HOST:PORT" line. */
-export function startDcpx(args: string[]): Promise<Running> {
+/** Starts `dcpx <args>` (under node flags `execArgv`) and waits for its "listening on HOST:PORT" line. */
+export function startDcpx(args: string[], execArgv: readonly string[] = []): Promise<Running> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [BIN, ...args], {
+    const proc = spawn(process.execPath, [...execArgv, BIN, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, DCPX_LOG_LEVEL: 'warn' },
     });
