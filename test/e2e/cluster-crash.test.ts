@@ -43,9 +43,10 @@ for (const storeKind of ['embedded', 'etcd'] as const) {
         const nodeArgs = ['--no-auth', '--vbuckets', String(VBUCKETS)];
         const nodes: NodeProc[] = [];
         for (let i = 0; i < 2; i++) nodes.push(await startNode(nodeArgs));
-        // the node a stopped rebalance moves to refuses each takeover's first set-states (the retry ask),
-        // so the rebalance is still running when the stop arrives
-        const slow = scenario === 'stop-rebalance' ? ['--refuse-takeover-states', '3'] : [];
+        // the node a stopped rebalance moves to refuses every takeover set-state (the retry ask), so the
+        // rebalance is still running when the stop arrives however fast its moves are (its takeovers run
+        // at once, each failing only after its deadline)
+        const slow = scenario === 'stop-rebalance' ? ['--refuse-takeover-states', '1000'] : [];
         nodes.push(await startNode([...nodeArgs, ...slow]));
         const [n1, n2, n3] = nodes.map((n) => `127.0.0.1:${n.port}`) as [string, string, string];
         const rig = await CrashRig.open(storeKind, { janitorMs: JANITOR_MS, leaseMs: LEASE_MS });
