@@ -152,18 +152,20 @@ export class ReplicationAgent {
       // setStreams of this source: one issued while the last one's ADD_STREAMs are unanswered would add
       // those streams again (EEXISTS, then a retry that may land on a takeover stream)
       const previous = source.applying;
-      source.applying = previous.then(() => replicator.setStreams(wanted)).then(
-        (results) => {
-          const failed = results.filter((r) => !r.ok);
-          if (failed.length > 0)
-            this.log.warn(
-              { source: address, failed: failed.slice(0, 8) },
-              'some replica streams did not open',
-            );
-        },
-        (error: unknown) =>
-          this.log.warn({ source: address, err: String(error) }, 'replication setup failed'),
-      );
+      source.applying = previous
+        .then(() => replicator.setStreams(wanted))
+        .then(
+          (results) => {
+            const failed = results.filter((r) => !r.ok);
+            if (failed.length > 0)
+              this.log.warn(
+                { source: address, failed: failed.slice(0, 8) },
+                'some replica streams did not open',
+              );
+          },
+          (error: unknown) =>
+            this.log.warn({ source: address, err: String(error) }, 'replication setup failed'),
+        );
     }
   }
 
