@@ -7,6 +7,8 @@ export interface Measurement {
   min: number;
   max: number;
   unit: string;
+  /** The rate of each timed round, in round order (rounds of `compare` line up across contenders). */
+  rates: number[];
 }
 
 export interface RoundResult {
@@ -31,19 +33,28 @@ export async function measure(
     const seconds = Number(process.hrtime.bigint() - start) / 1e9;
     rates.push(units / seconds);
   }
-  rates.sort((a, b) => a - b);
+  const sorted = [...rates].sort((a, b) => a - b);
   return {
     name,
     unit,
-    median: rates[Math.floor(rates.length / 2)]!,
-    min: rates[0]!,
-    max: rates[rates.length - 1]!,
+    median: sorted[Math.floor(sorted.length / 2)]!,
+    min: sorted[0]!,
+    max: sorted[sorted.length - 1]!,
+    rates,
   };
 }
 
-/** Interleaves rounds of several contenders so machine noise hits them alike; returns one Measurement each. */
+/**
+ * Interleaves rounds of several contenders so machine noise hits them alike; returns one Measurement each.
+ * A contender returns the units it did (timed here), or units and seconds when it times itself (a tool
+ * that reports its own timed section, e.g. memcslap, whose start-up must not count).
+ */
 export async function compare(
-  contenders: { name: string; unit: string; fn: () => Promise<number> | number }[],
+  contenders: {
+    name: string;
+    unit: string;
+    fn: () => Promise<number | RoundResult> | number | RoundResult;
+  }[],
   options: { warmup?: number; rounds?: number } = {},
 ): Promise<Measurement[]> {
   const warmup = options.warmup ?? 2;
@@ -53,18 +64,20 @@ export async function compare(
   for (let i = 0; i < rounds; i++) {
     for (const [k, c] of contenders.entries()) {
       const start = process.hrtime.bigint();
-      const units = await c.fn();
-      rates[k]!.push(units / (Number(process.hrtime.bigint() - start) / 1e9));
+      const result = await c.fn();
+      const elapsed = Number(process.hrtime.bigint() - start) / 1e9;
+      rates[k]!.push(typeof result === 'number' ? result / elapsed : result.units / result.seconds);
     }
   }
   return contenders.map((c, k) => {
-    const sorted = rates[k]!.sort((a, b) => a - b);
+    const sorted = [...rates[k]!].sort((a, b) => a - b);
     return {
       name: c.name,
       unit: c.unit,
       median: sorted[Math.floor(sorted.length / 2)]!,
       min: sorted[0]!,
       max: sorted[sorted.length - 1]!,
+      rates: rates[k]!,
     };
   });
 }
@@ -104,6 +117,23 @@ export function printRows(rows: BenchRow[], json: boolean): void {
     target: r.target ? `${r.target} ${r.met ? 'met' : 'MISSED'}` : '',
   }));
   console.table(table);
+}
+
+/**
+ * The per-round ratios a/b of two contenders measured in the same `compare` (each round's two runs saw
+ * the same machine), as a Measurement: median and spread of the ratios.
+ */
+export function roundRatios(name: string, a: Measurement, b: Measurement): Measurement {
+  const rates = a.rates.map((x, i) => x / b.rates[i]!);
+  const sorted = [...rates].sort((x, y) => x - y);
+  return {
+    name,
+    unit: 'ratio',
+    median: sorted[Math.floor(sorted.length / 2)]!,
+    min: sorted[0]!,
+    max: sorted[sorted.length - 1]!,
+    rates,
+  };
 }
 
 /** min–max of the rounds, in MB/s for byte rates and plain units otherwise. */

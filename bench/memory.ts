@@ -1,8 +1,6 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import * as net from 'node:net';
 import type { BenchRow } from './lib.js';
 import { pipelinedSets, rssBytes } from './load.js';
-import { startDcpx } from './procs.js';
+import { freePort, startDcpx, startMemcached } from './procs.js';
 
 // Issue 10. `memory`: N items (default 1 M, DCPX_BENCH_ITEMS) of 256 B loaded into a node (memory
 // store, one vBucket) by pipelined SETs; RSS per live item side by side with Debian's memcached
@@ -12,44 +10,8 @@ import { startDcpx } from './procs.js';
 const VALUE_BYTES = 256;
 const NODE_ARGS = ['node', '--port', '0', '--vbuckets', '1', '--active', '0', '--no-auth', '--anonymous-kv'];
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-async function startMemcached(): Promise<{ proc: ChildProcess; port: number } | undefined> {
-  const port = await freePort();
-  const proc = spawn(
-    'memcached',
-    ['-p', String(port), '-l', '127.0.0.1', '-U', '0', '-m', '4096', '-u', 'root'],
-    {
-      stdio: 'ignore',
-    },
-  );
-  const failed = await new Promise<boolean>((resolve) => {
-    proc.once('error', () => resolve(true));
-    const tryConnect = (left: number) => {
-      const socket = net.connect(port, '127.0.0.1');
-      socket.once('connect', () => {
-        socket.destroy();
-        resolve(false);
-      });
-      socket.once('error', () => (left > 0 ? setTimeout(() => tryConnect(left - 1), 50) : resolve(true)));
-    };
-    tryConnect(100);
-  });
-  if (failed) {
-    proc.kill('SIGKILL');
-    return undefined;
-  }
-  return { proc, port };
-}
+// the bench-cluster and soak scenarios take freePort from here
+export { freePort };
 
 async function perItem(pid: number, port: number, items: number): Promise<number> {
   await new Promise((r) => setTimeout(r, 300));

@@ -1,4 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -40,4 +42,69 @@ export function startDcpx(args: string[], execArgv: readonly string[] = []): Pro
     });
     proc.once('exit', (code) => reject(new Error(`dcpx ${args[0]} exited ${code}: ${err}`)));
   });
+}
+
+/** A free TCP port on loopback (closed again before it is returned). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** The path of `name` on PATH, or undefined (the benches print a row saying what to install). */
+export function findOnPath(name: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+    if (dir === '') continue;
+    const candidate = path.join(dir, name);
+    try {
+      fs.accessSync(candidate, fs.constants.X_OK);
+      return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+export interface MemcachedOptions {
+  /** Worker threads (`-t`; memcached's default is 4). */
+  threads?: number;
+  /** Item memory in MiB (`-m`). */
+  memoryMb?: number;
+}
+
+/**
+ * Starts Debian's memcached on a free loopback port (TCP only) and waits until it accepts connections;
+ * undefined when it is not installed or does not come up.
+ */
+export async function startMemcached(
+  options: MemcachedOptions = {},
+): Promise<{ proc: ChildProcess; port: number } | undefined> {
+  const port = await freePort();
+  const args = ['-p', String(port), '-l', '127.0.0.1', '-U', '0', '-m', String(options.memoryMb ?? 4096)];
+  if (options.threads !== undefined) args.push('-t', String(options.threads));
+  if (process.getuid?.() === 0) args.push('-u', 'root');
+  const proc = spawn('memcached', args, { stdio: 'ignore' });
+  const failed = await new Promise<boolean>((resolve) => {
+    proc.once('error', () => resolve(true));
+    const tryConnect = (left: number) => {
+      const socket = net.connect(port, '127.0.0.1');
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(false);
+      });
+      socket.once('error', () => (left > 0 ? setTimeout(() => tryConnect(left - 1), 50) : resolve(true)));
+    };
+    tryConnect(100);
+  });
+  if (failed) {
+    proc.kill('SIGKILL');
+    return undefined;
+  }
+  return { proc, port };
 }
