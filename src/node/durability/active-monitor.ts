@@ -100,7 +100,8 @@ export class ActiveDurabilityMonitor {
 
   /** A prepare of `key` re-tracked at promotion has not committed yet (SYNC_WRITE_RE_COMMIT_IN_PROGRESS). */
   isRecommitting(key: Buffer): boolean {
-    return this.recommits.has(key.toString('latin1'));
+    // the KV hot path: no re-commit in flight (the common case) costs no key string
+    return this.recommits.size !== 0 && this.recommits.has(key.toString('latin1'));
   }
 
   /**
