@@ -42,6 +42,7 @@ import {
 import type { Item, KvResult, KvStatus, MutateRequest, Store, VBucket } from '../store/index.js';
 import type { BucketConfig } from './bucket-config.js';
 import type { NodeDurability, Resolution } from './durability/index.js';
+import { getHitReply, writeSuccessReply } from './kv-replies.js';
 import { LOCKED_CAS, type LockTable } from './locks.js';
 import { vbucketOfKey } from './ranges.js';
 import type { Replies } from './replies.js';
@@ -244,16 +245,15 @@ export class KvHandler {
         const locked = this.options.locks.isLocked(vb.id, request.key);
         return r.respond(
           frame,
-          encodeGetResponse({
-            opcode: request.opcode,
-            opaque: frame.opaque,
-            status: Status.Success,
-            cas: locked ? LOCKED_CAS : item.cas,
-            datatype: this.readDatatype(item),
-            flags: item.flags,
-            key: withKey ? request.key : EMPTY,
-            value: item.value,
-          }),
+          getHitReply(
+            request.opcode,
+            frame.opaque,
+            locked ? LOCKED_CAS : item.cas,
+            this.readDatatype(item),
+            item.flags,
+            withKey ? request.key : EMPTY,
+            item.value,
+          ),
         );
       }
       case Opcode.SET:
@@ -592,6 +592,7 @@ export class KvHandler {
 
   private writeSuccess(frame: Frame, vb: VBucket, item: Item): Buffer {
     const mutationSeqno = this.session.mutationSeqno;
+    if (!mutationSeqno) return writeSuccessReply(frame.opcode, frame.opaque, item.deleted ? 0n : item.cas);
     return encodeWriteResponse({
       opcode: frame.opcode as Parameters<typeof encodeWriteResponse>[0]['opcode'],
       opaque: frame.opaque,
