@@ -341,7 +341,14 @@ export class StorageNode {
       });
     };
     const host = this.options.host ?? '127.0.0.1';
-    const listen = { host, port: this.options.port, maxBodyLength: this.maxBodyLength(), logger: this.log };
+    const listen = {
+      host,
+      port: this.options.port,
+      maxBodyLength: this.maxBodyLength(),
+      logger: this.log,
+      // KV clients send many small requests, one read each (issue 16)
+      sharedReadBuffer: true,
+    };
     this.server = this.options.tls
       ? await listenTls({ ...listen, cert: this.options.tls.cert, key: this.options.tls.key }, onConnection)
       : await listenTcp(listen, onConnection);

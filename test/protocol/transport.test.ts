@@ -11,6 +11,7 @@ import {
   listenTls,
   listenWebSocket,
 } from '../../src/protocol/transport/index.js';
+import { until } from '../helpers/raw-socket.js';
 import { selfSignedCert } from '../helpers/tls.js';
 
 let cert: Buffer;
@@ -37,6 +38,11 @@ const kinds: Kind[] = [
   {
     name: 'TCP',
     listen: (cb) => listenTcp({ port: 0 }, cb),
+    connect: (port) => connectTcp({ host: '127.0.0.1', port }),
+  },
+  {
+    name: 'TCP (shared read buffer)',
+    listen: (cb) => listenTcp({ port: 0, sharedReadBuffer: true }, cb),
     connect: (port) => connectTcp({ host: '127.0.0.1', port }),
   },
   {
@@ -162,6 +168,35 @@ for (const kind of kinds) {
     });
   });
 }
+
+describe('a TCP server reading into one shared buffer', () => {
+  it('hands out frames that keep their bytes after later reads, from connections sending at once', async () => {
+    const kept: p.Frame[] = [];
+    const server = await listenTcp({ port: 0, sharedReadBuffer: true }, (c) => {
+      c.on('frame', (frame) => kept.push(frame));
+    });
+    servers.push(server);
+    const clients = await Promise.all(
+      [0, 1, 2].map(() => connectTcp({ host: '127.0.0.1', port: server.address().port })),
+    );
+    conns.push(...clients);
+    const perClient = 300;
+    const sent = new Map<number, Buffer>();
+    for (let i = 0; i < perClient; i++) {
+      for (const [n, c] of clients.entries()) {
+        const opaque = n * perClient + i;
+        // sizes across the shared buffer's bounds and the Buffer pool's (4 KiB), each its own pattern
+        const value = Buffer.alloc((opaque * 131) % 9000, opaque % 251);
+        const bytes = p.encodeFrame({ opcode: p.Opcode.NOOP, opaque, value });
+        sent.set(opaque, bytes);
+        c.send(bytes);
+      }
+      if (i % 50 === 0) await new Promise((r) => setImmediate(r));
+    }
+    await until(() => kept.length === sent.size);
+    for (const frame of kept) expect(frame.bytes.equals(sent.get(frame.opaque)!)).toBe(true);
+  });
+});
 
 describe('authenticate against a hostile server', () => {
   it('fails fast, without key derivation, when the server names two billion iterations', async () => {
