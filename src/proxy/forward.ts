@@ -8,6 +8,12 @@ export type Verdict = 'proxy' | 'block';
  * the passed ones are batched per event-loop turn and written to `to` as their original bytes (never
  * re-encoded, never concatenated). A full `to` pauses `from`'s reading until it drains: backpressure
  * instead of an unbounded queue.
+ *
+ * Fast path: passed frames that lie back to back in the chunk they arrived in are written as ONE view
+ * of that chunk (a run), not one view per frame. The bytes written are the same (the passed frames'
+ * bytes, in order); what it saves is a Buffer view, a stream write and an iovec per frame, which the
+ * profile showed as most of the relay's CPU (writev, GC). A blocked frame, a frame taken by a pending
+ * request, or a frame the decoder assembled across chunks (its own buffer) ends the run.
  */
 export function forwardFrames(
   from: FrameConnection,
@@ -16,26 +22,50 @@ export function forwardFrames(
   onFlush?: (frames: number, bytes: number) => void,
 ): void {
   let batch: Buffer[] = [];
+  let frames = 0;
   let bytes = 0;
   let scheduled = false;
+  // the run being extended: runBuffer[runStart, runEnd) holds the last passed frames, back to back
+  let runBuffer: Buffer | undefined;
+  let runStart = 0;
+  let runEnd = 0;
+  const endRun = () => {
+    if (runBuffer === undefined) return;
+    batch.push(runBuffer.subarray(runStart, runEnd));
+    runBuffer = undefined;
+  };
   const flush = () => {
     scheduled = false;
+    endRun();
     if (batch.length === 0) return;
     const out = batch;
+    const outFrames = frames;
     const outBytes = bytes;
     batch = [];
+    frames = 0;
     bytes = 0;
-    onFlush?.(out.length, outBytes);
+    onFlush?.(outFrames, outBytes);
     if (!to.send(out)) {
       from.pause();
       to.once('drain', () => from.resume());
     }
   };
   from.on('frame', (frame) => {
-    if (decide(frame) === 'block') return;
-    const raw = frame.bytes;
-    batch.push(raw);
-    bytes += raw.length;
+    if (decide(frame) === 'block') {
+      endRun();
+      return;
+    }
+    const length = frame.length;
+    if (frame.buffer === runBuffer && frame.offset === runEnd) {
+      runEnd += length;
+    } else {
+      endRun();
+      runBuffer = frame.buffer;
+      runStart = frame.offset;
+      runEnd = runStart + length;
+    }
+    frames++;
+    bytes += length;
     if (!scheduled) {
       scheduled = true;
       setImmediate(flush);

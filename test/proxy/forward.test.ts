@@ -1,0 +1,97 @@
+import { EventEmitter } from 'node:events';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { encodeFrame, Magic, Opcode } from '../../src/protocol/index.js';
+import { type ByteTransport, FrameConnection } from '../../src/protocol/transport/index.js';
+import { forwardFrames } from '../../src/proxy/forward.js';
+import { frameBytes } from '../helpers/arbitraries.js';
+
+// forwardFrames writes runs of back-to-back passed frames as one view of the chunk they arrived in: the
+// bytes that reach the other side must be exactly the passed frames' bytes, in order, whatever the
+// chunking and the verdicts (the slow path wrote one view per frame).
+
+class MemoryTransport extends EventEmitter implements ByteTransport {
+  readonly peer = 'memory';
+  readonly secure = false;
+  readonly bufferedBytes = 0;
+  readonly writes: Buffer[][] = [];
+  write(chunks: readonly Buffer[]): boolean {
+    this.writes.push(chunks.map((c) => Buffer.from(c)));
+    return true;
+  }
+  pause(): void {}
+  resume(): void {}
+  end(): void {}
+  destroy(): void {}
+}
+
+function cut(bytes: Buffer, cuts: number[]): Buffer[] {
+  const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
+  const chunks: Buffer[] = [];
+  let last = 0;
+  for (const p of points) {
+    chunks.push(bytes.subarray(last, p));
+    last = p;
+  }
+  chunks.push(bytes.subarray(last));
+  return chunks;
+}
+
+const turn = () => new Promise<void>((r) => setImmediate(r));
+
+function relay(decide: (index: number) => boolean) {
+  const inbound = new MemoryTransport();
+  const outbound = new MemoryTransport();
+  const from = new FrameConnection(inbound);
+  const to = new FrameConnection(outbound);
+  const flushed = { frames: 0, bytes: 0 };
+  let index = 0;
+  forwardFrames(
+    from,
+    to,
+    () => (decide(index++) ? 'proxy' : 'block'),
+    (frames, bytes) => {
+      flushed.frames += frames;
+      flushed.bytes += bytes;
+    },
+  );
+  return { inbound, outbound, flushed };
+}
+
+describe('forwardFrames', () => {
+  it('writes exactly the passed frames, in order, whatever the chunking and the verdicts', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(frameBytes, fc.boolean()), { maxLength: 30 }),
+        fc.array(fc.nat(), { maxLength: 40 }),
+        fc.array(fc.nat({ max: 3 }), { maxLength: 40 }),
+        async (frames, cuts, turnsAfter) => {
+          const r = relay((i) => frames[i]![1]);
+          const chunks = cut(Buffer.concat(frames.map(([f]) => f)), cuts);
+          // some chunks arrive in the same event-loop turn (one flush), some in later ones
+          for (const [i, chunk] of chunks.entries()) {
+            r.inbound.emit('data', chunk);
+            for (let t = 0; t < (turnsAfter[i] ?? 0); t++) await turn();
+          }
+          await turn();
+          const passed = frames.filter(([, pass]) => pass).map(([f]) => f);
+          const written = Buffer.concat(r.outbound.writes.flat());
+          expect(written.toString('hex')).toBe(Buffer.concat(passed).toString('hex'));
+          expect(r.flushed).toEqual({ frames: passed.length, bytes: written.length });
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('writes back-to-back passed frames of one chunk as one piece, and a blocked frame splits the run', async () => {
+    const frame = (opaque: number) =>
+      encodeFrame({ magic: Magic.Request, opcode: Opcode.DCP_NOOP, vbucket: 0, opaque });
+    const frames = [1, 2, 3, 4, 5, 6].map(frame);
+    const r = relay((i) => i !== 3);
+    r.inbound.emit('data', Buffer.concat(frames));
+    await turn();
+    expect(r.outbound.writes).toEqual([[Buffer.concat(frames.slice(0, 3)), Buffer.concat(frames.slice(4))]]);
+    expect(r.flushed.frames).toBe(5);
+  });
+});
