@@ -1,8 +1,8 @@
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { NodeClient } from '../src/node/client.js';
 import { Status } from '../src/protocol/index.js';
 import { Replicator } from '../src/proxy/replicator.js';
-import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { fromChild, type GcPause, observeGc, summarize } from './gc-pauses.js';
 import type { BenchRow } from './lib.js';
 import { startDcpx } from './procs.js';

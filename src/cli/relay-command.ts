@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { Opcode } from '../protocol/index.js';
 import { connectTcp, listenTcp, parseAddress } from '../protocol/transport/index.js';
 import { forwardFrames } from '../proxy/forward.js';
+import { isRequestAt, opaqueAt, opcodeAt, vbucketAt } from '../proxy/header.js';
 
 interface RelayFlags {
   to: string;
@@ -42,15 +43,33 @@ export function registerRelay(program: Command): void {
           // stream frames checked against the retired opaques of their vBucket
           const current = new Map<number, number>();
           const retired = new Map<number, Set<number>>();
-          forwardFrames(client, node, (f) => {
-            if (!f.isResponse && f.opcode === Opcode.DCP_STREAM_REQ) current.set(f.vbucket, f.opaque);
-            return 'proxy';
-          });
-          forwardFrames(node, client, (f) => {
-            if (f.isResponse || f.opcode < Opcode.DCP_STREAM_END || f.opcode > Opcode.DCP_SET_VBUCKET_STATE)
+          // as the Replicator, a header-only fast path passes what needs no judgement (see forwardFrames)
+          const stale = (b: Buffer, o: number) => retired.get(vbucketAt(b, o))?.has(opaqueAt(b, o)) === true;
+          forwardFrames(
+            client,
+            node,
+            (f) => {
+              if (!f.isResponse && f.opcode === Opcode.DCP_STREAM_REQ) current.set(f.vbucket, f.opaque);
               return 'proxy';
-            return retired.get(f.vbucket)?.has(f.opaque) ? 'block' : 'proxy';
-          });
+            },
+            undefined,
+            (b, o) => isRequestAt(b, o) && opcodeAt(b, o) !== Opcode.DCP_STREAM_REQ,
+          );
+          forwardFrames(
+            node,
+            client,
+            (f) => {
+              if (f.isResponse || f.opcode < Opcode.DCP_STREAM_END || f.opcode > Opcode.DCP_SET_VBUCKET_STATE)
+                return 'proxy';
+              return retired.get(f.vbucket)?.has(f.opaque) ? 'block' : 'proxy';
+            },
+            undefined,
+            (b, o) => {
+              if (!isRequestAt(b, o)) return false;
+              const op = opcodeAt(b, o);
+              return op < Opcode.DCP_STREAM_END || op > Opcode.DCP_SET_VBUCKET_STATE || !stale(b, o);
+            },
+          );
           client.on('close', () => node.destroy());
           node.on('close', () => client.destroy());
           client.resume();

@@ -1,4 +1,4 @@
-import { HEADER_LENGTH, isKnownMagic, magicName, opcodeName } from './constants.js';
+import { HEADER_LENGTH, isKnownMagic, Magic, magicName, opcodeName } from './constants.js';
 import { DcpxError, ProtocolError } from './errors.js';
 import { allowedExtrasLengths } from './extras-sizes.js';
 import { Frame } from './frame.js';
@@ -110,29 +110,37 @@ export class FrameDecoder {
     return this.failure;
   }
 
-  /** Feeds bytes; calls `onFrame` for each complete frame, in order. Throws ProtocolError on bad input. */
-  push(chunk: Buffer, onFrame: (frame: Frame) => void): void {
+  /**
+   * Feeds bytes; calls `onFrame` for each complete frame, in order. Throws ProtocolError on bad input.
+   * `take` (a forwarder's header-only fast path) sees each whole, validated frame first as its bytes
+   * and offset: a frame it returns true for is consumed by it, and no Frame is made for it.
+   */
+  push(
+    chunk: Buffer,
+    onFrame: (frame: Frame) => void,
+    take?: (buffer: Buffer, offset: number) => boolean,
+  ): void {
     if (this.failure) throw this.failure;
     let pos = 0;
     const length = chunk.length;
     if (this.partialFilled > 0) {
       pos = this.continuePartial(chunk);
       if (pos < 0) return;
-      const frame = new Frame(this.partial!, 0);
-      this.consumed += frame.length;
+      const whole = this.partial!;
+      this.consumed += whole.length;
       this.partial = null;
       this.partialFilled = 0;
       this.releaseAcquired();
-      onFrame(frame);
+      if (take === undefined || !take(whole, 0)) onFrame(new Frame(whole, 0));
     }
     while (length - pos >= HEADER_LENGTH) {
-      const frame = new Frame(chunk, pos);
-      this.validate(frame);
-      const end = pos + HEADER_LENGTH + frame.bodyLength;
+      const bodyLength = this.validate(chunk, pos);
+      const end = pos + HEADER_LENGTH + bodyLength;
       if (end > length) break;
+      const at = pos;
       pos = end;
-      this.consumed += frame.length;
-      onFrame(frame);
+      this.consumed += HEADER_LENGTH + bodyLength;
+      if (take === undefined || !take(chunk, at)) onFrame(new Frame(chunk, at));
     }
     if (pos < length) this.startPartial(chunk, pos);
   }
@@ -160,10 +168,8 @@ export class FrameDecoder {
       this.partialFilled += take;
       pos = take;
       if (this.partialFilled < HEADER_LENGTH) return -1;
-      const header = new Frame(this.partial!, 0);
-      this.validate(header);
       const scratch = this.partial!;
-      const full = this.allocate(header.length);
+      const full = this.allocate(HEADER_LENGTH + this.validate(scratch, 0));
       scratch.copy(full, 0, 0, HEADER_LENGTH);
       this.partial = full;
     }
@@ -175,37 +181,51 @@ export class FrameDecoder {
     return this.partialFilled === this.partial!.length ? pos : -1;
   }
 
-  private validate(frame: Frame): void {
+  /**
+   * Checks the header at `buffer[offset]` (read from the bytes: no Frame is made for it); returns its
+   * body length.
+   */
+  private validate(buffer: Buffer, offset: number): number {
+    const magic = buffer[offset]!;
+    const alt = magic === Magic.AltRequest || magic === Magic.AltResponse;
+    const framingExtrasLength = alt ? buffer[offset + 2]! : 0;
+    const keyLength = alt ? buffer[offset + 3]! : (buffer[offset + 2]! << 8) | buffer[offset + 3]!;
+    const extrasLength = buffer[offset + 4]!;
+    const bodyLength =
+      buffer[offset + 8]! * 0x1000000 +
+      ((buffer[offset + 9]! << 16) | (buffer[offset + 10]! << 8) | buffer[offset + 11]!);
     const fail = (code: ConstructorParameters<typeof ProtocolError>[0], detail: string): never => {
+      const frame = new Frame(buffer, offset);
       this.failure = new ProtocolError(code, detail, { offset: this.consumed, header: frame.header() });
       this.partial = null;
       this.partialFilled = 0;
       this.releaseAcquired();
       throw this.failure;
     };
-    if (!isKnownMagic(frame.magic)) {
-      fail('DCPX_ERR_BAD_MAGIC', `unknown magic 0x${frame.magic.toString(16).padStart(2, '0')}`);
+    if (!isKnownMagic(magic)) {
+      fail('DCPX_ERR_BAD_MAGIC', `unknown magic 0x${magic.toString(16).padStart(2, '0')}`);
     }
-    if (frame.bodyLength > this.maxBodyLength) {
+    if (bodyLength > this.maxBodyLength) {
       fail(
         'DCPX_ERR_BODY_TOO_LARGE',
-        `body of ${frame.bodyLength} bytes is over the limit of ${this.maxBodyLength}`,
+        `body of ${bodyLength} bytes is over the limit of ${this.maxBodyLength}`,
       );
     }
-    const fixed = frame.framingExtrasLength + frame.extrasLength + frame.keyLength;
-    if (fixed > frame.bodyLength) {
+    if (framingExtrasLength + extrasLength + keyLength > bodyLength) {
       fail(
         'DCPX_ERR_BODY_TOO_SHORT',
-        `body of ${frame.bodyLength} bytes is shorter than framing extras ${frame.framingExtrasLength} + extras ${frame.extrasLength} + key ${frame.keyLength}`,
+        `body of ${bodyLength} bytes is shorter than framing extras ${framingExtrasLength} + extras ${extrasLength} + key ${keyLength}`,
       );
     }
-    const allowed = allowedExtrasLengths(frame.magic, frame.opcode, frame.vbucketOrStatus);
-    if (allowed !== undefined && !allowed.includes(frame.extrasLength)) {
+    const opcode = buffer[offset + 1]!;
+    const allowed = allowedExtrasLengths(magic, opcode, (buffer[offset + 6]! << 8) | buffer[offset + 7]!);
+    if (allowed !== undefined && !allowed.includes(extrasLength)) {
       fail(
         'DCPX_ERR_BAD_EXTRAS',
-        `${magicName(frame.magic)} ${opcodeName(frame.opcode)} has ${frame.extrasLength} bytes of extras, expected ${allowed.join(' or ')}`,
+        `${magicName(magic)} ${opcodeName(opcode)} has ${extrasLength} bytes of extras, expected ${allowed.join(' or ')}`,
       );
     }
+    return bodyLength;
   }
 }
 

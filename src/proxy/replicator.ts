@@ -29,6 +29,7 @@ import {
 import type { FrameConnection } from '../protocol/transport/index.js';
 import { DroppedFrameAcks } from './dropped-acks.js';
 import { forwardFrames } from './forward.js';
+import { isRequestAt, opaqueAt, opcodeAt, vbucketAt } from './header.js';
 import { ProxyMetrics } from './metrics.js';
 import { type ProxyCommand, ProxyOpaques } from './opaques.js';
 import { type NodeAddress, openControlSession, openDcpSession, type SessionOptions } from './sessions.js';
@@ -128,6 +129,18 @@ const STREAM_FRAMES: ReadonlySet<number> = new Set([
   Opcode.DCP_EXPIRATION,
   Opcode.DCP_SET_VBUCKET_STATE,
   Opcode.DCP_STREAM_END,
+  Opcode.DCP_SEQNO_ADVANCED,
+  Opcode.DCP_PREPARE,
+  Opcode.DCP_COMMIT,
+  Opcode.DCP_ABORT,
+]);
+
+/** Stream frames that fromProducer passes on their header alone when their stream is live. */
+const HEADER_PASSED_STREAM_FRAMES: ReadonlySet<number> = new Set([
+  Opcode.DCP_SNAPSHOT_MARKER,
+  Opcode.DCP_MUTATION,
+  Opcode.DCP_DELETION,
+  Opcode.DCP_EXPIRATION,
   Opcode.DCP_SEQNO_ADVANCED,
   Opcode.DCP_PREPARE,
   Opcode.DCP_COMMIT,
@@ -323,6 +336,9 @@ export class Replicator {
         this.metrics.framesForwarded.inc({ direction }, frames);
         this.metrics.bytesForwarded.inc({ direction }, bytes);
       },
+      side === 'producer'
+        ? (buffer, offset) => this.producerFramePasses(buffer, offset)
+        : (buffer, offset) => this.consumerFramePasses(buffer, offset),
     );
     from.on('close', (error?: Error) => this.connectionLost(side, from, error));
   }
@@ -356,6 +372,27 @@ export class Replicator {
       'late reply to a proxy request dropped',
     );
     return 'block';
+  }
+
+  /**
+   * fromProducer's header-only fast path (the bulk of a stream: items and markers of a live stream):
+   * true only where fromProducer would return 'proxy' and do nothing else. STREAM_END and
+   * SET_VBUCKET_STATE (state changes), responses (late replies, stream-request answers), other
+   * requests, and stale frames (dropped and counted) all go to fromProducer.
+   */
+  private producerFramePasses(buffer: Buffer, offset: number): boolean {
+    if (!isRequestAt(buffer, offset)) return false;
+    const opcode = opcodeAt(buffer, offset);
+    if (!HEADER_PASSED_STREAM_FRAMES.has(opcode)) return false;
+    return this.tracks.isLive(vbucketAt(buffer, offset), opaqueAt(buffer, offset));
+  }
+
+  /**
+   * fromConsumer's header-only fast path: the consumer's requests (BUFFER_ACK, SEQNO_ACKNOWLEDGED,
+   * NOOP...) pass untouched, except STREAM_REQ (its opaque is tracked); responses go to fromConsumer.
+   */
+  private consumerFramePasses(buffer: Buffer, offset: number): boolean {
+    return isRequestAt(buffer, offset) && opcodeAt(buffer, offset) !== Opcode.DCP_STREAM_REQ;
   }
 
   /** Frames read from the producer, on their way to the consumer. */

@@ -49,6 +49,41 @@ describe('FrameDecoder', () => {
     );
   });
 
+  it('hands each frame once, in order, to `take` or as a Frame, whatever the chunking', () => {
+    fc.assert(
+      fc.property(
+        fc.array(frameBytes, { maxLength: 30 }),
+        fc.array(fc.nat(), { maxLength: 40 }),
+        fc.array(fc.boolean(), { maxLength: 30 }),
+        (frames, cuts, taken) => {
+          const decoder = new FrameDecoder();
+          const seen: string[] = [];
+          let i = 0;
+          for (const chunk of cut(Buffer.concat(frames), cuts)) {
+            decoder.push(
+              chunk,
+              (f) => {
+                seen.push(`frame ${Buffer.from(f.bytes).toString('hex')}`);
+                i++;
+              },
+              (buffer, offset) => {
+                if (!(taken[i] ?? false)) return false;
+                const length = 24 + buffer.readUInt32BE(offset + 8);
+                seen.push(`taken ${buffer.subarray(offset, offset + length).toString('hex')}`);
+                i++;
+                return true;
+              },
+            );
+          }
+          expect(seen).toEqual(
+            frames.map((f, k) => `${(taken[k] ?? false) ? 'taken' : 'frame'} ${f.toString('hex')}`),
+          );
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
   it('yields the same frames when fed one byte at a time', () => {
     fc.assert(
       fc.property(fc.array(frameBytes, { maxLength: 10 }), (frames) => {

@@ -39,23 +39,37 @@ function cut(bytes: Buffer, cuts: number[]): Buffer[] {
 
 const turn = () => new Promise<void>((r) => setImmediate(r));
 
-function relay(decide: (index: number) => boolean) {
+/**
+ * A relay whose verdict on the i-th frame is `decide(i)`; with `byHeader`, the header-only fast path
+ * passes the i-th frame when `byHeader(i)` (and the verdict is then never asked for it).
+ */
+function relay(decide: (index: number) => boolean, byHeader?: (index: number) => boolean) {
   const inbound = new MemoryTransport();
   const outbound = new MemoryTransport();
   const from = new FrameConnection(inbound);
   const to = new FrameConnection(outbound);
   const flushed = { frames: 0, bytes: 0 };
+  const judged: number[] = [];
   let index = 0;
   forwardFrames(
     from,
     to,
-    () => (decide(index++) ? 'proxy' : 'block'),
+    () => {
+      judged.push(index);
+      return decide(index++) ? 'proxy' : 'block';
+    },
     (frames, bytes) => {
       flushed.frames += frames;
       flushed.bytes += bytes;
     },
+    byHeader &&
+      (() => {
+        if (!byHeader(index)) return false;
+        index++;
+        return true;
+      }),
   );
-  return { inbound, outbound, flushed };
+  return { inbound, outbound, flushed, judged, from };
 }
 
 describe('forwardFrames', () => {
@@ -82,6 +96,48 @@ describe('forwardFrames', () => {
       ),
       { numRuns: 300 },
     );
+  });
+
+  it('forwards the same bytes when a header-only fast path passes some of the passed frames', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(frameBytes, fc.boolean(), fc.boolean()), { maxLength: 30 }),
+        fc.array(fc.nat(), { maxLength: 40 }),
+        async (frames, cuts) => {
+          // the fast path may pass only what the verdict passes (forwardFrames' contract)
+          const r = relay(
+            (i) => frames[i]![1],
+            (i) => frames[i]![1] && frames[i]![2],
+          );
+          for (const chunk of cut(Buffer.concat(frames.map(([f]) => f)), cuts)) r.inbound.emit('data', chunk);
+          await turn();
+          const passed = frames.filter(([, pass]) => pass).map(([f]) => f);
+          const written = Buffer.concat(r.outbound.writes.flat());
+          expect(written.toString('hex')).toBe(Buffer.concat(passed).toString('hex'));
+          expect(r.flushed).toEqual({ frames: passed.length, bytes: written.length });
+          // the verdict was asked for exactly the frames the fast path did not take
+          expect(r.judged).toEqual([...frames.keys()].filter((i) => !(frames[i]![1] && frames[i]![2])));
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('keeps a reply that a request waits for off the fast path', async () => {
+    const r = relay(
+      () => true,
+      () => true,
+    );
+    const reply = r.from.request(encodeFrame({ opcode: Opcode.DCP_CLOSE_STREAM, vbucket: 1, opaque: 77 }), {
+      opaque: 77,
+      opcode: Opcode.DCP_CLOSE_STREAM,
+    });
+    const response = encodeFrame({ opcode: Opcode.DCP_CLOSE_STREAM, status: 0, opaque: 77 });
+    const noop = encodeFrame({ opcode: Opcode.DCP_NOOP, vbucket: 0, opaque: 78 });
+    r.inbound.emit('data', Buffer.concat([noop, response]));
+    expect((await reply).opaque).toBe(77);
+    await turn();
+    expect(Buffer.concat(r.outbound.writes.flat()).equals(noop)).toBe(true);
   });
 
   it('writes back-to-back passed frames of one chunk as one piece, and a blocked frame splits the run', async () => {

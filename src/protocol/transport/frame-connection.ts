@@ -68,6 +68,16 @@ export class FrameConnection extends EventEmitter<FrameConnectionEvents> {
   private full = false;
   /** Frames that arrived while nobody listened for 'frame' (held, with reading paused, never dropped). */
   private held: Frame[] = [];
+  /** The header-only fast path of a forwarder (see `setTaker`), and the decoder's view of it. */
+  private taker: ((buffer: Buffer, offset: number) => boolean) | undefined;
+  private readonly takeFrame = (buffer: Buffer, offset: number): boolean => {
+    // frames held for a listener to come, and replies while a request waits, take the ordinary path
+    if (this.held.length > 0) return false;
+    if (this.pending.size > 0 && isResponseMagic(buffer[offset]!)) return false;
+    if (!this.taker!(buffer, offset)) return false;
+    this.framesIn++;
+    return true;
+  };
   framesIn = 0;
   framesOut = 0;
   bytesIn = 0;
@@ -126,6 +136,16 @@ export class FrameConnection extends EventEmitter<FrameConnectionEvents> {
   /** Accounts the memory of frames still arriving in `budget` (see FrameBudget). */
   setFrameBudget(budget: FrameBudget | undefined): void {
     this.decoder.setBudget(budget);
+  }
+
+  /**
+   * A forwarder's header-only fast path: `take` sees each whole, validated frame read from now on as
+   * its bytes and offset, before a Frame is made; a frame it returns true for is consumed by it (no
+   * Frame, no 'frame' event). Replies while a request waits, and frames while others are held, are
+   * not offered: they keep their ordinary path. `undefined` removes it.
+   */
+  setTaker(take: ((buffer: Buffer, offset: number) => boolean) | undefined): void {
+    this.taker = take;
   }
 
   /** A fresh opaque from this connection's counter. */
@@ -212,24 +232,28 @@ export class FrameConnection extends EventEmitter<FrameConnectionEvents> {
     if (this.closedWith !== null) return;
     this.bytesIn += chunk.length;
     try {
-      this.decoder.push(chunk, (frame) => {
-        this.framesIn++;
-        if (isResponseMagic(frame.magic)) {
-          const waiter = this.pending.get(frame.opaque);
-          if (waiter && (waiter.opcode === undefined || waiter.opcode === frame.opcode)) {
-            this.pending.delete(frame.opaque);
-            clearTimeout(waiter.timer);
-            waiter.resolve(frame);
+      this.decoder.push(
+        chunk,
+        (frame) => {
+          this.framesIn++;
+          if (isResponseMagic(frame.magic)) {
+            const waiter = this.pending.get(frame.opaque);
+            if (waiter && (waiter.opcode === undefined || waiter.opcode === frame.opcode)) {
+              this.pending.delete(frame.opaque);
+              clearTimeout(waiter.timer);
+              waiter.resolve(frame);
+              return;
+            }
+          }
+          if (this.listenerCount('frame') === 0 || this.held.length > 0) {
+            this.held.push(frame);
+            this.transport.pause();
             return;
           }
-        }
-        if (this.listenerCount('frame') === 0 || this.held.length > 0) {
-          this.held.push(frame);
-          this.transport.pause();
-          return;
-        }
-        this.emit('frame', frame);
-      });
+          this.emit('frame', frame);
+        },
+        this.taker === undefined ? undefined : this.takeFrame,
+      );
     } catch (error) {
       if (!(error instanceof ProtocolError) && !(error instanceof FrameBudgetError)) throw error;
       // invariant 4: a malformed frame closes its own connection, with a logged reason
