@@ -388,11 +388,15 @@ export class Replicator {
   }
 
   /**
-   * fromConsumer's header-only fast path: the consumer's requests (BUFFER_ACK, SEQNO_ACKNOWLEDGED,
-   * NOOP...) pass untouched, except STREAM_REQ (its opaque is tracked); responses go to fromConsumer.
+   * fromConsumer's header-only fast path: the consumer's flow-control and durability acks
+   * (BUFFER_ACK, SEQNO_ACKNOWLEDGED), which fromConsumer passes untouched. A list, not "all requests":
+   * STREAM_REQ (its opaque is tracked), CONTROL (flow control seen) and whatever gains a side effect
+   * later keep the slow path.
    */
   private consumerFramePasses(buffer: Buffer, offset: number): boolean {
-    return isRequestAt(buffer, offset) && opcodeAt(buffer, offset) !== Opcode.DCP_STREAM_REQ;
+    if (!isRequestAt(buffer, offset)) return false;
+    const opcode = opcodeAt(buffer, offset);
+    return opcode === Opcode.DCP_BUFFER_ACK || opcode === Opcode.DCP_SEQNO_ACKNOWLEDGED;
   }
 
   /** Frames read from the producer, on their way to the consumer. */

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeFrame, encodeFrame, type Frame, Magic, Opcode } from '../../src/protocol/index.js';
+import { DroppedFrameAcks } from '../../src/proxy/dropped-acks.js';
 import { ProxyMetrics } from '../../src/proxy/metrics.js';
 import { Replicator } from '../../src/proxy/replicator.js';
 
@@ -9,6 +10,7 @@ import { Replicator } from '../../src/proxy/replicator.js';
 // verdict, no stale-frame count, no stream-track change. Checked over arbitrary frames and tracks.
 
 interface Internals {
+  droppedAcks: DroppedFrameAcks | undefined;
   tracks: { requested(vb: number, opaque: number): void; isLive(vb: number, opaque: number): boolean };
   producerFramePasses(buffer: Buffer, offset: number): boolean;
   consumerFramePasses(buffer: Buffer, offset: number): boolean;
@@ -31,6 +33,7 @@ const EXTRAS: Record<number, number> = {
   [Opcode.DCP_SEQNO_ACKNOWLEDGED]: 8,
   [Opcode.DCP_STREAM_REQ]: 48,
   [Opcode.DCP_NOOP]: 0,
+  [Opcode.DCP_CONTROL]: 0,
 };
 
 const frame = fc
@@ -52,7 +55,13 @@ const frame = fc
       ...(response ? { status: 0 } : { vbucket: vb }),
       ...(magic === Magic.AltRequest ? { framingExtras: Buffer.from([0x02]) } : {}),
       extras,
-      key: opcode === Opcode.DCP_MUTATION ? 'k' : undefined,
+      key:
+        opcode === Opcode.DCP_MUTATION
+          ? 'k'
+          : opcode === Opcode.DCP_CONTROL
+            ? 'connection_buffer_size'
+            : undefined,
+      value: opcode === Opcode.DCP_CONTROL ? '1048576' : undefined,
     });
   });
 
@@ -79,8 +88,14 @@ describe('the Replicator header-only fast path', () => {
         fc.constantFrom('producer', 'consumer'),
         async (live, frames, side) => {
           const { r, metrics } = replicator();
+          const acks = new DroppedFrameAcks(() => {});
+          r.droppedAcks = acks;
           for (const [vb, opaque] of live) r.tracks.requested(vb, opaque);
-          const liveness = () => [0, 1, 2, 3].map((vb) => [1, 2, 3, 4].map((o) => r.tracks.isLive(vb, o)));
+          // what the slow path may change: the stream tracks, and whether flow control was seen
+          const liveness = () => [
+            (acks as unknown as { flowControl: boolean }).flowControl,
+            ...[0, 1, 2, 3].map((vb) => [1, 2, 3, 4].map((o) => r.tracks.isLive(vb, o))),
+          ];
           for (const bytes of frames) {
             const fast =
               side === 'producer' ? r.producerFramePasses(bytes, 0) : r.consumerFramePasses(bytes, 0);
