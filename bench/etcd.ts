@@ -1,8 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, promises as fsp } from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { freePort } from '../src/cli/free-port.js';
+
+export { freePort };
 
 // One etcd member on loopback with a temporary data directory and free ports, for the cluster bench
 // and the etcd tests (Debian's etcd-server; `.ci/run` installs it).
@@ -11,18 +13,6 @@ export const ETCD_BIN = process.env.DCPX_ETCD_BIN ?? '/usr/bin/etcd';
 
 export function etcdAvailable(): boolean {
   return existsSync(ETCD_BIN);
-}
-
-/** A port that was free a moment ago (listen on 0, read it, close). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 export interface EtcdServer {

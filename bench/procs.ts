@@ -4,6 +4,10 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { freePort } from '../src/cli/free-port.js';
+
+export { freePort };
+
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/dcpx.js');
 
 export interface Running {
@@ -41,18 +45,6 @@ export function startDcpx(args: string[], execArgv: readonly string[] = []): Pro
       err += d;
     });
     proc.once('exit', (code) => reject(new Error(`dcpx ${args[0]} exited ${code}: ${err}`)));
-  });
-}
-
-/** A free TCP port on loopback (closed again before it is returned). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
   });
 }
 

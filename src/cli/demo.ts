@@ -1,6 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +20,7 @@ import {
   syncWritesSupported,
   Writer,
 } from './demo-kv.js';
+import { freePort } from './free-port.js';
 
 // `dcpx demo` (what `npm start` runs): the cluster manager at work. Three `dcpx node` processes and a
 // `dcpx manager` on its embedded store; `dcpx cluster init` forms a cluster of two nodes with one
@@ -171,18 +171,6 @@ export function registerDemo(program: Command): void {
       const code = await runDemo(items, flags.keep ?? false, flags.json ?? false);
       process.exit(code);
     });
-}
-
-/** A free loopback port (a node keeps its port across the restart: the port is part of its identity). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 async function runDemo(itemCount: number, keep: boolean, json: boolean): Promise<number> {

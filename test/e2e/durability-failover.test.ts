@@ -1,10 +1,10 @@
 import { promises as fsp } from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManagerProcess } from '../../bench/manager-process.js';
 import { DurableWriter, Router } from '../../src/cli/demo-kv.js';
+import { freePort } from '../../src/cli/free-port.js';
 import { callOperation } from '../../src/cluster/caller.js';
 import type { TopologyOperationRequest } from '../../src/cluster/types.js';
 import { DurabilityLevel } from '../../src/protocol/index.js';
@@ -35,17 +35,6 @@ function prng(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
