@@ -11,6 +11,7 @@ import {
   ProtocolError,
 } from '../../src/protocol/index.js';
 import { frameBytes } from '../helpers/arbitraries.js';
+import { cut } from '../helpers/chunks.js';
 
 function decodeChunks(chunks: Buffer[], maxBodyLength?: number): Buffer[] {
   const decoder = new FrameDecoder({ maxBodyLength });
@@ -18,19 +19,6 @@ function decodeChunks(chunks: Buffer[], maxBodyLength?: number): Buffer[] {
   for (const chunk of chunks) decoder.push(chunk, (f) => out.push(Buffer.from(f.bytes)));
   expect(decoder.bufferedBytes).toBe(0);
   return out;
-}
-
-/** Splits `bytes` at the given sorted cut points. */
-function cut(bytes: Buffer, cuts: number[]): Buffer[] {
-  const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
-  const chunks: Buffer[] = [];
-  let last = 0;
-  for (const p of points) {
-    chunks.push(bytes.subarray(last, p));
-    last = p;
-  }
-  chunks.push(bytes.subarray(last));
-  return chunks;
 }
 
 describe('FrameDecoder', () => {

@@ -5,6 +5,7 @@ import { encodeFrame, Magic, Opcode } from '../../src/protocol/index.js';
 import { type ByteTransport, FrameConnection } from '../../src/protocol/transport/index.js';
 import { forwardFrames } from '../../src/proxy/forward.js';
 import { frameBytes } from '../helpers/arbitraries.js';
+import { cut } from '../helpers/chunks.js';
 
 // forwardFrames writes runs of back-to-back passed frames as one view of the chunk they arrived in: the
 // bytes that reach the other side must be exactly the passed frames' bytes, in order, whatever the
@@ -23,18 +24,6 @@ class MemoryTransport extends EventEmitter implements ByteTransport {
   resume(): void {}
   end(): void {}
   destroy(): void {}
-}
-
-function cut(bytes: Buffer, cuts: number[]): Buffer[] {
-  const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
-  const chunks: Buffer[] = [];
-  let last = 0;
-  for (const p of points) {
-    chunks.push(bytes.subarray(last, p));
-    last = p;
-  }
-  chunks.push(bytes.subarray(last));
-  return chunks;
 }
 
 const turn = () => new Promise<void>((r) => setImmediate(r));
